@@ -1,0 +1,902 @@
+//! [`FileLog`]: the durable partition log, one directory per partition holding Kafka-style
+//! segments (`<20-digit base offset>.log`, `.index`, `.timeindex`) and a `log-start-offset`
+//! checkpoint.
+//!
+//! Concurrency: one `parking_lot::RwLock` guards the segment list and the offsets. Appends take it
+//! exclusively for a positional page-cache write; reads take it shared only to find the file and
+//! byte range, then read with `pread` outside the lock, so readers never block appends. fsyncs
+//! never run under the lock nor on a tokio worker: they run on the blocking pool.
+//!
+//! Durability under [`FlushPolicy::Group`]: `wait_durable` is a group commit. The first waiter
+//! that finds no fsync in flight starts one covering everything appended so far; every waiter,
+//! that one included, then waits for the round to finish and re-checks, so N concurrent
+//! producers share a handful of fsyncs. The high watermark moves to the durable end after each
+//! round. Under `Interval` and `Os` the high watermark follows the log end at append.
+
+mod checkpoint;
+mod compact;
+mod index;
+mod scan;
+mod segment;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use crate::batch;
+use crate::decode;
+use crate::{
+    AppendInfo, FlushPolicy, LogConfig, LogError, PartitionLog, ReadResult, Result,
+    TimestampOffset,
+};
+
+use scan::{BatchCursor, Step, HEADER_WINDOW};
+use segment::Segment;
+
+/// A partition log stored in segment files under one directory.
+#[derive(Debug)]
+pub struct FileLog {
+    shared: Arc<Shared>,
+}
+
+/// Everything a background fsync round needs, so it can outlive the `wait_durable` call that
+/// started it (a cancelled produce must not leave a round half-accounted).
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    /// Fixed at open: changing durability under a running log would break its promises.
+    flush: FlushPolicy,
+    state: RwLock<State>,
+    /// High watermark changes, for Fetch long polls.
+    hw_tx: watch::Sender<i64>,
+    /// Bumped after every fsync round (successful or not) so group-commit waiters re-check.
+    flushed_tx: watch::Sender<u64>,
+    /// fsync calls on segment files, to verify that group commit shares them.
+    fsyncs: AtomicU64,
+    /// Whether durability advances the high watermark; a replication layer turns it off and
+    /// drives it with `set_high_watermark`.
+    auto_hw: AtomicBool,
+}
+
+#[derive(Debug)]
+struct State {
+    config: LogConfig,
+    /// Ascending by base offset; the last one is the active segment. Never empty while open.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    /// Everything below this offset has been fsynced.
+    durable_end: i64,
+    /// Rolled segment files whose data the next fsync round must cover.
+    unsynced: Vec<Arc<File>>,
+    /// A segment file was created or removed since the last directory fsync.
+    dir_dirty: bool,
+    /// Bumped by `truncate_to`: an fsync round started before a truncation must not declare
+    /// re-appended offsets durable.
+    truncations: u64,
+    flush_in_flight: bool,
+    /// A failed fsync leaves the page cache state unknown (the kernel may have dropped the dirty
+    /// pages), so it is sticky: durability is never claimed again for this log.
+    flush_failed: Option<String>,
+    closed: bool,
+    compaction: CompactionMark,
+}
+
+/// What the last compaction pass covered, so maintenance only compacts when there is work.
+#[derive(Debug, Default)]
+struct CompactionMark {
+    /// Sealed segments ended here at the last pass.
+    cleaned_through: i64,
+    /// The earliest time a retained tombstone becomes removable.
+    next_tombstone_expiry: Option<i64>,
+}
+
+impl State {
+    fn active(&self) -> Result<&Segment> {
+        self.segments.last().ok_or(LogError::Closed)
+    }
+
+    fn active_mut(&mut self) -> Result<&mut Segment> {
+        self.segments.last_mut().ok_or(LogError::Closed)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            start: self.log_start_offset,
+            end: self.log_end_offset,
+        }
+    }
+
+    /// The first segment holding a batch at or after `offset`, with the position to scan from.
+    fn locate(&self, offset: i64) -> Option<&Segment> {
+        let i = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        self.segments[i..].iter().find(|s| s.next_offset > offset)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Run `f` on tokio's blocking pool when inside a runtime, inline otherwise.
+fn run_blocking(f: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(f)),
+        Err(_) => f(),
+    }
+}
+
+impl FileLog {
+    /// Open (creating if needed) the log in `dir` and recover it: the active segment is fully
+    /// validated and a torn or corrupt tail is truncated; sealed segments are trusted when their
+    /// indexes check out, and rebuilt by a validating scan otherwise.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<FileLog> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let interval = config.index_interval_bytes;
+        let checkpoint = checkpoint::read(&dir);
+        let bases = list_segments(&dir)?;
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut torn = None;
+        let mut dropped_segments = 0usize;
+        for (i, &base) in bases.iter().enumerate() {
+            if torn.is_some() {
+                // Everything after a corrupt batch goes with it: offsets must stay contiguous.
+                remove_segment_files(&dir, base)?;
+                dropped_segments += 1;
+                continue;
+            }
+            let (seg, seg_torn) = if i + 1 == bases.len() {
+                Segment::recover(&dir, base, interval)?
+            } else {
+                Segment::open_sealed(&dir, base, interval)?
+            };
+            if let Some(t) = seg_torn {
+                seg.remove_index_files()?;
+                torn = Some((base, t));
+            }
+            segments.push(seg);
+        }
+        if let Some((base, t)) = &torn {
+            tracing::warn!(
+                dir = %dir.display(),
+                segment = base,
+                position = t.position,
+                bytes = t.bytes_removed,
+                later_segments = dropped_segments,
+                reason = %t.reason,
+                "truncated torn or corrupt log tail"
+            );
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, checkpoint.unwrap_or(0), interval)?);
+            checkpoint::sync_dir(&dir)?;
+        }
+
+        let active = segments.last_mut().ok_or(LogError::Closed)?;
+        let log_end_offset = active.next_offset;
+        if active.size > 0 {
+            active.created_ms = Some(now_ms());
+        }
+        // Whatever survived a process crash sits in the page cache; make it durable before it
+        // counts as below the high watermark.
+        active.file.sync_data()?;
+        let first_base = segments[0].base_offset;
+        let mut log_start_offset = checkpoint.unwrap_or(first_base).max(first_base);
+        if log_start_offset > log_end_offset {
+            tracing::warn!(
+                dir = %dir.display(),
+                checkpoint = log_start_offset,
+                log_end_offset,
+                "log start offset checkpoint is past the recovered log end"
+            );
+            log_start_offset = log_end_offset;
+        }
+
+        let flush = config.flush;
+        let state = State {
+            config,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            high_watermark: log_end_offset,
+            durable_end: log_end_offset,
+            unsynced: Vec::new(),
+            dir_dirty: false,
+            truncations: 0,
+            flush_in_flight: false,
+            flush_failed: None,
+            closed: false,
+            compaction: CompactionMark::default(),
+        };
+        Ok(FileLog {
+            shared: Arc::new(Shared {
+                dir,
+                flush,
+                state: RwLock::new(state),
+                hw_tx: watch::Sender::new(log_end_offset),
+                flushed_tx: watch::Sender::new(0),
+                fsyncs: AtomicU64::new(1),
+                auto_hw: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Number of fsync calls made on segment files since open (the open itself makes one).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// fsync everything appended so far (the `Interval` flusher calls this). Blocking.
+    pub fn flush(&self) -> Result<()> {
+        self.shared.fsync_round()
+    }
+
+    /// Seal the active segment and start a new one, if the active one holds anything.
+    pub fn roll(&self) -> Result<()> {
+        let mut st = self.shared.state.write();
+        st.check_open()?;
+        self.shared.roll(&mut st)
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        let st = self.shared.state.read();
+        st.segments.iter().map(|s| s.base_offset).collect()
+    }
+
+    /// Whether durability advances the high watermark (the default). A replication layer turns
+    /// this off and drives the high watermark with `set_high_watermark`.
+    pub fn set_auto_high_watermark(&self, enabled: bool) {
+        self.shared.auto_hw.store(enabled, Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    fn publish_hw(&self, high_watermark: i64) {
+        self.hw_tx.send_if_modified(|v| {
+            let changed = *v != high_watermark;
+            *v = high_watermark;
+            changed
+        });
+    }
+
+    fn auto_hw(&self) -> bool {
+        self.auto_hw.load(Ordering::Relaxed)
+    }
+
+    /// One fsync round: sync every file holding data below the current log end, then record the
+    /// new durable end (and, under group commit, the high watermark).
+    fn fsync_round(&self) -> Result<()> {
+        let (files, target, truncations, dir_dirty) = {
+            let mut st = self.state.write();
+            st.check_open()?;
+            if let Some(e) = &st.flush_failed {
+                return Err(io::Error::other(format!("earlier fsync failed: {e}")).into());
+            }
+            let mut files = std::mem::take(&mut st.unsynced);
+            files.push(Arc::clone(&st.active()?.file));
+            let dir_dirty = std::mem::take(&mut st.dir_dirty);
+            (files, st.log_end_offset, st.truncations, dir_dirty)
+        };
+        let synced = files
+            .iter()
+            .try_for_each(|f| {
+                f.sync_data()?;
+                self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .and_then(|()| {
+                if dir_dirty {
+                    checkpoint::sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        let mut st = self.state.write();
+        match synced {
+            Ok(()) => {
+                if st.truncations == truncations {
+                    st.durable_end = st.durable_end.max(target.min(st.log_end_offset));
+                    if self.flush == FlushPolicy::Group
+                        && self.auto_hw()
+                        && st.durable_end > st.high_watermark
+                    {
+                        st.high_watermark = st.durable_end;
+                        self.publish_hw(st.high_watermark);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed, log no longer acknowledges durability");
+                st.flush_failed = Some(e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The group-commit round started by a `wait_durable` caller, run on the blocking pool.
+    fn group_commit(self: Arc<Self>) {
+        if let Err(e) = self.fsync_round() {
+            tracing::debug!(error = %e, "group commit round failed");
+        }
+        self.state.write().flush_in_flight = false;
+        self.flushed_tx.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Seal the active segment (final time index entry, index files written) and open a new one
+    /// at the log end. The sealed file is fsynced in the background; under group commit it is
+    /// also handed to the next round so no acknowledgement races that background sync.
+    fn roll(&self, st: &mut State) -> Result<()> {
+        let new_base = st.log_end_offset;
+        let active = st.active_mut()?;
+        if active.size == 0 {
+            return Ok(());
+        }
+        active.seal_indexes();
+        if let Err(e) = active.persist_indexes() {
+            // The log file is intact; missing indexes are rebuilt on the next open.
+            tracing::warn!(segment = active.base_offset, error = %e, "cannot write segment indexes");
+        }
+        let (old_file, old_base) = (Arc::clone(&active.file), active.base_offset);
+        let interval = st.config.index_interval_bytes;
+        let fresh = Segment::create(&self.dir, new_base, interval)?;
+        if self.flush != FlushPolicy::Os {
+            st.unsynced.push(Arc::clone(&old_file));
+        }
+        st.dir_dirty = true;
+        st.segments.push(fresh);
+        let dir = self.dir.clone();
+        run_blocking(move || {
+            if let Err(e) = Segment::sync_all(&old_file, &dir, old_base) {
+                tracing::warn!(segment = old_base, error = %e, "cannot fsync sealed segment");
+            }
+        });
+        Ok(())
+    }
+
+    fn maybe_roll(&self, st: &mut State, len: usize, offsets: i64, now: i64) -> Result<()> {
+        let active = st.active()?;
+        if active.size == 0 {
+            return Ok(());
+        }
+        let new_size = active.size + len as u64;
+        // Index entries hold 32-bit positions and relative offsets.
+        let too_big = new_size > st.config.segment_bytes || new_size > u64::from(u32::MAX);
+        let too_old = active
+            .created_ms
+            .is_some_and(|c| now.saturating_sub(c) >= st.config.segment_ms);
+        let offsets_overflow =
+            st.log_end_offset + offsets - active.base_offset > i64::from(u32::MAX);
+        if too_big || too_old || offsets_overflow {
+            self.roll(st)?;
+        }
+        Ok(())
+    }
+
+    /// Delete sealed segments past retention (time and size), never the active one and never
+    /// data at or above the high watermark.
+    fn apply_retention(&self, st: &mut State, now: i64) -> Vec<Segment> {
+        let cfg = &st.config;
+        let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
+        let mut n = 0;
+        while n + 1 < st.segments.len() {
+            let seg = &st.segments[n];
+            if st.segments[n + 1].base_offset > st.high_watermark {
+                break;
+            }
+            let expired = cfg.retention_ms >= 0
+                && seg
+                    .max_timestamp
+                    .is_none_or(|(t, _)| t < now.saturating_sub(cfg.retention_ms));
+            // Kafka's rule: delete a segment only if the log stays at or above retention.bytes.
+            let oversize = cfg.retention_bytes >= 0 && total - seg.size as i64 >= cfg.retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            total -= seg.size as i64;
+            n += 1;
+        }
+        let removed: Vec<Segment> = st.segments.drain(..n).collect();
+        if !removed.is_empty() {
+            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            st.dir_dirty = true;
+        }
+        removed
+    }
+
+    fn remove_segments(&self, removed: Vec<Segment>) -> Result<()> {
+        for seg in &removed {
+            seg.remove_files()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes for a read starting at `offset`, from one segment (as Kafka does).
+    fn read_batches(
+        file: &File,
+        position: u64,
+        end: u64,
+        offset: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> io::Result<Bytes> {
+        let mut cursor = BatchCursor::new(file, position, end, HEADER_WINDOW);
+        let mut range: Option<(u64, u64)> = None;
+        loop {
+            match cursor.next(false)? {
+                Step::End => break,
+                Step::Invalid(pos, reason) => {
+                    tracing::debug!(position = pos, reason = %reason, "read stopped at invalid batch");
+                    break;
+                }
+                Step::Batch(pos, header) => {
+                    if header.last_offset() < offset {
+                        continue;
+                    }
+                    if header.last_offset() >= limit {
+                        break;
+                    }
+                    let batch_end = pos + header.total_len() as u64;
+                    match range {
+                        None => range = Some((pos, batch_end)),
+                        Some((start, _)) if (batch_end - start) as usize > max_bytes => break,
+                        Some((start, _)) => range = Some((start, batch_end)),
+                    }
+                }
+            }
+        }
+        let Some((start, stop)) = range else {
+            return Ok(Bytes::new());
+        };
+        let mut buf = vec![0u8; (stop - start) as usize];
+        file.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// Base offsets of the segment files in `dir`, ascending. Leftovers of interrupted work (a
+/// `.cleaned` file from compaction, index files without a log) are removed.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut others = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(".cleaned") {
+            fs::remove_file(&path)?;
+            continue;
+        }
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        match ext {
+            "log" => logs.push(base),
+            "index" | "timeindex" => others.push((base, path)),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in others {
+        if logs.binary_search(&base).is_err() {
+            fs::remove_file(path)?;
+        }
+    }
+    Ok(logs)
+}
+
+fn remove_segment_files(dir: &Path, base: i64) -> io::Result<()> {
+    for suffix in ["log", "index", "timeindex"] {
+        match fs::remove_file(dir.join(segment::file_name(base, suffix))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl PartitionLog for FileLog {
+    fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
+        let shared = &self.shared;
+        let (max_bytes, compacts) = {
+            let st = shared.state.read();
+            st.check_open()?;
+            (st.config.max_message_bytes, st.config.cleanup_policy.compacts())
+        };
+        // Validation (CRC over every byte) runs before the lock is taken.
+        let spans = batch::validate_records(&records, max_bytes)?;
+        if compacts {
+            for span in &spans {
+                decode::ensure_keys(&records.slice(span.position..span.end()))?;
+            }
+        }
+        let offsets: i64 = spans
+            .iter()
+            .map(|s| i64::from(s.header.last_offset_delta) + 1)
+            .sum();
+        // Free when the caller's buffer is unique; one copy otherwise.
+        let mut buf = BytesMut::from(records);
+        let now = now_ms();
+
+        let mut st = shared.state.write();
+        st.check_open()?;
+        shared.maybe_roll(&mut st, buf.len(), offsets, now)?;
+        let base_offset = st.log_end_offset;
+        let mut headers = Vec::with_capacity(spans.len());
+        let mut next = base_offset;
+        for span in &spans {
+            batch::stamp(&mut buf[span.position..], next, leader_epoch);
+            let mut header = span.header;
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.next_offset();
+            headers.push((span.position as u64, header));
+        }
+        let active = st.active_mut()?;
+        let position = active.size;
+        if let Err(e) = active.file.write_all_at(&buf, position) {
+            // Leave no partial batch behind for readers or recovery to trip over.
+            let _ = active.file.set_len(position);
+            return Err(e.into());
+        }
+        let mut max_timestamp = i64::MIN;
+        for (at, header) in &headers {
+            active.index_batch(position + at, header);
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+        }
+        active.created_ms.get_or_insert(now);
+        st.log_end_offset = next;
+        if shared.flush != FlushPolicy::Group && shared.auto_hw() {
+            st.high_watermark = next;
+            shared.publish_hw(next);
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start_offset: st.log_start_offset,
+        })
+    }
+
+    async fn wait_durable(&self, offset: i64) -> Result<()> {
+        let shared = &self.shared;
+        if shared.flush != FlushPolicy::Group {
+            return shared.state.read().check_open();
+        }
+        loop {
+            // Subscribe before checking, so a round finishing in between is not missed.
+            let mut rounds = shared.flushed_tx.subscribe();
+            {
+                let mut st = shared.state.write();
+                st.check_open()?;
+                if let Some(e) = &st.flush_failed {
+                    return Err(io::Error::other(format!("earlier fsync failed: {e}")).into());
+                }
+                if offset < st.durable_end {
+                    return Ok(());
+                }
+                if offset >= st.log_end_offset {
+                    return Err(st.out_of_range(offset));
+                }
+                if !st.flush_in_flight {
+                    st.flush_in_flight = true;
+                    let leader = Arc::clone(shared);
+                    run_blocking(move || leader.group_commit());
+                }
+            }
+            rounds.changed().await.map_err(|_| LogError::Closed)?;
+        }
+    }
+
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit_to_high_watermark: bool,
+    ) -> Result<ReadResult> {
+        let (mut result, plan) = {
+            let st = self.shared.state.read();
+            st.check_open()?;
+            if offset < st.log_start_offset || offset > st.log_end_offset {
+                return Err(st.out_of_range(offset));
+            }
+            let result = ReadResult {
+                records: Bytes::new(),
+                high_watermark: st.high_watermark,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.log_end_offset,
+            };
+            let limit = if limit_to_high_watermark {
+                st.high_watermark
+            } else {
+                st.log_end_offset
+            };
+            let plan = (offset < limit)
+                .then(|| st.locate(offset))
+                .flatten()
+                .map(|s| (Arc::clone(&s.file), s.position_for(offset), s.size, limit));
+            (result, plan)
+        };
+        if let Some((file, position, end, limit)) = plan {
+            match Shared::read_batches(&file, position, end, offset, limit, max_bytes) {
+                Ok(records) => result.records = records,
+                // A concurrent truncation shrank the file under us: nothing to return.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(result)
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        self.shared.state.read().log_start_offset
+    }
+
+    fn log_end_offset(&self) -> i64 {
+        self.shared.state.read().log_end_offset
+    }
+
+    fn high_watermark(&self) -> i64 {
+        self.shared.state.read().high_watermark
+    }
+
+    fn set_high_watermark(&self, offset: i64) -> Result<()> {
+        let mut st = self.shared.state.write();
+        st.check_open()?;
+        if offset < st.log_start_offset || offset > st.log_end_offset {
+            return Err(st.out_of_range(offset));
+        }
+        st.high_watermark = offset;
+        self.shared.publish_hw(offset);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.shared.hw_tx.subscribe()
+    }
+
+    /// Removes every batch whose last offset is >= `offset` (so a batch straddling `offset` goes
+    /// whole, as Kafka truncates at batch boundaries). The new log end is the smaller of `offset`
+    /// and the first removed batch's base offset. A sealed segment that ends up last becomes the
+    /// active segment again.
+    fn truncate_to(&self, offset: i64) -> Result<()> {
+        let shared = &self.shared;
+        let mut st = shared.state.write();
+        st.check_open()?;
+        if offset >= st.log_end_offset {
+            return Ok(());
+        }
+        if offset < st.log_start_offset {
+            return Err(st.out_of_range(offset));
+        }
+        let keep = st.segments.partition_point(|s| s.base_offset < offset);
+        let removed: Vec<Segment> = st.segments.drain(keep..).collect();
+        let mut new_end = removed
+            .first()
+            .map_or(offset, |s| s.base_offset.min(offset));
+        for seg in &removed {
+            seg.remove_files()?;
+        }
+        if !removed.is_empty() {
+            st.dir_dirty = true;
+        }
+        if st.segments.is_empty() {
+            let interval = st.config.index_interval_bytes;
+            st.segments.push(Segment::create(&shared.dir, offset, interval)?);
+        } else {
+            let reactivated = !removed.is_empty();
+            let active = st.active_mut()?;
+            if let Some(first_removed) = active.truncate_to(offset)? {
+                new_end = new_end.min(first_removed);
+            }
+            if reactivated {
+                active.remove_index_files()?;
+                active.created_ms = Some(now_ms());
+            }
+        }
+        st.log_end_offset = new_end;
+        st.high_watermark = st.high_watermark.min(new_end);
+        st.durable_end = st.durable_end.min(new_end);
+        st.truncations += 1;
+        shared.publish_hw(st.high_watermark);
+        Ok(())
+    }
+
+    fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let shared = &self.shared;
+        let removed = {
+            let mut st = shared.state.write();
+            st.check_open()?;
+            if offset > st.high_watermark || offset < 0 {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start_offset,
+                    end: st.high_watermark,
+                });
+            }
+            if offset <= st.log_start_offset {
+                return Ok(st.log_start_offset);
+            }
+            // Persist first: a restart must never resurrect deleted records.
+            checkpoint::write(&shared.dir, offset)?;
+            st.log_start_offset = offset;
+            let n = (1..st.segments.len())
+                .take_while(|&i| st.segments[i].base_offset <= offset)
+                .count();
+            let removed: Vec<Segment> = st.segments.drain(..n).collect();
+            if !removed.is_empty() {
+                st.dir_dirty = true;
+            }
+            removed
+        };
+        shared.remove_segments(removed)?;
+        Ok(offset)
+    }
+
+    fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        // Segments already searched without a match (their matching batches were all below
+        // the log start or compacted away).
+        let mut after_base = i64::MIN;
+        loop {
+            let plan = {
+                let st = self.shared.state.read();
+                st.check_open()?;
+                let start = st.log_start_offset;
+                st.segments
+                    .iter()
+                    .filter(|s| s.base_offset > after_base && s.next_offset > start)
+                    .find(|s| s.max_timestamp.is_some_and(|(t, _)| t >= timestamp))
+                    .map(|s| {
+                        let mut position = s.position_for_timestamp(timestamp);
+                        if s.base_offset <= start {
+                            position = position.max(s.position_for(start));
+                        }
+                        (s.base_offset, Arc::clone(&s.file), position, s.size, start)
+                    })
+            };
+            let Some((base, file, position, end, start)) = plan else {
+                return Ok(None);
+            };
+            let mut cursor = BatchCursor::new(&file, position, end, HEADER_WINDOW);
+            while let Step::Batch(pos, header) = cursor.next(false)? {
+                if header.last_offset() < start || header.max_timestamp < timestamp {
+                    continue;
+                }
+                let bytes = Segment::read_batch(&file, pos, header.total_len())?;
+                if let Some(found) = decode::first_record_at_or_after(&bytes, timestamp, start)? {
+                    return Ok(Some(found));
+                }
+            }
+            after_base = base;
+        }
+    }
+
+    fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
+        let plan = {
+            let st = self.shared.state.read();
+            st.check_open()?;
+            let mut best: Option<(&Segment, i64, i64)> = None;
+            for s in &st.segments {
+                if let Some((t, o)) = s.max_timestamp {
+                    if best.is_none_or(|(_, bt, _)| t > bt) {
+                        best = Some((s, t, o));
+                    }
+                }
+            }
+            best.map(|(s, t, o)| (Arc::clone(&s.file), s.position_for(o), s.size, t, o))
+        };
+        let Some((file, position, end, timestamp, batch_offset)) = plan else {
+            return Ok(None);
+        };
+        let fallback = TimestampOffset {
+            timestamp,
+            offset: batch_offset,
+        };
+        let mut cursor = BatchCursor::new(&file, position, end, HEADER_WINDOW);
+        while let Step::Batch(pos, header) = cursor.next(false)? {
+            if header.last_offset() < batch_offset {
+                continue;
+            }
+            let bytes = Segment::read_batch(&file, pos, header.total_len())?;
+            return Ok(Some(
+                decode::record_with_max_timestamp(&bytes)?.unwrap_or(fallback),
+            ));
+        }
+        Ok(Some(fallback))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let st = self.shared.state.read();
+        st.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// The flush policy is fixed at open; `config.flush` is ignored here.
+    fn update_config(&self, mut config: LogConfig) {
+        let mut st = self.shared.state.write();
+        config.flush = self.shared.flush;
+        st.config = config;
+    }
+
+    fn run_maintenance(&self, now_ms: i64) -> Result<()> {
+        let shared = &self.shared;
+        let (removed, compacts) = {
+            let mut st = shared.state.write();
+            if st.closed {
+                return Ok(());
+            }
+            let aged = st.active()?.created_ms.is_some_and(|c| {
+                now_ms.saturating_sub(c) >= st.config.segment_ms
+            });
+            if aged {
+                shared.roll(&mut st)?;
+            }
+            let removed = if st.config.cleanup_policy.deletes() {
+                shared.apply_retention(&mut st, now_ms)
+            } else {
+                Vec::new()
+            };
+            (removed, st.config.cleanup_policy.compacts())
+        };
+        shared.remove_segments(removed)?;
+        if compacts {
+            shared.compact(now_ms)?;
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<()> {
+        let shared = &self.shared;
+        if shared.state.read().closed {
+            return Ok(());
+        }
+        let flushed = shared.fsync_round();
+        {
+            let mut st = shared.state.write();
+            st.closed = true;
+            st.segments.clear();
+            st.unsynced.clear();
+        }
+        // Wake group-commit waiters so they observe the close.
+        shared.flushed_tx.send_modify(|g| *g = g.wrapping_add(1));
+        flushed
+    }
+}

@@ -1,0 +1,153 @@
+//! Compaction of a [`FileLog`](super::FileLog)'s sealed segments: the file side of
+//! [`crate::compaction`].
+//!
+//! The heavy work (reading, decoding, re-encoding, writing `<base>.log.cleaned` and fsyncing it)
+//! runs without the log lock. The swap takes the lock only to check the segment is still the one
+//! that was cleaned, then renames the cleaned file over it atomically; readers holding the old
+//! file keep reading the old bytes.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
+use crate::Result;
+
+use super::checkpoint;
+use super::scan::{BatchCursor, Step, HEADER_WINDOW};
+use super::segment::{file_name, Segment};
+use super::Shared;
+
+/// A sealed segment as seen when the pass started.
+struct Source {
+    base_offset: i64,
+    file: Arc<File>,
+    size: u64,
+}
+
+impl Source {
+    /// Every batch of the segment, read whole.
+    fn batches(&self) -> Result<Vec<bytes::Bytes>> {
+        let mut out = Vec::new();
+        let mut cursor = BatchCursor::new(&self.file, 0, self.size, HEADER_WINDOW);
+        while let Step::Batch(pos, header) = cursor.next(false)? {
+            out.push(Segment::read_batch(&self.file, pos, header.total_len())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Shared {
+    /// Compact the sealed segments if new ones were sealed or a retained tombstone expired since
+    /// the last pass.
+    pub(super) fn compact(&self, now_ms: i64) -> Result<()> {
+        let (sources, sealed_end, delete_retention_ms, interval) = {
+            let st = self.state.read();
+            st.check_open()?;
+            let n = st.segments.len().saturating_sub(1);
+            let sealed_end = st.active()?.base_offset;
+            let mark = &st.compaction;
+            let expired = mark.next_tombstone_expiry.is_some_and(|t| now_ms >= t);
+            if n == 0 || (sealed_end <= mark.cleaned_through && !expired) {
+                return Ok(());
+            }
+            let sources: Vec<Source> = st.segments[..n]
+                .iter()
+                .map(|s| Source {
+                    base_offset: s.base_offset,
+                    file: Arc::clone(&s.file),
+                    size: s.size,
+                })
+                .collect();
+            (
+                sources,
+                sealed_end,
+                st.config.delete_retention_ms,
+                st.config.index_interval_bytes,
+            )
+        };
+
+        let mut map = OffsetMap::default();
+        for source in &sources {
+            for batch in source.batches()? {
+                map.add_batch(&batch)?;
+            }
+        }
+        let mut tombstones = TombstonePolicy {
+            now_ms,
+            delete_retention_ms,
+            next_expiry_ms: None,
+        };
+        for source in &sources {
+            self.clean_segment(source, &map, &mut tombstones, interval)?;
+        }
+
+        let mut st = self.state.write();
+        st.compaction.cleaned_through = sealed_end;
+        st.compaction.next_tombstone_expiry = tombstones.next_expiry_ms;
+        Ok(())
+    }
+
+    /// Rewrite one segment if compaction changes it, and swap it in.
+    fn clean_segment(
+        &self,
+        source: &Source,
+        map: &OffsetMap,
+        tombstones: &mut TombstonePolicy,
+        interval: u32,
+    ) -> Result<()> {
+        let mut cleaned = Vec::with_capacity(source.size as usize);
+        let mut changed = false;
+        for batch in source.batches()? {
+            match compact_batch(&batch, map, tombstones)? {
+                Compacted::Unchanged => cleaned.extend_from_slice(&batch),
+                Compacted::Removed => changed = true,
+                Compacted::Rewritten(bytes) => {
+                    cleaned.extend_from_slice(&bytes);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+
+        let log_path = self.dir.join(file_name(source.base_offset, "log"));
+        let cleaned_path = self.dir.join(format!("{}.cleaned", file_name(source.base_offset, "log")));
+        {
+            let mut file = File::create(&cleaned_path)?;
+            file.write_all(&cleaned)?;
+            file.sync_all()?;
+        }
+
+        let mut st = self.state.write();
+        let Some(i) = st
+            .segments
+            .iter()
+            .position(|s| s.base_offset == source.base_offset && Arc::ptr_eq(&s.file, &source.file))
+            .filter(|&i| i + 1 < st.segments.len())
+        else {
+            // Deleted, truncated or reactivated meanwhile: the cleaned copy is stale.
+            drop(st);
+            fs::remove_file(&cleaned_path)?;
+            return Ok(());
+        };
+        // Stale indexes must not survive next to the new file, even across a crash.
+        st.segments[i].remove_index_files()?;
+        fs::rename(&cleaned_path, &log_path)?;
+        checkpoint::sync_dir(&self.dir)?;
+        let (mut fresh, torn) = Segment::open_sealed(&self.dir, source.base_offset, interval)?;
+        if let Some(t) = torn {
+            // The cleaned file was written from validated batches; this means a bug, not a crash.
+            tracing::error!(segment = source.base_offset, reason = %t.reason, "compacted segment failed validation");
+        }
+        fresh.created_ms = st.segments[i].created_ms;
+        if fresh.size == 0 {
+            fresh.remove_files()?;
+            st.segments.remove(i);
+        } else {
+            st.segments[i] = fresh;
+        }
+        Ok(())
+    }
+}

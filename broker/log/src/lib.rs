@@ -1,0 +1,130 @@
+//! The partition log: an append-only sequence of Kafka v2 record batches per partition.
+//!
+//! This crate owns everything that touches a partition's bytes on disk: segment files, the sparse
+//! offset and time indexes, group-committed fsync, start-up recovery, retention, compaction and
+//! the log start offset. It knows nothing about topics' metadata or the Kafka request layer; the
+//! caller hands it a [`LogConfig`] per partition.
+//!
+//! The seam is the [`PartitionLog`] trait. [`FileLog`] is the durable implementation and
+//! [`MemoryLog`] an in-memory one for tests; both pass the shared conformance suite in
+//! `tests/conformance.rs`. Replication (a later crate) wraps a `PartitionLog` and drives the high
+//! watermark itself, which is why log end offset, high watermark and `truncate_to` are separate.
+
+mod batch;
+mod compaction;
+mod config;
+mod decode;
+mod error;
+mod file_log;
+mod manager;
+mod memory_log;
+
+pub use batch::{validate_records, BatchHeader, BatchSpan, BATCH_HEADER_LEN, LOG_OVERHEAD};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use error::LogError;
+pub use file_log::FileLog;
+pub use manager::LogManager;
+pub use memory_log::MemoryLog;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// What an append assigned and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record of the first batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the last batch.
+    pub last_offset: i64,
+    /// Largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// The log start offset after the append, echoed in Produce responses.
+    pub log_start_offset: i64,
+}
+
+/// Stored bytes returned by a read, together with the offsets a Fetch response reports.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole stored batches, concatenated, exactly as on disk. May be empty.
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Offset and timestamp answered by a timestamp lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// One partition's log.
+///
+/// To ensure correctness an implementation must:
+/// - validate every batch of an append (magic 2, sizes, CRC-32C) before storing any of them, so
+///   that a rejected append stores nothing;
+/// - assign offsets contiguously from the log end offset and stamp `leader_epoch` into each
+///   batch header, rewriting the header's CRC-free fields only (base offset, epoch), so the CRC
+///   the producer computed still verifies;
+/// - never expose to `read` (with `limit_to_high_watermark`) anything at or above the high
+///   watermark;
+/// - advance the high watermark only to offsets that are durable under its flush policy;
+/// - keep `log_start_offset <= high_watermark <= log_end_offset`.
+#[async_trait]
+pub trait PartitionLog: Send + Sync + std::fmt::Debug {
+    /// Validate and append one or more record batches as produced. Does not wait for
+    /// durability; call [`PartitionLog::wait_durable`] with `last_offset` for that.
+    fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo>;
+
+    /// Wait until every offset up to and including `offset` is durable per the flush policy
+    /// (group commit: concurrent waiters share one fsync). On a single node the high watermark
+    /// has passed `offset` when this returns.
+    async fn wait_durable(&self, offset: i64) -> Result<()>;
+
+    /// Read whole batches starting with the one containing `offset`, up to about `max_bytes`
+    /// (the first batch is returned whole even when larger, as Kafka does, so a consumer always
+    /// makes progress). With `limit_to_high_watermark` nothing at or past the high watermark is
+    /// returned. `offset` outside [log start, log end] is [`LogError::OffsetOutOfRange`].
+    fn read(&self, offset: i64, max_bytes: usize, limit_to_high_watermark: bool)
+        -> Result<ReadResult>;
+
+    fn log_start_offset(&self) -> i64;
+    fn log_end_offset(&self) -> i64;
+    fn high_watermark(&self) -> i64;
+
+    /// Set by a replication layer; a single-node log advances it itself after durability.
+    fn set_high_watermark(&self, offset: i64) -> Result<()>;
+
+    /// Changes to the high watermark, for Fetch long polls.
+    fn subscribe(&self) -> watch::Receiver<i64>;
+
+    /// Remove every batch at or above `offset` (replica divergence); the log end offset
+    /// becomes the base offset of the first removed batch.
+    fn truncate_to(&self, offset: i64) -> Result<()>;
+
+    /// Advance the log start offset (DeleteRecords). Returns the new log start offset.
+    fn delete_records_before(&self, offset: i64) -> Result<i64>;
+
+    /// First offset whose batch max timestamp is >= `timestamp`, for ListOffsets.
+    fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>>;
+
+    /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    fn max_timestamp(&self) -> Result<Option<TimestampOffset>>;
+
+    /// Bytes currently stored.
+    fn size_bytes(&self) -> u64;
+
+    /// Replace the partition's configuration (retention, segment sizes, cleanup policy).
+    fn update_config(&self, config: LogConfig);
+
+    /// Apply retention (time and bytes), roll aged segments, and compact if the policy says so.
+    /// Called periodically by the manager's background task; `now_ms` is wall-clock millis.
+    fn run_maintenance(&self, now_ms: i64) -> Result<()>;
+
+    /// Flush everything and release file handles.
+    fn close(&self) -> Result<()>;
+}

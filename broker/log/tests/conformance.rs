@@ -1,0 +1,352 @@
+//! The contract of [`PartitionLog`], run against every implementation: [`FileLog`] in a temporary
+//! directory and [`MemoryLog`]. A new implementation adds one factory and one line to the macro.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chronik_log::{
+    CleanupPolicy, FileLog, LogConfig, LogError, MemoryLog, PartitionLog, TimestampOffset,
+};
+use kafka_protocol::records::Compression;
+use support::{base_offsets, batch, batch_of, concat, headers, kv, now_ms};
+
+/// A log under test and whatever must live as long as it.
+struct Harness {
+    log: Arc<dyn PartitionLog>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+type Factory = fn(LogConfig) -> Harness;
+
+fn file_log(config: LogConfig) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = FileLog::open(dir.path().join("topic-0"), config).expect("open file log");
+    Harness {
+        log: Arc::new(log),
+        _dir: Some(dir),
+    }
+}
+
+fn memory_log(config: LogConfig) -> Harness {
+    Harness {
+        log: Arc::new(MemoryLog::new(config)),
+        _dir: None,
+    }
+}
+
+/// Everything below the high watermark, fetched as a consumer would (a read may stop at a
+/// segment boundary).
+fn read_all(log: &dyn PartitionLog) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let got = log.read(offset, 1 << 20, true).expect("read").records;
+        let Some(last) = headers(&got).last().copied() else {
+            return out.freeze();
+        };
+        out.extend_from_slice(&got);
+        offset = last.next_offset();
+    }
+}
+
+/// Append and wait until durable (the high watermark covers it).
+async fn produce(log: &dyn PartitionLog, records: Bytes) -> chronik_log::AppendInfo {
+    let info = log.append(records, 7).expect("append");
+    log.wait_durable(info.last_offset).await.expect("durable");
+    info
+}
+
+async fn append_read_round_trip_is_byte_exact_except_stamped_fields(make: Factory) {
+    let h = make(LogConfig::default());
+    let plain = batch(3, 1_000, Compression::None);
+    let packed = batch(4, 2_000, Compression::Lz4);
+    let zipped = batch(2, 3_000, Compression::Gzip);
+    let sent = concat(&[plain, packed, zipped]);
+    let info = produce(&*h.log, sent.clone()).await;
+    assert_eq!((info.base_offset, info.last_offset), (0, 8));
+    assert_eq!(info.max_timestamp, 3_000);
+
+    let got = h.log.read(0, 1 << 20, true).expect("read").records;
+    assert_eq!(got.len(), sent.len(), "stored size differs from produced size");
+    let mut expected = BytesMut::from(&sent[..]);
+    let mut at = 0;
+    for (base, hd) in [(0i64, 0), (3, 1), (7, 2)].map(|(b, i)| (b, headers(&sent)[i])) {
+        expected[at..at + 8].copy_from_slice(&base.to_be_bytes());
+        expected[at + 12..at + 16].copy_from_slice(&7i32.to_be_bytes());
+        at += hd.total_len();
+    }
+    assert_eq!(got, expected.freeze(), "only base offset and leader epoch may change");
+    let records = kv(got);
+    assert_eq!(records.len(), 9);
+    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), (0..9).collect::<Vec<_>>());
+    assert_eq!(records[4].1.as_deref(), Some("k1"));
+}
+
+async fn offsets_are_contiguous_across_batches_and_appends(make: Factory) {
+    let h = make(LogConfig::default());
+    let first = produce(
+        &*h.log,
+        concat(&[batch(2, 1, Compression::None), batch(3, 1, Compression::Zstd), batch(1, 1, Compression::None)]),
+    )
+    .await;
+    assert_eq!((first.base_offset, first.last_offset), (0, 5));
+    let second = produce(&*h.log, batch(2, 1, Compression::Snappy)).await;
+    assert_eq!((second.base_offset, second.last_offset), (6, 7));
+    assert_eq!(h.log.log_end_offset(), 8);
+
+    // Reading from inside a batch returns that whole batch first.
+    let got = h.log.read(3, 1 << 20, true).expect("read").records;
+    assert_eq!(base_offsets(&got), vec![2, 5, 6]);
+}
+
+async fn corrupt_append_is_rejected_whole(make: Factory) {
+    let h = make(LogConfig::default());
+    let good = batch(2, 1, Compression::None);
+    let mut bad = BytesMut::from(&batch(2, 1, Compression::None)[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let blob = concat(&[good.clone(), bad.freeze()]);
+    assert!(
+        matches!(h.log.append(blob, 0), Err(LogError::CorruptBatch(_))),
+        "a CRC flip in the second batch must reject the append"
+    );
+
+    let mut partial = BytesMut::from(&concat(&[good.clone(), good.clone()])[..]);
+    partial.truncate(partial.len() - 5);
+    assert!(matches!(h.log.append(partial.freeze(), 0), Err(LogError::CorruptBatch(_))));
+
+    let mut magic = BytesMut::from(&good[..]);
+    magic[16] = 1;
+    assert!(matches!(h.log.append(magic.freeze(), 0), Err(LogError::CorruptBatch(_))));
+    assert!(h.log.append(Bytes::new(), 0).is_err());
+
+    assert_eq!(h.log.log_end_offset(), 0, "nothing of a rejected append is stored");
+    assert_eq!(h.log.size_bytes(), 0);
+    assert!(h.log.read(0, 1 << 20, false).expect("read").records.is_empty());
+}
+
+async fn oversized_batch_is_rejected(make: Factory) {
+    let h = make(LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    });
+    let small = batch(1, 1, Compression::None);
+    let big = batch(10, 1, Compression::None);
+    assert!(small.len() <= 200 && big.len() > 200);
+    match h.log.append(concat(&[small, big.clone()]), 0) {
+        Err(LogError::BatchTooLarge { size, max }) => assert_eq!((size, max), (big.len(), 200)),
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    assert_eq!(h.log.log_end_offset(), 0);
+}
+
+async fn read_respects_max_bytes_but_returns_the_first_batch_whole(make: Factory) {
+    let h = make(LogConfig::default());
+    let b = batch(3, 1, Compression::None);
+    for _ in 0..4 {
+        produce(&*h.log, b.clone()).await;
+    }
+    let one = h.log.read(0, 1, true).expect("read").records;
+    assert_eq!(base_offsets(&one), vec![0], "first batch whole even above max_bytes");
+    let two = h.log.read(0, 2 * b.len() + 10, true).expect("read").records;
+    assert_eq!(base_offsets(&two), vec![0, 3]);
+    let all = h.log.read(4, 1 << 20, true).expect("read").records;
+    assert_eq!(base_offsets(&all), vec![3, 6, 9]);
+}
+
+async fn reads_stop_at_the_high_watermark(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, batch(2, 1, Compression::None)).await;
+    produce(&*h.log, batch(2, 1, Compression::None)).await;
+    assert_eq!(h.log.high_watermark(), 4);
+    h.log.set_high_watermark(2).expect("set hw");
+
+    let limited = h.log.read(0, 1 << 20, true).expect("read");
+    assert_eq!(base_offsets(&limited.records), vec![0]);
+    assert_eq!((limited.high_watermark, limited.log_end_offset), (2, 4));
+    assert!(h.log.read(2, 1 << 20, true).expect("read").records.is_empty());
+    let unlimited = h.log.read(0, 1 << 20, false).expect("read").records;
+    assert_eq!(base_offsets(&unlimited), vec![0, 2]);
+
+    assert!(matches!(h.log.set_high_watermark(5), Err(LogError::OffsetOutOfRange { .. })));
+}
+
+async fn reads_outside_the_log_are_out_of_range(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, batch(2, 1, Compression::None)).await;
+    assert!(matches!(
+        h.log.read(3, 1 << 20, false),
+        Err(LogError::OffsetOutOfRange { offset: 3, start: 0, end: 2 })
+    ));
+    assert!(matches!(h.log.read(-1, 1 << 20, false), Err(LogError::OffsetOutOfRange { .. })));
+    let at_end = h.log.read(2, 1 << 20, true).expect("reading at the log end is fine");
+    assert!(at_end.records.is_empty());
+    assert_eq!(at_end.log_end_offset, 2);
+}
+
+async fn truncate_to_removes_whole_batches(make: Factory) {
+    let h = make(LogConfig::default());
+    for _ in 0..3 {
+        produce(&*h.log, batch(2, 1, Compression::None)).await;
+    }
+    // Offset 3 sits inside the batch [2, 3]: that batch goes whole.
+    h.log.truncate_to(3).expect("truncate");
+    assert_eq!(h.log.log_end_offset(), 2);
+    assert_eq!(h.log.high_watermark(), 2);
+    assert_eq!(base_offsets(&h.log.read(0, 1 << 20, false).expect("read").records), vec![0]);
+    let next = produce(&*h.log, batch(1, 1, Compression::None)).await;
+    assert_eq!(next.base_offset, 2, "appends continue from the truncation point");
+    h.log.truncate_to(10).expect("truncating past the end is a no-op");
+    assert_eq!(h.log.log_end_offset(), 3);
+}
+
+async fn delete_records_before_moves_the_log_start(make: Factory) {
+    let h = make(LogConfig::default());
+    for _ in 0..3 {
+        produce(&*h.log, batch(2, 1, Compression::None)).await;
+    }
+    assert_eq!(h.log.delete_records_before(3).expect("delete"), 3);
+    assert_eq!(h.log.log_start_offset(), 3);
+    assert!(matches!(h.log.read(2, 1 << 20, false), Err(LogError::OffsetOutOfRange { .. })));
+    let from_start = h.log.read(3, 1 << 20, true).expect("read");
+    assert_eq!(from_start.log_start_offset, 3);
+    assert_eq!(base_offsets(&from_start.records), vec![2, 4]);
+    assert_eq!(h.log.delete_records_before(1).expect("lower is a no-op"), 3);
+    assert!(matches!(h.log.delete_records_before(7), Err(LogError::OffsetOutOfRange { .. })));
+    let info = produce(&*h.log, batch(1, 1, Compression::None)).await;
+    assert_eq!(info.log_start_offset, 3);
+}
+
+async fn timestamp_lookups_find_the_first_record_at_or_after(make: Factory) {
+    let h = make(LogConfig {
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    });
+    let recs = |ts: &[i64]| -> Bytes {
+        let r: Vec<_> = ts.iter().map(|&t| (Some("k"), Some("v"), t)).collect();
+        batch_of(&r, Compression::Zstd)
+    };
+    assert_eq!(h.log.offset_for_timestamp(0).expect("lookup"), None);
+    assert_eq!(h.log.max_timestamp().expect("max"), None);
+    produce(&*h.log, recs(&[100, 110])).await; // offsets 0, 1
+    produce(&*h.log, recs(&[200, 250, 240])).await; // offsets 2, 3, 4
+    produce(&*h.log, recs(&[150])).await; // offset 5
+    let at = |t| h.log.offset_for_timestamp(t).expect("lookup");
+    assert_eq!(at(0), Some(TimestampOffset { timestamp: 100, offset: 0 }));
+    assert_eq!(at(105), Some(TimestampOffset { timestamp: 110, offset: 1 }));
+    assert_eq!(at(111), Some(TimestampOffset { timestamp: 200, offset: 2 }));
+    assert_eq!(at(245), Some(TimestampOffset { timestamp: 250, offset: 3 }));
+    assert_eq!(at(251), None);
+    assert_eq!(
+        h.log.max_timestamp().expect("max"),
+        Some(TimestampOffset { timestamp: 250, offset: 3 })
+    );
+    h.log.delete_records_before(3).expect("delete");
+    assert_eq!(at(0), Some(TimestampOffset { timestamp: 250, offset: 3 }), "nothing below the log start");
+}
+
+async fn subscribers_see_the_high_watermark_move(make: Factory) {
+    let h = make(LogConfig::default());
+    let mut rx = h.log.subscribe();
+    assert_eq!(*rx.borrow_and_update(), 0);
+    let info = h.log.append(batch(3, 1, Compression::None), 0).expect("append");
+    h.log.wait_durable(info.last_offset).await.expect("durable");
+    tokio::time::timeout(Duration::from_secs(2), rx.changed())
+        .await
+        .expect("notified in time")
+        .expect("sender alive");
+    assert_eq!(*rx.borrow(), 3);
+}
+
+async fn compaction_keeps_the_latest_value_per_key(make: Factory) {
+    let now = now_ms();
+    let h = make(LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_ms: 0,
+        delete_retention_ms: 60_000,
+        ..LogConfig::default()
+    });
+    for (k, v) in [("k1", Some("a")), ("k2", Some("b")), ("k1", Some("c")), ("k2", None)] {
+        produce(&*h.log, batch_of(&[(Some(k), v, now)], Compression::None)).await;
+    }
+    // Offsets 4, 5, 6: supersedes k1=c, and k3=x inside the same batch, which is rewritten.
+    let mixed = batch_of(
+        &[(Some("k3"), Some("x"), now), (Some("k1"), Some("d"), now), (Some("k3"), Some("y"), now)],
+        Compression::Gzip,
+    );
+    produce(&*h.log, mixed).await;
+    let keyless = batch_of(&[(None, Some("v"), now)], Compression::None);
+    assert!(matches!(h.log.append(keyless, 0), Err(LogError::InvalidBatch(_))));
+
+    let later = now_ms();
+    h.log.run_maintenance(later).expect("maintenance");
+    let kept = kv(read_all(&*h.log));
+    assert_eq!(
+        kept,
+        vec![
+            (3, Some("k2".into()), None),
+            (5, Some("k1".into()), Some("d".into())),
+            (6, Some("k3".into()), Some("y".into())),
+        ],
+        "latest value per key with original offsets, tombstone still visible"
+    );
+
+    h.log.run_maintenance(later + 60_001).expect("maintenance after delete.retention.ms");
+    let kept = kv(read_all(&*h.log));
+    assert_eq!(
+        kept,
+        vec![(5, Some("k1".into()), Some("d".into())), (6, Some("k3".into()), Some("y".into()))],
+        "tombstone removed once delete.retention.ms passed"
+    );
+    assert_eq!(h.log.log_end_offset(), 7, "compaction never moves the log end");
+    let next = produce(&*h.log, batch_of(&[(Some("k9"), Some("z"), now)], Compression::None)).await;
+    assert_eq!(next.base_offset, 7);
+}
+
+async fn a_closed_log_refuses_work(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, batch(1, 1, Compression::None)).await;
+    h.log.close().expect("close");
+    assert!(matches!(h.log.append(batch(1, 1, Compression::None), 0), Err(LogError::Closed)));
+    assert!(matches!(h.log.read(0, 100, false), Err(LogError::Closed)));
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod file_log {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::file_log).await
+                }
+            )*
+        }
+        mod memory_log {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::memory_log).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    append_read_round_trip_is_byte_exact_except_stamped_fields,
+    offsets_are_contiguous_across_batches_and_appends,
+    corrupt_append_is_rejected_whole,
+    oversized_batch_is_rejected,
+    read_respects_max_bytes_but_returns_the_first_batch_whole,
+    reads_stop_at_the_high_watermark,
+    reads_outside_the_log_are_out_of_range,
+    truncate_to_removes_whole_batches,
+    delete_records_before_moves_the_log_start,
+    timestamp_lookups_find_the_first_record_at_or_after,
+    subscribers_see_the_high_watermark_move,
+    compaction_keeps_the_latest_value_per_key,
+    a_closed_log_refuses_work,
+);

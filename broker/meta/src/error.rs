@@ -1,0 +1,29 @@
+use thiserror::Error;
+
+/// Why a metadata command or lookup failed. Kafka error codes and HTTP statuses for these are
+/// decided where responses are built (chronik-kafka, chronik-api), not here.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MetaError {
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid config {key}: {reason}")]
+    InvalidConfig { key: String, reason: String },
+    #[error("metadata storage: {0}")]
+    Storage(String),
+}
+
+impl From<std::io::Error> for MetaError {
+    fn from(e: std::io::Error) -> Self {
+        MetaError::Storage(e.to_string())
+    }
+}

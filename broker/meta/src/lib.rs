@@ -1,0 +1,22 @@
+//! Cluster metadata: brokers, topics, partitions and their assignments, leader epochs, ISR and
+//! per-topic configuration.
+//!
+//! The heart is [`ClusterState::apply`], a pure and deterministic function of the state and a
+//! [`Command`]; everything that needs randomness or the clock (topic ids, replica placement)
+//! is decided before a command is built, by the planning functions in [`plan`]. Commands reach
+//! the state through a [`MetadataStore`]: [`LocalMetadataStore`] journals them to disk on a
+//! single node, and a Raft-replicated store can implement the same trait without its callers
+//! changing.
+
+mod error;
+pub mod plan;
+mod state;
+mod store;
+pub mod topic_config;
+
+pub use error::MetaError;
+pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, TopicMeta};
+pub use store::{LocalMetadataStore, MetadataStore};
+pub use topic_config::{CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig};
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -1,0 +1,344 @@
+//! Planning: turning a request into a fully decided [`Command`] (validated names, partition
+//! counts and replica placement). Pure functions of the current state and the request.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::{topic_config, ClusterState, Command, MetaError, Result};
+
+/// Longest topic name Kafka accepts.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let invalid = |reason: &str| MetaError::InvalidTopicName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Place `count` partitions with `replication_factor` replicas each over the registered brokers,
+/// round-robin from `first_partition` so leaders spread evenly as partitions are added.
+pub fn assign_replicas(
+    state: &ClusterState,
+    first_partition: usize,
+    count: usize,
+    replication_factor: usize,
+) -> Result<Vec<Vec<i32>>> {
+    let brokers: Vec<i32> = state.brokers.keys().copied().collect();
+    if replication_factor == 0 {
+        return Err(MetaError::InvalidReplicationFactor(
+            "replication factor must be at least 1".into(),
+        ));
+    }
+    if replication_factor > brokers.len() {
+        return Err(MetaError::InvalidReplicationFactor(format!(
+            "replication factor {replication_factor} is larger than the {} available brokers",
+            brokers.len()
+        )));
+    }
+    Ok((first_partition..first_partition + count)
+        .map(|p| {
+            (0..replication_factor)
+                .map(|r| brokers[(p + r) % brokers.len()])
+                .collect()
+        })
+        .collect())
+}
+
+/// A CreateTopics request, after defaults were filled in by the caller.
+#[derive(Debug, Clone)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Explicit placement, overriding partitions and replication factor when given.
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub fn plan_create_topic(state: &ClusterState, req: &CreateTopic, id: Uuid) -> Result<Command> {
+    validate_topic_name(&req.name)?;
+    if state.topics.contains_key(&req.name) {
+        return Err(MetaError::TopicAlreadyExists(req.name.clone()));
+    }
+    let configs = topic_config::validate(&req.configs)?;
+    let assignments = match &req.assignments {
+        Some(a) => a.clone(),
+        None => {
+            if req.partitions < 1 {
+                return Err(MetaError::InvalidPartitions(format!(
+                    "number of partitions must be at least 1, got {}",
+                    req.partitions
+                )));
+            }
+            if req.replication_factor < 1 {
+                return Err(MetaError::InvalidReplicationFactor(format!(
+                    "replication factor must be at least 1, got {}",
+                    req.replication_factor
+                )));
+            }
+            assign_replicas(
+                state,
+                0,
+                req.partitions as usize,
+                req.replication_factor as usize,
+            )?
+        }
+    };
+    let min_isr = topic_config::TopicConfig::from_overrides(&configs).min_insync_replicas;
+    if let Some(first) = assignments.first() {
+        if min_isr as usize > first.len() {
+            return Err(MetaError::InvalidConfig {
+                key: "min.insync.replicas".into(),
+                reason: format!(
+                    "{min_isr} is larger than the replication factor {}",
+                    first.len()
+                ),
+            });
+        }
+    }
+    let command = Command::CreateTopic {
+        name: req.name.clone(),
+        id,
+        assignments,
+        configs,
+    };
+    // Dry-run so validate_only answers exactly what a real create would.
+    state.clone().apply(state.applied_index + 1, &command)?;
+    Ok(command)
+}
+
+pub fn plan_create_partitions(
+    state: &ClusterState,
+    name: &str,
+    new_total: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+) -> Result<Command> {
+    let topic = state.topic(name)?;
+    let current = topic.partitions.len();
+    if new_total as i64 <= current as i64 {
+        return Err(MetaError::InvalidPartitions(format!(
+            "topic '{name}' has {current} partitions; the new count must be larger, got {new_total}"
+        )));
+    }
+    let added = new_total as usize - current;
+    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    let assignments = match assignments {
+        Some(a) if a.len() != added => {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "{} assignments given for {added} new partitions",
+                a.len()
+            )))
+        }
+        Some(a) => a,
+        None => assign_replicas(state, current, added, rf)?,
+    };
+    let command = Command::CreatePartitions {
+        name: name.to_string(),
+        assignments,
+    };
+    state.clone().apply(state.applied_index + 1, &command)?;
+    Ok(command)
+}
+
+/// One change of IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+/// Apply incremental operations to a topic's overrides; the result is validated whole.
+pub fn plan_incremental_configs(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>> {
+    let mut next = current.clone();
+    for op in ops {
+        match op {
+            ConfigOp::Set(k, v) => {
+                let key = topic_config::validate_entry(k, v)?;
+                next.insert(key.to_string(), v.clone());
+            }
+            ConfigOp::Delete(k) => {
+                let key = topic_config::definition(k).map_or(k.as_str(), |d| d.name);
+                next.remove(key);
+            }
+            ConfigOp::Append(k, v) | ConfigOp::Subtract(k, v) => {
+                let def = topic_config::definition(k).ok_or_else(|| MetaError::InvalidConfig {
+                    key: k.clone(),
+                    reason: "unknown config".into(),
+                })?;
+                if def.kind != topic_config::ConfigKind::List {
+                    return Err(MetaError::InvalidConfig {
+                        key: k.clone(),
+                        reason: "APPEND and SUBTRACT apply only to list configs".into(),
+                    });
+                }
+                let existing = next
+                    .get(def.name)
+                    .cloned()
+                    .unwrap_or_else(|| def.default.to_string());
+                let mut items: Vec<String> = existing
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let present = items.iter().any(|i| i == item);
+                    match op {
+                        ConfigOp::Append(..) if !present => items.push(item.to_string()),
+                        ConfigOp::Subtract(..) => items.retain(|i| i != item),
+                        _ => {}
+                    }
+                }
+                next.insert(def.name.to_string(), items.join(","));
+            }
+        }
+    }
+    topic_config::validate(&next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BrokerInfo;
+
+    fn cluster(brokers: i32) -> ClusterState {
+        let mut s = ClusterState::default();
+        for id in 1..=brokers {
+            s.apply(
+                id as u64,
+                &Command::RegisterBroker(BrokerInfo {
+                    node_id: id,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                }),
+            )
+            .unwrap();
+        }
+        s
+    }
+
+    fn req(name: &str, partitions: i32, rf: i16) -> CreateTopic {
+        CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            assignments: None,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "A_b-c", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "has space", "slash/", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn replicas_spread_leaders_round_robin() {
+        let s = cluster(3);
+        let a = assign_replicas(&s, 0, 6, 2).unwrap();
+        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(a[2], vec![3, 1]);
+    }
+
+    #[test]
+    fn replication_factor_above_brokers_is_refused() {
+        let s = cluster(1);
+        assert!(matches!(
+            plan_create_topic(&s, &req("t", 1, 3), Uuid::nil()),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(
+            plan_create_topic(&s, &req("t", 0, 1), Uuid::nil()),
+            Err(MetaError::InvalidPartitions(_))
+        ));
+    }
+
+    #[test]
+    fn min_isr_above_replication_factor_is_refused() {
+        let s = cluster(1);
+        let mut r = req("t", 1, 1);
+        r.configs.insert("min.insync.replicas".into(), "2".into());
+        assert!(matches!(
+            plan_create_topic(&s, &r, Uuid::nil()),
+            Err(MetaError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn create_partitions_must_grow() {
+        let mut s = cluster(1);
+        let c = plan_create_topic(&s, &req("t", 2, 1), Uuid::nil()).unwrap();
+        s.apply(10, &c).unwrap();
+        assert!(plan_create_partitions(&s, "t", 2, None).is_err());
+        let c = plan_create_partitions(&s, "t", 5, None).unwrap();
+        s.apply(11, &c).unwrap();
+        assert_eq!(s.topic("t").unwrap().partitions.len(), 5);
+        assert!(matches!(
+            plan_create_partitions(&s, "nope", 5, None),
+            Err(MetaError::UnknownTopic(_))
+        ));
+    }
+
+    #[test]
+    fn incremental_ops_set_delete_append_subtract() {
+        let current = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
+        let next = plan_incremental_configs(
+            &current,
+            &[
+                ConfigOp::Delete("retention.ms".into()),
+                ConfigOp::Set("segment.ms".into(), "100".into()),
+                ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(next.get("retention.ms"), None);
+        assert_eq!(next["segment.ms"], "100");
+        assert_eq!(next["cleanup.policy"], "delete,compact");
+        let next = plan_incremental_configs(
+            &next,
+            &[ConfigOp::Subtract("cleanup.policy".into(), "delete".into())],
+        )
+        .unwrap();
+        assert_eq!(next["cleanup.policy"], "compact");
+        assert!(
+            plan_incremental_configs(&next, &[ConfigOp::Set("bogus".into(), "1".into())]).is_err()
+        );
+        assert!(plan_incremental_configs(
+            &next,
+            &[ConfigOp::Append("retention.ms".into(), "1".into())]
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,604 @@
+//! Per-topic configuration: the definition of every key a topic accepts (type, default, range,
+//! documentation), validation of user input, and the typed [`TopicConfig`] the broker runs on.
+//!
+//! Topics store only the keys a user set (as Kafka does); everything else is the default. One
+//! table, [`DEFINITIONS`], drives validation, DescribeConfigs and the typed view, so adding a key
+//! is one entry.
+
+use std::collections::BTreeMap;
+
+use crate::MetaError;
+
+/// Value type as Kafka's DescribeConfigs reports it (config_type, v3+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    Boolean,
+    String,
+    Int,
+    Long,
+    List,
+}
+
+impl ConfigKind {
+    /// Kafka's numeric config type.
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            ConfigKind::Boolean => 1,
+            ConfigKind::String => 2,
+            ConfigKind::Int => 3,
+            ConfigKind::Long => 5,
+            ConfigKind::List => 7,
+        }
+    }
+}
+
+/// Where an effective value came from (Kafka's config_source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicOverride,
+    Default,
+}
+
+impl ConfigSource {
+    pub fn kafka_source(self) -> i8 {
+        match self {
+            ConfigSource::TopicOverride => 1,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+type Check = fn(&str) -> Result<(), String>;
+
+/// One accepted topic config key.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigKind,
+    pub default: &'static str,
+    pub doc: &'static str,
+    check: Check,
+    /// Set when the key is part of the product contract but the capability behind it is not in
+    /// this build: setting it is refused with this reason rather than silently ignored.
+    unavailable: Option<&'static str>,
+}
+
+const DAY_MS: &str = "86400000";
+
+fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+    move |v: &str| match v.trim().parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        Ok(n) => Err(format!("{n} is below the minimum {min}")),
+        Err(_) => Err(format!("'{v}' is not an integer")),
+    }
+}
+
+fn check_long_min_neg1(v: &str) -> Result<(), String> {
+    long_at_least(-1)(v)
+}
+fn check_long_min_neg2(v: &str) -> Result<(), String> {
+    long_at_least(-2)(v)
+}
+fn check_long_min0(v: &str) -> Result<(), String> {
+    long_at_least(0)(v)
+}
+fn check_long_min1(v: &str) -> Result<(), String> {
+    long_at_least(1)(v)
+}
+fn check_int_min0(v: &str) -> Result<(), String> {
+    long_at_least(0)(v)?;
+    i32::try_from(v.trim().parse::<i64>().unwrap_or_default())
+        .map(|_| ())
+        .map_err(|_| format!("{v} does not fit in an int"))
+}
+fn check_int_min1(v: &str) -> Result<(), String> {
+    long_at_least(1)(v)?;
+    check_int_min0(v)
+}
+fn check_segment_bytes(v: &str) -> Result<(), String> {
+    long_at_least(1024)(v)?;
+    check_int_min0(v)
+}
+fn check_bool(v: &str) -> Result<(), String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "false" => Ok(()),
+        _ => Err(format!("'{v}' is not a boolean (true or false)")),
+    }
+}
+fn check_cleanup_policy(v: &str) -> Result<(), String> {
+    CleanupPolicy::parse(v).map(|_| ())
+}
+fn check_compression_type(v: &str) -> Result<(), String> {
+    match v.trim() {
+        "producer" => Ok(()),
+        "none" | "gzip" | "snappy" | "lz4" | "zstd" | "uncompressed" => Err(format!(
+            "'{v}' would require re-compressing batches; chronik stores batches as the producer \
+             compressed them, so only 'producer' is supported"
+        )),
+        _ => Err(format!("'{v}' is not a compression type")),
+    }
+}
+fn check_timestamp_type(v: &str) -> Result<(), String> {
+    match v.trim() {
+        "CreateTime" => Ok(()),
+        "LogAppendTime" => Err("LogAppendTime is not supported; only CreateTime".into()),
+        _ => Err(format!("'{v}' is not CreateTime or LogAppendTime")),
+    }
+}
+fn check_any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+fn check_vector_field(v: &str) -> Result<(), String> {
+    match v {
+        "value" | "key" => Ok(()),
+        p if p.starts_with("$.") && p.len() > 2 => Ok(()),
+        _ => Err(format!(
+            "'{v}' is not value, key or a JSON path like $.field"
+        )),
+    }
+}
+fn check_vector_metric(v: &str) -> Result<(), String> {
+    match v {
+        "cosine" | "l2" | "dot" => Ok(()),
+        _ => Err(format!("'{v}' is not cosine, l2 or dot")),
+    }
+}
+fn check_provider(v: &str) -> Result<(), String> {
+    match v {
+        "local" | "openai" | "none" => Ok(()),
+        _ => Err(format!("'{v}' is not local, openai or none")),
+    }
+}
+
+const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
+const NO_SEARCH: Option<&str> = Some("full-text search is not available in this build yet");
+const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
+const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
+
+macro_rules! def {
+    ($name:literal, $kind:ident, $default:expr, $check:expr, $doc:literal) => {
+        def!($name, $kind, $default, $check, $doc, None)
+    };
+    ($name:literal, $kind:ident, $default:expr, $check:expr, $doc:literal, $unavailable:expr) => {
+        ConfigDef {
+            name: $name,
+            kind: ConfigKind::$kind,
+            default: $default,
+            doc: $doc,
+            check: $check,
+            unavailable: $unavailable,
+        }
+    };
+}
+
+/// Every topic config key Chronik accepts.
+pub static DEFINITIONS: &[ConfigDef] = &[
+    def!(
+        "cleanup.policy",
+        List,
+        "delete",
+        check_cleanup_policy,
+        "delete, compact, or compact,delete"
+    ),
+    def!(
+        "retention.ms",
+        Long,
+        "604800000",
+        check_long_min_neg1,
+        "how long data is kept; -1 keeps it forever"
+    ),
+    def!(
+        "retention.bytes",
+        Long,
+        "-1",
+        check_long_min_neg1,
+        "largest size of a partition before old segments are deleted; -1 is unbounded"
+    ),
+    def!(
+        "local.retention.ms",
+        Long,
+        "-2",
+        check_long_min_neg2,
+        "how long sealed segments stay on local disk when tiering is on; -2 means retention.ms",
+        NO_TIER
+    ),
+    def!(
+        "local.retention.bytes",
+        Long,
+        "-2",
+        check_long_min_neg2,
+        "local size bound when tiering is on; -2 means retention.bytes",
+        NO_TIER
+    ),
+    def!(
+        "segment.bytes",
+        Int,
+        "1073741824",
+        check_segment_bytes,
+        "segment file size at which the log rolls"
+    ),
+    def!(
+        "segment.ms",
+        Long,
+        "604800000",
+        check_long_min1,
+        "age at which the active segment rolls"
+    ),
+    def!(
+        "max.message.bytes",
+        Int,
+        "1048576",
+        check_int_min0,
+        "largest record batch accepted"
+    ),
+    def!(
+        "min.insync.replicas",
+        Int,
+        "1",
+        check_int_min1,
+        "replicas that must have a write for acks=all to succeed"
+    ),
+    def!(
+        "delete.retention.ms",
+        Long,
+        DAY_MS,
+        check_long_min0,
+        "how long compaction keeps tombstones"
+    ),
+    def!(
+        "min.compaction.lag.ms",
+        Long,
+        "0",
+        check_long_min0,
+        "minimum age before a record may be compacted"
+    ),
+    def!(
+        "compression.type",
+        String,
+        "producer",
+        check_compression_type,
+        "batches are stored as the producer compressed them"
+    ),
+    def!(
+        "message.timestamp.type",
+        String,
+        "CreateTime",
+        check_timestamp_type,
+        "record timestamps are the producer's CreateTime"
+    ),
+    def!(
+        "columnar.enabled",
+        Boolean,
+        "false",
+        check_bool,
+        "SQL over the topic",
+        NO_SQL
+    ),
+    def!(
+        "searchable.enabled",
+        Boolean,
+        "false",
+        check_bool,
+        "full-text search over the topic",
+        NO_SEARCH
+    ),
+    def!(
+        "search.fields",
+        List,
+        "",
+        check_any,
+        "JSON paths indexed as text",
+        NO_SEARCH
+    ),
+    def!(
+        "vector.enabled",
+        Boolean,
+        "false",
+        check_bool,
+        "vector search over the topic",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.field",
+        String,
+        "value",
+        check_vector_field,
+        "what is embedded: value, key or a JSON path",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.embedding.provider",
+        String,
+        "local",
+        check_provider,
+        "embedding provider",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.embedding.model",
+        String,
+        "",
+        check_any,
+        "embedding model",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.embedding.endpoint",
+        String,
+        "",
+        check_any,
+        "embedding endpoint",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.embedding.dimensions",
+        Int,
+        "0",
+        check_int_min0,
+        "embedding dimensions",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.metric",
+        String,
+        "cosine",
+        check_vector_metric,
+        "cosine, l2 or dot",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.hnsw.m",
+        Int,
+        "16",
+        check_int_min1,
+        "HNSW links per node",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.hnsw.ef_construction",
+        Int,
+        "200",
+        check_int_min1,
+        "HNSW build beam width",
+        NO_VECTOR
+    ),
+    def!(
+        "vector.hnsw.ef_search",
+        Int,
+        "64",
+        check_int_min1,
+        "HNSW query beam width",
+        NO_VECTOR
+    ),
+];
+
+/// Accepted alternative spellings, mapped to their canonical key.
+const ALIASES: &[(&str, &str)] = &[("searchable", "searchable.enabled")];
+
+pub fn definition(name: &str) -> Option<&'static ConfigDef> {
+    DEFINITIONS.iter().find(|d| d.name == name)
+}
+
+/// Definitions of the keys this build serves (listed by DescribeConfigs).
+pub fn available_definitions() -> impl Iterator<Item = &'static ConfigDef> {
+    DEFINITIONS.iter().filter(|d| d.unavailable.is_none())
+}
+
+fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, canonical)| canonical)
+}
+
+/// Check one key and value; returns the canonical key.
+pub fn validate_entry(name: &str, value: &str) -> Result<&'static str, MetaError> {
+    let invalid = |reason: String| MetaError::InvalidConfig {
+        key: name.to_string(),
+        reason,
+    };
+    let def = definition(canonical(name)).ok_or_else(|| invalid("unknown config".into()))?;
+    if let Some(reason) = def.unavailable {
+        return Err(invalid(reason.to_string()));
+    }
+    (def.check)(value).map_err(invalid)?;
+    Ok(def.name)
+}
+
+/// Validate user-supplied overrides and return them under canonical keys.
+pub fn validate(
+    overrides: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, MetaError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in overrides {
+        let key = validate_entry(name, value)?;
+        out.insert(key.to_string(), value.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// What compaction and deletion do with old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                other => return Err(format!("'{other}' is not delete or compact")),
+            }
+        }
+        if !policy.delete && !policy.compact {
+            return Err("cleanup.policy needs delete, compact or both".into());
+        }
+        Ok(policy)
+    }
+}
+
+/// One effective config value as DescribeConfigs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedConfig {
+    pub name: &'static str,
+    pub value: String,
+    pub source: ConfigSource,
+    pub kind: ConfigKind,
+    pub doc: &'static str,
+}
+
+/// Every served key with its effective value for a topic with these overrides.
+pub fn resolve_all(overrides: &BTreeMap<String, String>) -> Vec<ResolvedConfig> {
+    available_definitions()
+        .map(|def| match overrides.get(def.name) {
+            Some(v) => ResolvedConfig {
+                name: def.name,
+                value: v.clone(),
+                source: ConfigSource::TopicOverride,
+                kind: def.kind,
+                doc: def.doc,
+            },
+            None => ResolvedConfig {
+                name: def.name,
+                value: def.default.to_string(),
+                source: ConfigSource::Default,
+                kind: def.kind,
+                doc: def.doc,
+            },
+        })
+        .collect()
+}
+
+/// The typed settings a topic runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub cleanup_policy: CleanupPolicy,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i32,
+    pub min_insync_replicas: i32,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+}
+
+impl TopicConfig {
+    /// Typed view of validated overrides; keys not set take their defaults.
+    pub fn from_overrides(overrides: &BTreeMap<String, String>) -> TopicConfig {
+        let raw = |name: &str| -> String {
+            overrides.get(name).cloned().unwrap_or_else(|| {
+                definition(name).map_or_else(String::new, |d| d.default.to_string())
+            })
+        };
+        let num = |name: &str| -> i64 {
+            let fallback = definition(name)
+                .and_then(|d| d.default.parse().ok())
+                .unwrap_or(0);
+            raw(name).trim().parse().unwrap_or(fallback)
+        };
+        TopicConfig {
+            cleanup_policy: CleanupPolicy::parse(&raw("cleanup.policy")).unwrap_or(CleanupPolicy {
+                delete: true,
+                compact: false,
+            }),
+            retention_ms: num("retention.ms"),
+            retention_bytes: num("retention.bytes"),
+            segment_bytes: num("segment.bytes"),
+            segment_ms: num("segment.ms"),
+            max_message_bytes: num("max.message.bytes") as i32,
+            min_insync_replicas: num("min.insync.replicas") as i32,
+            delete_retention_ms: num("delete.retention.ms"),
+            min_compaction_lag_ms: num("min.compaction.lag.ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let err = validate(&map(&[("retention.mss", "1")])).unwrap_err();
+        assert_eq!(
+            err,
+            MetaError::InvalidConfig {
+                key: "retention.mss".into(),
+                reason: "unknown config".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        for (k, v) in [
+            ("retention.ms", "soon"),
+            ("retention.ms", "-5"),
+            ("cleanup.policy", "shred"),
+            ("segment.bytes", "10"),
+            ("max.message.bytes", "99999999999"),
+            ("min.insync.replicas", "0"),
+            ("compression.type", "gzip"),
+        ] {
+            match validate(&map(&[(k, v)])) {
+                Err(MetaError::InvalidConfig { key, .. }) => assert_eq!(key, k),
+                other => panic!("{k}={v}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_not_in_this_build_are_refused_honestly() {
+        let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
+        assert!(err.to_string().contains("not available"), "{err}");
+        let err = validate(&map(&[("searchable", "true")])).unwrap_err();
+        assert!(err.to_string().contains("searchable"), "{err}");
+    }
+
+    #[test]
+    fn typed_view_uses_overrides_then_defaults() {
+        let cfg = TopicConfig::from_overrides(&map(&[
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "1000"),
+        ]));
+        assert_eq!(
+            cfg.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert_eq!(cfg.retention_ms, 1000);
+        assert_eq!(cfg.retention_bytes, -1);
+        assert_eq!(cfg.segment_bytes, 1 << 30);
+        assert_eq!(cfg.max_message_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn resolve_all_marks_sources() {
+        let all = resolve_all(&map(&[("retention.ms", "5")]));
+        let r = all.iter().find(|c| c.name == "retention.ms").unwrap();
+        assert_eq!(
+            (r.value.as_str(), r.source),
+            ("5", ConfigSource::TopicOverride)
+        );
+        let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
+        assert_eq!(s.source, ConfigSource::Default);
+        assert!(all.iter().all(|c| c.name != "columnar.enabled"));
+    }
+}

@@ -35,8 +35,7 @@ use tokio::sync::watch;
 use crate::batch;
 use crate::decode;
 use crate::{
-    AppendInfo, FlushPolicy, LogConfig, LogError, PartitionLog, ReadResult, Result,
-    TimestampOffset,
+    AppendInfo, FlushPolicy, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset,
 };
 
 use scan::{BatchCursor, Step, HEADER_WINDOW};
@@ -420,7 +419,8 @@ impl Shared {
                     .max_timestamp
                     .is_none_or(|(t, _)| t < now.saturating_sub(cfg.retention_ms));
             // Kafka's rule: delete a segment only if the log stays at or above retention.bytes.
-            let oversize = cfg.retention_bytes >= 0 && total - seg.size as i64 >= cfg.retention_bytes;
+            let oversize =
+                cfg.retention_bytes >= 0 && total - seg.size as i64 >= cfg.retention_bytes;
             if !(expired || oversize) {
                 break;
             }
@@ -540,7 +540,10 @@ impl PartitionLog for FileLog {
         let (max_bytes, compacts) = {
             let st = shared.state.read();
             st.check_open()?;
-            (st.config.max_message_bytes, st.config.cleanup_policy.compacts())
+            (
+                st.config.max_message_bytes,
+                st.config.cleanup_policy.compacts(),
+            )
         };
         // Validation (CRC over every byte) runs before the lock is taken.
         let spans = batch::validate_records(&records, max_bytes)?;
@@ -605,7 +608,7 @@ impl PartitionLog for FileLog {
         loop {
             // Subscribe before checking, so a round finishing in between is not missed.
             let mut rounds = shared.flushed_tx.subscribe();
-            {
+            let lead = {
                 let mut st = shared.state.write();
                 st.check_open()?;
                 if let Some(e) = &st.flush_failed {
@@ -617,11 +620,12 @@ impl PartitionLog for FileLog {
                 if offset >= st.log_end_offset {
                     return Err(st.out_of_range(offset));
                 }
-                if !st.flush_in_flight {
-                    st.flush_in_flight = true;
-                    let leader = Arc::clone(shared);
-                    run_blocking(move || leader.group_commit());
-                }
+                !std::mem::replace(&mut st.flush_in_flight, true)
+            };
+            if lead {
+                // Started outside the lock: the round takes it, and may run inline.
+                let leader = Arc::clone(shared);
+                run_blocking(move || leader.group_commit());
             }
             rounds.changed().await.map_err(|_| LogError::Closed)?;
         }
@@ -721,7 +725,8 @@ impl PartitionLog for FileLog {
         }
         if st.segments.is_empty() {
             let interval = st.config.index_interval_bytes;
-            st.segments.push(Segment::create(&shared.dir, offset, interval)?);
+            st.segments
+                .push(Segment::create(&shared.dir, offset, interval)?);
         } else {
             let reactivated = !removed.is_empty();
             let active = st.active_mut()?;
@@ -863,9 +868,10 @@ impl PartitionLog for FileLog {
             if st.closed {
                 return Ok(());
             }
-            let aged = st.active()?.created_ms.is_some_and(|c| {
-                now_ms.saturating_sub(c) >= st.config.segment_ms
-            });
+            let aged = st
+                .active()?
+                .created_ms
+                .is_some_and(|c| now_ms.saturating_sub(c) >= st.config.segment_ms);
             if aged {
                 shared.roll(&mut st)?;
             }

@@ -89,8 +89,12 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// (the first batch is returned whole even when larger, as Kafka does, so a consumer always
     /// makes progress). With `limit_to_high_watermark` nothing at or past the high watermark is
     /// returned. `offset` outside [log start, log end] is [`LogError::OffsetOutOfRange`].
-    fn read(&self, offset: i64, max_bytes: usize, limit_to_high_watermark: bool)
-        -> Result<ReadResult>;
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit_to_high_watermark: bool,
+    ) -> Result<ReadResult>;
 
     fn log_start_offset(&self) -> i64;
     fn log_end_offset(&self) -> i64;

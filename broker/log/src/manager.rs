@@ -106,7 +106,10 @@ impl LogManager {
 
     /// The concrete log, for callers that need [`FileLog`]-only operations (stats, roll).
     pub fn get_file_log(&self, topic: &str, partition: i32) -> Option<Arc<FileLog>> {
-        self.logs.read().get(&(topic.to_string(), partition)).cloned()
+        self.logs
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// Close every partition of `topic` and delete their directories, including ones on disk
@@ -153,7 +156,10 @@ impl LogManager {
     /// and compaction on every open log; under `FlushPolicy::Interval(d)` it also fsyncs every
     /// log each `d`. The work runs on the blocking pool. The task ends when the manager is
     /// dropped.
-    pub fn spawn_background(self: &Arc<Self>, maintenance_every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        maintenance_every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let manager = Arc::downgrade(self);
         let flush_every = match self.flush {
             FlushPolicy::Interval(d) => Some(d),

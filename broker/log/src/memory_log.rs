@@ -169,7 +169,12 @@ impl PartitionLog for MemoryLog {
         Ok(())
     }
 
-    fn read(&self, offset: i64, max_bytes: usize, limit_to_high_watermark: bool) -> Result<ReadResult> {
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit_to_high_watermark: bool,
+    ) -> Result<ReadResult> {
         let st = self.state.read();
         st.check_open()?;
         if offset < st.log_start_offset || offset > st.log_end_offset {
@@ -318,15 +323,16 @@ impl PartitionLog for MemoryLog {
             return Ok(());
         }
         if st.config.cleanup_policy.deletes() {
-            let (retention_ms, retention_bytes) = (st.config.retention_ms, st.config.retention_bytes);
+            let (retention_ms, retention_bytes) =
+                (st.config.retention_ms, st.config.retention_bytes);
             let mut total: i64 = st.batches.iter().map(|b| b.bytes.len() as i64).sum();
             while st.batches.len() > 1 {
                 let Some(b) = st.batches.front() else { break };
                 if b.header.next_offset() > st.high_watermark {
                     break;
                 }
-                let expired =
-                    retention_ms >= 0 && b.header.max_timestamp < now_ms.saturating_sub(retention_ms);
+                let expired = retention_ms >= 0
+                    && b.header.max_timestamp < now_ms.saturating_sub(retention_ms);
                 let size = b.bytes.len() as i64;
                 let oversize = retention_bytes >= 0 && total - size >= retention_bytes;
                 if !(expired || oversize) {

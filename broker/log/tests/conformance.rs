@@ -70,7 +70,11 @@ async fn append_read_round_trip_is_byte_exact_except_stamped_fields(make: Factor
     assert_eq!(info.max_timestamp, 3_000);
 
     let got = h.log.read(0, 1 << 20, true).expect("read").records;
-    assert_eq!(got.len(), sent.len(), "stored size differs from produced size");
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "stored size differs from produced size"
+    );
     let mut expected = BytesMut::from(&sent[..]);
     let mut at = 0;
     for (base, hd) in [(0i64, 0), (3, 1), (7, 2)].map(|(b, i)| (b, headers(&sent)[i])) {
@@ -78,10 +82,17 @@ async fn append_read_round_trip_is_byte_exact_except_stamped_fields(make: Factor
         expected[at + 12..at + 16].copy_from_slice(&7i32.to_be_bytes());
         at += hd.total_len();
     }
-    assert_eq!(got, expected.freeze(), "only base offset and leader epoch may change");
+    assert_eq!(
+        got,
+        expected.freeze(),
+        "only base offset and leader epoch may change"
+    );
     let records = kv(got);
     assert_eq!(records.len(), 9);
-    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), (0..9).collect::<Vec<_>>());
+    assert_eq!(
+        records.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..9).collect::<Vec<_>>()
+    );
     assert_eq!(records[4].1.as_deref(), Some("k1"));
 }
 
@@ -89,7 +100,11 @@ async fn offsets_are_contiguous_across_batches_and_appends(make: Factory) {
     let h = make(LogConfig::default());
     let first = produce(
         &*h.log,
-        concat(&[batch(2, 1, Compression::None), batch(3, 1, Compression::Zstd), batch(1, 1, Compression::None)]),
+        concat(&[
+            batch(2, 1, Compression::None),
+            batch(3, 1, Compression::Zstd),
+            batch(1, 1, Compression::None),
+        ]),
     )
     .await;
     assert_eq!((first.base_offset, first.last_offset), (0, 5));
@@ -116,16 +131,31 @@ async fn corrupt_append_is_rejected_whole(make: Factory) {
 
     let mut partial = BytesMut::from(&concat(&[good.clone(), good.clone()])[..]);
     partial.truncate(partial.len() - 5);
-    assert!(matches!(h.log.append(partial.freeze(), 0), Err(LogError::CorruptBatch(_))));
+    assert!(matches!(
+        h.log.append(partial.freeze(), 0),
+        Err(LogError::CorruptBatch(_))
+    ));
 
     let mut magic = BytesMut::from(&good[..]);
     magic[16] = 1;
-    assert!(matches!(h.log.append(magic.freeze(), 0), Err(LogError::CorruptBatch(_))));
+    assert!(matches!(
+        h.log.append(magic.freeze(), 0),
+        Err(LogError::CorruptBatch(_))
+    ));
     assert!(h.log.append(Bytes::new(), 0).is_err());
 
-    assert_eq!(h.log.log_end_offset(), 0, "nothing of a rejected append is stored");
+    assert_eq!(
+        h.log.log_end_offset(),
+        0,
+        "nothing of a rejected append is stored"
+    );
     assert_eq!(h.log.size_bytes(), 0);
-    assert!(h.log.read(0, 1 << 20, false).expect("read").records.is_empty());
+    assert!(h
+        .log
+        .read(0, 1 << 20, false)
+        .expect("read")
+        .records
+        .is_empty());
 }
 
 async fn oversized_batch_is_rejected(make: Factory) {
@@ -150,7 +180,11 @@ async fn read_respects_max_bytes_but_returns_the_first_batch_whole(make: Factory
         produce(&*h.log, b.clone()).await;
     }
     let one = h.log.read(0, 1, true).expect("read").records;
-    assert_eq!(base_offsets(&one), vec![0], "first batch whole even above max_bytes");
+    assert_eq!(
+        base_offsets(&one),
+        vec![0],
+        "first batch whole even above max_bytes"
+    );
     let two = h.log.read(0, 2 * b.len() + 10, true).expect("read").records;
     assert_eq!(base_offsets(&two), vec![0, 3]);
     let all = h.log.read(4, 1 << 20, true).expect("read").records;
@@ -167,11 +201,19 @@ async fn reads_stop_at_the_high_watermark(make: Factory) {
     let limited = h.log.read(0, 1 << 20, true).expect("read");
     assert_eq!(base_offsets(&limited.records), vec![0]);
     assert_eq!((limited.high_watermark, limited.log_end_offset), (2, 4));
-    assert!(h.log.read(2, 1 << 20, true).expect("read").records.is_empty());
+    assert!(h
+        .log
+        .read(2, 1 << 20, true)
+        .expect("read")
+        .records
+        .is_empty());
     let unlimited = h.log.read(0, 1 << 20, false).expect("read").records;
     assert_eq!(base_offsets(&unlimited), vec![0, 2]);
 
-    assert!(matches!(h.log.set_high_watermark(5), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        h.log.set_high_watermark(5),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 async fn reads_outside_the_log_are_out_of_range(make: Factory) {
@@ -179,10 +221,20 @@ async fn reads_outside_the_log_are_out_of_range(make: Factory) {
     produce(&*h.log, batch(2, 1, Compression::None)).await;
     assert!(matches!(
         h.log.read(3, 1 << 20, false),
-        Err(LogError::OffsetOutOfRange { offset: 3, start: 0, end: 2 })
+        Err(LogError::OffsetOutOfRange {
+            offset: 3,
+            start: 0,
+            end: 2
+        })
     ));
-    assert!(matches!(h.log.read(-1, 1 << 20, false), Err(LogError::OffsetOutOfRange { .. })));
-    let at_end = h.log.read(2, 1 << 20, true).expect("reading at the log end is fine");
+    assert!(matches!(
+        h.log.read(-1, 1 << 20, false),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let at_end = h
+        .log
+        .read(2, 1 << 20, true)
+        .expect("reading at the log end is fine");
     assert!(at_end.records.is_empty());
     assert_eq!(at_end.log_end_offset, 2);
 }
@@ -196,10 +248,18 @@ async fn truncate_to_removes_whole_batches(make: Factory) {
     h.log.truncate_to(3).expect("truncate");
     assert_eq!(h.log.log_end_offset(), 2);
     assert_eq!(h.log.high_watermark(), 2);
-    assert_eq!(base_offsets(&h.log.read(0, 1 << 20, false).expect("read").records), vec![0]);
+    assert_eq!(
+        base_offsets(&h.log.read(0, 1 << 20, false).expect("read").records),
+        vec![0]
+    );
     let next = produce(&*h.log, batch(1, 1, Compression::None)).await;
-    assert_eq!(next.base_offset, 2, "appends continue from the truncation point");
-    h.log.truncate_to(10).expect("truncating past the end is a no-op");
+    assert_eq!(
+        next.base_offset, 2,
+        "appends continue from the truncation point"
+    );
+    h.log
+        .truncate_to(10)
+        .expect("truncating past the end is a no-op");
     assert_eq!(h.log.log_end_offset(), 3);
 }
 
@@ -210,12 +270,18 @@ async fn delete_records_before_moves_the_log_start(make: Factory) {
     }
     assert_eq!(h.log.delete_records_before(3).expect("delete"), 3);
     assert_eq!(h.log.log_start_offset(), 3);
-    assert!(matches!(h.log.read(2, 1 << 20, false), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        h.log.read(2, 1 << 20, false),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     let from_start = h.log.read(3, 1 << 20, true).expect("read");
     assert_eq!(from_start.log_start_offset, 3);
     assert_eq!(base_offsets(&from_start.records), vec![2, 4]);
     assert_eq!(h.log.delete_records_before(1).expect("lower is a no-op"), 3);
-    assert!(matches!(h.log.delete_records_before(7), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        h.log.delete_records_before(7),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     let info = produce(&*h.log, batch(1, 1, Compression::None)).await;
     assert_eq!(info.log_start_offset, 3);
 }
@@ -235,24 +301,61 @@ async fn timestamp_lookups_find_the_first_record_at_or_after(make: Factory) {
     produce(&*h.log, recs(&[200, 250, 240])).await; // offsets 2, 3, 4
     produce(&*h.log, recs(&[150])).await; // offset 5
     let at = |t| h.log.offset_for_timestamp(t).expect("lookup");
-    assert_eq!(at(0), Some(TimestampOffset { timestamp: 100, offset: 0 }));
-    assert_eq!(at(105), Some(TimestampOffset { timestamp: 110, offset: 1 }));
-    assert_eq!(at(111), Some(TimestampOffset { timestamp: 200, offset: 2 }));
-    assert_eq!(at(245), Some(TimestampOffset { timestamp: 250, offset: 3 }));
+    assert_eq!(
+        at(0),
+        Some(TimestampOffset {
+            timestamp: 100,
+            offset: 0
+        })
+    );
+    assert_eq!(
+        at(105),
+        Some(TimestampOffset {
+            timestamp: 110,
+            offset: 1
+        })
+    );
+    assert_eq!(
+        at(111),
+        Some(TimestampOffset {
+            timestamp: 200,
+            offset: 2
+        })
+    );
+    assert_eq!(
+        at(245),
+        Some(TimestampOffset {
+            timestamp: 250,
+            offset: 3
+        })
+    );
     assert_eq!(at(251), None);
     assert_eq!(
         h.log.max_timestamp().expect("max"),
-        Some(TimestampOffset { timestamp: 250, offset: 3 })
+        Some(TimestampOffset {
+            timestamp: 250,
+            offset: 3
+        })
     );
     h.log.delete_records_before(3).expect("delete");
-    assert_eq!(at(0), Some(TimestampOffset { timestamp: 250, offset: 3 }), "nothing below the log start");
+    assert_eq!(
+        at(0),
+        Some(TimestampOffset {
+            timestamp: 250,
+            offset: 3
+        }),
+        "nothing below the log start"
+    );
 }
 
 async fn subscribers_see_the_high_watermark_move(make: Factory) {
     let h = make(LogConfig::default());
     let mut rx = h.log.subscribe();
     assert_eq!(*rx.borrow_and_update(), 0);
-    let info = h.log.append(batch(3, 1, Compression::None), 0).expect("append");
+    let info = h
+        .log
+        .append(batch(3, 1, Compression::None), 0)
+        .expect("append");
     h.log.wait_durable(info.last_offset).await.expect("durable");
     tokio::time::timeout(Duration::from_secs(2), rx.changed())
         .await
@@ -269,17 +372,29 @@ async fn compaction_keeps_the_latest_value_per_key(make: Factory) {
         delete_retention_ms: 60_000,
         ..LogConfig::default()
     });
-    for (k, v) in [("k1", Some("a")), ("k2", Some("b")), ("k1", Some("c")), ("k2", None)] {
+    for (k, v) in [
+        ("k1", Some("a")),
+        ("k2", Some("b")),
+        ("k1", Some("c")),
+        ("k2", None),
+    ] {
         produce(&*h.log, batch_of(&[(Some(k), v, now)], Compression::None)).await;
     }
     // Offsets 4, 5, 6: supersedes k1=c, and k3=x inside the same batch, which is rewritten.
     let mixed = batch_of(
-        &[(Some("k3"), Some("x"), now), (Some("k1"), Some("d"), now), (Some("k3"), Some("y"), now)],
+        &[
+            (Some("k3"), Some("x"), now),
+            (Some("k1"), Some("d"), now),
+            (Some("k3"), Some("y"), now),
+        ],
         Compression::Gzip,
     );
     produce(&*h.log, mixed).await;
     let keyless = batch_of(&[(None, Some("v"), now)], Compression::None);
-    assert!(matches!(h.log.append(keyless, 0), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        h.log.append(keyless, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
 
     let later = now_ms();
     h.log.run_maintenance(later).expect("maintenance");
@@ -294,15 +409,28 @@ async fn compaction_keeps_the_latest_value_per_key(make: Factory) {
         "latest value per key with original offsets, tombstone still visible"
     );
 
-    h.log.run_maintenance(later + 60_001).expect("maintenance after delete.retention.ms");
+    h.log
+        .run_maintenance(later + 60_001)
+        .expect("maintenance after delete.retention.ms");
     let kept = kv(read_all(&*h.log));
     assert_eq!(
         kept,
-        vec![(5, Some("k1".into()), Some("d".into())), (6, Some("k3".into()), Some("y".into()))],
+        vec![
+            (5, Some("k1".into()), Some("d".into())),
+            (6, Some("k3".into()), Some("y".into()))
+        ],
         "tombstone removed once delete.retention.ms passed"
     );
-    assert_eq!(h.log.log_end_offset(), 7, "compaction never moves the log end");
-    let next = produce(&*h.log, batch_of(&[(Some("k9"), Some("z"), now)], Compression::None)).await;
+    assert_eq!(
+        h.log.log_end_offset(),
+        7,
+        "compaction never moves the log end"
+    );
+    let next = produce(
+        &*h.log,
+        batch_of(&[(Some("k9"), Some("z"), now)], Compression::None),
+    )
+    .await;
     assert_eq!(next.base_offset, 7);
 }
 
@@ -310,7 +438,10 @@ async fn a_closed_log_refuses_work(make: Factory) {
     let h = make(LogConfig::default());
     produce(&*h.log, batch(1, 1, Compression::None)).await;
     h.log.close().expect("close");
-    assert!(matches!(h.log.append(batch(1, 1, Compression::None), 0), Err(LogError::Closed)));
+    assert!(matches!(
+        h.log.append(batch(1, 1, Compression::None), 0),
+        Err(LogError::Closed)
+    ));
     assert!(matches!(h.log.read(0, 100, false), Err(LogError::Closed)));
 }
 

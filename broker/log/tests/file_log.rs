@@ -57,15 +57,31 @@ fn recovery_after_a_cut_mid_batch_keeps_every_whole_batch() {
     let len = fill(&log, 5, 1);
     drop(log); // a crash: no close
 
-    let file = OpenOptions::new().write(true).open(segment(&dir, 0, "log")).unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(segment(&dir, 0, "log"))
+        .unwrap();
     file.set_len((5 * len - 10) as u64).unwrap();
     drop(file);
 
     let log = FileLog::open(&dir, LogConfig::default()).unwrap();
-    assert_eq!(log.log_end_offset(), 8, "four whole batches of two records survive");
+    assert_eq!(
+        log.log_end_offset(),
+        8,
+        "four whole batches of two records survive"
+    );
     assert_eq!(base_offsets(&read_all(&log)), vec![0, 2, 4, 6]);
-    assert_eq!(log.append(batch(1, 1, Compression::None), 0).unwrap().base_offset, 8);
-    assert_eq!(log.high_watermark(), 8, "recovered data is durable after open");
+    assert_eq!(
+        log.append(batch(1, 1, Compression::None), 0)
+            .unwrap()
+            .base_offset,
+        8
+    );
+    assert_eq!(
+        log.high_watermark(),
+        8,
+        "recovered data is durable after open"
+    );
 }
 
 #[test]
@@ -96,14 +112,26 @@ fn segments_roll_by_size_with_kafka_file_names() {
     fill(&log, 10, 1);
     assert_eq!(log.segment_base_offsets(), vec![0, 6, 12, 18]);
     for base in [0, 6, 12] {
-        assert_eq!(fs::metadata(segment(&dir, base, "log")).unwrap().len(), 3 * len);
-        assert!(segment(&dir, base, "index").exists(), "sealed segment {base} has an offset index");
+        assert_eq!(
+            fs::metadata(segment(&dir, base, "log")).unwrap().len(),
+            3 * len
+        );
+        assert!(
+            segment(&dir, base, "index").exists(),
+            "sealed segment {base} has an offset index"
+        );
         assert!(segment(&dir, base, "timeindex").exists());
     }
     assert!(segment(&dir, 18, "log").exists());
     // A read returns batches of one segment; the next read continues in the next.
-    assert_eq!(base_offsets(&log.read(2, 1 << 20, false).unwrap().records), vec![2, 4]);
-    assert_eq!(base_offsets(&log.read(6, 1 << 20, false).unwrap().records), vec![6, 8, 10]);
+    assert_eq!(
+        base_offsets(&log.read(2, 1 << 20, false).unwrap().records),
+        vec![2, 4]
+    );
+    assert_eq!(
+        base_offsets(&log.read(6, 1 << 20, false).unwrap().records),
+        vec![6, 8, 10]
+    );
     assert_eq!(base_offsets(&read_all(&log)).len(), 10);
 }
 
@@ -115,7 +143,8 @@ fn reopening_preserves_batches_offsets_and_the_log_start() {
     let config = small_segments(3 * len);
     let log = FileLog::open(&dir, config.clone()).unwrap();
     for i in 0..10 {
-        log.append(batch(2, 1_000 + i, Compression::None), 0).unwrap();
+        log.append(batch(2, 1_000 + i, Compression::None), 0)
+            .unwrap();
     }
     log.flush().unwrap(); // group commit: the high watermark moves with durability
     assert_eq!(log.delete_records_before(7).unwrap(), 7);
@@ -125,19 +154,34 @@ fn reopening_preserves_batches_offsets_and_the_log_start() {
 
     let log = FileLog::open(&dir, config).unwrap();
     assert_eq!(log.log_end_offset(), 20);
-    assert_eq!(log.log_start_offset(), 7, "the log start offset checkpoint survives");
+    assert_eq!(
+        log.log_start_offset(),
+        7,
+        "the log start offset checkpoint survives"
+    );
     assert_eq!(log.segment_base_offsets(), segments);
     assert_eq!(read_all(&log), before, "same bytes after reopening");
     // Timestamp lookups work from the persisted indexes of sealed segments.
     assert_eq!(
         log.offset_for_timestamp(1_005).unwrap(),
-        Some(TimestampOffset { timestamp: 1_005, offset: 10 })
+        Some(TimestampOffset {
+            timestamp: 1_005,
+            offset: 10
+        })
     );
     assert_eq!(
         log.max_timestamp().unwrap(),
-        Some(TimestampOffset { timestamp: 1_009, offset: 18 })
+        Some(TimestampOffset {
+            timestamp: 1_009,
+            offset: 18
+        })
     );
-    assert_eq!(log.append(batch(1, 1, Compression::None), 0).unwrap().base_offset, 20);
+    assert_eq!(
+        log.append(batch(1, 1, Compression::None), 0)
+            .unwrap()
+            .base_offset,
+        20
+    );
 }
 
 #[test]
@@ -157,13 +201,25 @@ fn a_missing_or_corrupt_index_is_rebuilt_on_open() {
     fs::write(segment(&dir, 8, "index"), [0u8; 8 * 3 + 5]).unwrap();
     let log = FileLog::open(&dir, config).unwrap();
     assert_eq!(read_all(&log), before);
-    assert!(segment(&dir, 0, "index").exists(), "rebuilt index is persisted");
-    assert_eq!(fs::metadata(segment(&dir, 8, "index")).unwrap().len() % 8, 0);
+    assert!(
+        segment(&dir, 0, "index").exists(),
+        "rebuilt index is persisted"
+    );
+    assert_eq!(
+        fs::metadata(segment(&dir, 8, "index")).unwrap().len() % 8,
+        0
+    );
     assert_eq!(
         log.offset_for_timestamp(250).unwrap(),
-        Some(TimestampOffset { timestamp: 300, offset: 6 })
+        Some(TimestampOffset {
+            timestamp: 300,
+            offset: 6
+        })
     );
-    assert_eq!(base_offsets(&log.read(11, 1 << 20, false).unwrap().records), vec![10, 12, 14]);
+    assert_eq!(
+        base_offsets(&log.read(11, 1 << 20, false).unwrap().records),
+        vec![10, 12, 14]
+    );
 }
 
 #[test]
@@ -213,7 +269,11 @@ fn retention_by_time_deletes_expired_segments_but_never_the_active_one() {
     assert_eq!(log.log_start_offset(), 8);
 
     log.run_maintenance(now + 60_000).unwrap();
-    assert_eq!(log.segment_base_offsets(), vec![12], "the active segment stays");
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![12],
+        "the active segment stays"
+    );
     assert_eq!(log.log_end_offset(), 14);
 }
 
@@ -247,7 +307,12 @@ fn truncation_across_segments_reactivates_the_older_segment() {
     assert_eq!(log.log_end_offset(), 8);
     assert_eq!(log.segment_base_offsets(), vec![0, 6]);
     assert!(!segment(&dir, 12, "log").exists());
-    assert_eq!(log.append(batch(2, 1, Compression::None), 0).unwrap().base_offset, 8);
+    assert_eq!(
+        log.append(batch(2, 1, Compression::None), 0)
+            .unwrap()
+            .base_offset,
+        8
+    );
     drop(log);
     let log = FileLog::open(&dir, config).unwrap();
     assert_eq!(log.log_end_offset(), 10);
@@ -267,7 +332,10 @@ fn compaction_survives_reopen_and_keeps_offsets() {
     for i in 0..20 {
         let key = format!("k{}", i % 3);
         let value = format!("v{i}");
-        let b = batch_of(&[(Some(key.as_str()), Some(value.as_str()), now)], Compression::Zstd);
+        let b = batch_of(
+            &[(Some(key.as_str()), Some(value.as_str()), now)],
+            Compression::Zstd,
+        );
         log.append(b, 0).unwrap();
         if i % 7 == 6 {
             log.roll().unwrap();
@@ -343,7 +411,11 @@ async fn group_commit_holds_the_high_watermark_until_durable() {
     os.append(batch(2, 1, Compression::None), 0).unwrap();
     os.wait_durable(1).await.unwrap();
     assert_eq!(os.high_watermark(), 2, "os policy acknowledges at append");
-    assert_eq!(os.fsync_count(), before, "os policy does not fsync per append");
+    assert_eq!(
+        os.fsync_count(),
+        before,
+        "os policy does not fsync per append"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,18 +423,32 @@ async fn manager_opens_lists_flushes_and_removes_partitions() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let manager = Arc::new(
-        LogManager::open(root.clone(), FlushPolicy::Interval(Duration::from_millis(10))).unwrap(),
+        LogManager::open(
+            root.clone(),
+            FlushPolicy::Interval(Duration::from_millis(10)),
+        )
+        .unwrap(),
     );
-    let a = manager.get_or_create("orders-eu", 0, LogConfig::default()).unwrap();
-    manager.get_or_create("orders-eu", 1, LogConfig::default()).unwrap();
-    manager.get_or_create("audit", 0, LogConfig::default()).unwrap();
+    let a = manager
+        .get_or_create("orders-eu", 0, LogConfig::default())
+        .unwrap();
+    manager
+        .get_or_create("orders-eu", 1, LogConfig::default())
+        .unwrap();
+    manager
+        .get_or_create("audit", 0, LogConfig::default())
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &manager.get("orders-eu", 0).unwrap()));
     assert!(manager.get("missing", 0).is_none());
 
     let background = manager.spawn_background(Duration::from_secs(3600));
     let fsyncs = manager.get_file_log("orders-eu", 0).unwrap().fsync_count();
     a.append(batch(1, 1, Compression::None), 0).unwrap();
-    assert_eq!(a.high_watermark(), 1, "interval policy acknowledges at append");
+    assert_eq!(
+        a.high_watermark(),
+        1,
+        "interval policy acknowledges at append"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         manager.get_file_log("orders-eu", 0).unwrap().fsync_count() > fsyncs,
@@ -376,5 +462,8 @@ async fn manager_opens_lists_flushes_and_removes_partitions() {
     background.abort();
 
     let reopened = LogManager::open(root, FlushPolicy::Group).unwrap();
-    assert_eq!(reopened.existing_partitions(), vec![("audit".to_string(), 0)]);
+    assert_eq!(
+        reopened.existing_partitions(),
+        vec![("audit".to_string(), 0)]
+    );
 }

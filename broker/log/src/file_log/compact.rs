@@ -113,7 +113,9 @@ impl Shared {
         }
 
         let log_path = self.dir.join(file_name(source.base_offset, "log"));
-        let cleaned_path = self.dir.join(format!("{}.cleaned", file_name(source.base_offset, "log")));
+        let cleaned_path = self
+            .dir
+            .join(format!("{}.cleaned", file_name(source.base_offset, "log")));
         {
             let mut file = File::create(&cleaned_path)?;
             file.write_all(&cleaned)?;

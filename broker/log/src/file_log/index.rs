@@ -47,7 +47,7 @@ impl OffsetIndex {
     /// Decode a persisted index; `None` when it is torn or not strictly increasing, or points past
     /// `file_size`.
     pub fn decode(bytes: &[u8], file_size: u64) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY != 0 {
+        if !bytes.chunks_exact(OFFSET_ENTRY).remainder().is_empty() {
             return None;
         }
         let mut entries: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY);
@@ -108,7 +108,7 @@ impl TimeIndex {
 
     /// Decode a persisted time index; `None` when torn or not strictly increasing in time.
     pub fn decode(bytes: &[u8]) -> Option<TimeIndex> {
-        if bytes.len() % TIME_ENTRY != 0 {
+        if !bytes.chunks_exact(TIME_ENTRY).remainder().is_empty() {
             return None;
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / TIME_ENTRY);

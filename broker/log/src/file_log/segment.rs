@@ -80,7 +80,11 @@ impl Segment {
 
     /// Open the active (last) segment: every batch is validated, indexes are rebuilt, and a torn
     /// or corrupt tail is cut off.
-    pub fn recover(dir: &Path, base_offset: i64, index_interval: u32) -> io::Result<(Segment, Option<Torn>)> {
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+    ) -> io::Result<(Segment, Option<Torn>)> {
         let file = Self::open_file(&dir.join(file_name(base_offset, "log")), false)?;
         let mut seg = Segment::new(dir, base_offset, file, index_interval);
         let torn = seg.scan_from(0, true)?;
@@ -91,7 +95,11 @@ impl Segment {
     /// Open a sealed segment. Its persisted indexes are trusted when they check out against the
     /// file; otherwise they are rebuilt by a validating scan. Either way the batches after the
     /// last index entry are validated, which catches a tail torn before its fsync.
-    pub fn open_sealed(dir: &Path, base_offset: i64, index_interval: u32) -> io::Result<(Segment, Option<Torn>)> {
+    pub fn open_sealed(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+    ) -> io::Result<(Segment, Option<Torn>)> {
         let file = Self::open_file(&dir.join(file_name(base_offset, "log")), false)?;
         let mut seg = Segment::new(dir, base_offset, file, index_interval);
         let file_size = seg.file.metadata()?.len();
@@ -276,7 +284,8 @@ impl Segment {
     /// removed batch, if any was removed.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<Option<i64>> {
         let file = Arc::clone(&self.file);
-        let mut cursor = BatchCursor::new(&file, self.position_for(offset), self.size, HEADER_WINDOW);
+        let mut cursor =
+            BatchCursor::new(&file, self.position_for(offset), self.size, HEADER_WINDOW);
         let cut = loop {
             match cursor.next(false)? {
                 Step::End | Step::Invalid(..) => return Ok(None),

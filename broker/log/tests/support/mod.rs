@@ -7,8 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use chronik_log::{BatchHeader, BATCH_HEADER_LEN};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 pub fn now_ms() -> i64 {
@@ -58,7 +57,9 @@ pub fn batch_of(records: &[Rec<'_>], compression: Compression) -> Bytes {
 /// A batch of `n` keyed records with values `v0..`, all stamped `timestamp`.
 pub fn batch(n: usize, timestamp: i64, compression: Compression) -> Bytes {
     let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
-    let values: Vec<String> = (0..n).map(|i| format!("value-{i}-{}", "x".repeat(40))).collect();
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("value-{i}-{}", "x".repeat(40)))
+        .collect();
     let recs: Vec<Rec<'_>> = (0..n)
         .map(|i| (Some(keys[i].as_str()), Some(values[i].as_str()), timestamp))
         .collect();

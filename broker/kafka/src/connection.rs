@@ -1,0 +1,160 @@
+//! One client connection: read length-prefixed frames, decode, dispatch, and write responses
+//! back in request order. Requests are worked on in order; deferred work (durability waits,
+//! fetch long polls) overlaps with reading later requests, up to a per-connection bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use chronik_protocol::{
+    api_versions_response, decode_request, encode_response, frame_length, peek_request_header,
+    ProtocolError,
+};
+use futures::stream::{FuturesOrdered, StreamExt};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::registry::{self, Reply};
+use crate::Broker;
+
+/// A response on its way out, with what is needed to frame it.
+struct Pending {
+    /// Held until the response is written, bounding the work in flight per connection.
+    _permit: OwnedSemaphorePermit,
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    reply: Reply,
+}
+
+pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let (mut reader, writer) = stream.into_split();
+    let in_flight = broker.config.max_in_flight_per_connection.max(1);
+    let (tx, rx) = mpsc::channel::<Pending>(in_flight);
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let max = broker.config.max_request_bytes;
+    loop {
+        let mut prefix = [0u8; 4];
+        match reader.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection read failed");
+                break;
+            }
+        }
+        let size = match frame_length(prefix, max) {
+            Ok(size) => size,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                break;
+            }
+        };
+        let mut frame = BytesMut::zeroed(size);
+        if let Err(e) = reader.read_exact(&mut frame).await {
+            tracing::debug!(%peer, error = %e, "connection closed mid-frame");
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let pending = match handle_frame(&broker, frame, permit).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                break;
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+async fn handle_frame(
+    broker: &Arc<Broker>,
+    frame: BytesMut,
+    permit: OwnedSemaphorePermit,
+) -> Result<Pending, ProtocolError> {
+    let prefix = peek_request_header(&frame)?;
+    let key = ApiKey::try_from(prefix.api_key)
+        .map_err(|()| ProtocolError::UnknownApiKey(prefix.api_key))?;
+    let supported = registry::supported(key);
+    if !supported.is_some_and(|api| api.supports(prefix.api_version)) {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
+            // UNSUPPORTED_VERSION and our versions, so the client can pick one and retry.
+            let body = api_versions_response(
+                registry::supported_apis(),
+                ResponseError::UnsupportedVersion.code(),
+            );
+            return Ok(Pending {
+                _permit: permit,
+                correlation_id: prefix.correlation_id,
+                api_key: key,
+                version: 0,
+                reply: registry::ready(ResponseKind::ApiVersions(body)),
+            });
+        }
+        return Err(ProtocolError::UnsupportedVersion {
+            api: key,
+            version: prefix.api_version,
+        });
+    }
+    let request = decode_request(frame.freeze())?;
+    let reply = registry::dispatch(broker, request.body, request.version)
+        .await
+        .ok_or(ProtocolError::UnsupportedVersion {
+            api: key,
+            version: request.version,
+        })?;
+    Ok(Pending {
+        _permit: permit,
+        correlation_id: request.header.correlation_id,
+        api_key: key,
+        version: request.version,
+        reply,
+    })
+}
+
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
+    let mut in_flight = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            next = rx.recv(), if open => match next {
+                Some(p) => in_flight.push_back(async move {
+                    let response = p.reply.await;
+                    (p._permit, p.correlation_id, p.api_key, p.version, response)
+                }),
+                None => open = false,
+            },
+            Some((_permit, correlation_id, api_key, version, response)) = in_flight.next() => {
+                let Some(response) = response else { continue };
+                let frame = match encode_response(correlation_id, api_key, version, &response) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(%peer, error = %e, "closing connection: cannot encode response");
+                        return;
+                    }
+                };
+                if let Err(e) = writer.write_all(&frame).await {
+                    tracing::debug!(%peer, error = %e, "connection write failed");
+                    return;
+                }
+            },
+            else => return,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The one place where internal errors become Kafka error codes. Clients' retry logic depends on
+//! these, so each mapping follows the meaning Kafka gives the code.
+
+use chronik_log::LogError;
+use chronik_meta::MetaError;
+use kafka_protocol::error::ResponseError;
+
+pub fn for_log(e: &LogError) -> ResponseError {
+    match e {
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::InvalidBatch(_) => ResponseError::InvalidRecord,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // A closed log belongs to a topic that is being deleted.
+        LogError::Closed => ResponseError::UnknownTopicOrPartition,
+        LogError::Io(_) => ResponseError::KafkaStorageError,
+        #[allow(unreachable_patterns)]
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+pub fn for_meta(e: &MetaError) -> ResponseError {
+    match e {
+        MetaError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetaError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
+        MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        MetaError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        MetaError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_kafka() {
+        assert_eq!(for_log(&LogError::CorruptBatch("crc".into())).code(), 2);
+        assert_eq!(
+            for_log(&LogError::BatchTooLarge { size: 2, max: 1 }).code(),
+            10
+        );
+        assert_eq!(
+            for_log(&LogError::OffsetOutOfRange {
+                offset: 9,
+                start: 0,
+                end: 1
+            })
+            .code(),
+            1
+        );
+        assert_eq!(for_meta(&MetaError::UnknownTopic("t".into())).code(), 3);
+        assert_eq!(
+            for_meta(&MetaError::TopicAlreadyExists("t".into())).code(),
+            36
+        );
+        assert_eq!(
+            for_meta(&MetaError::InvalidConfig {
+                key: "k".into(),
+                reason: "r".into()
+            })
+            .code(),
+            40
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Metadata: brokers, the controller, and topics with their partitions' leaders, replicas and
+//! ISR. Unknown topics are auto-created when both the broker and the client allow it.
+
+use std::sync::Arc;
+
+use chronik_meta::{ClusterState, TopicMeta};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+
+use super::str_bytes;
+use crate::Broker;
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let mut state = broker.meta.state();
+    // v0 has no auto-create flag: the broker setting alone decides.
+    let client_allows = version < 4 || request.allow_auto_topic_creation;
+    let topics = match request.topics {
+        // null (or, in v0, empty) means every topic
+        None => state.topics.values().map(topic_response).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            state.topics.values().map(topic_response).collect()
+        }
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for requested in list {
+                let by_name = requested.name.as_ref().map(|n| n.0.to_string());
+                let name = match by_name {
+                    Some(name) => name,
+                    None => match state.topic_by_id(requested.topic_id) {
+                        Some(t) => t.name.clone(),
+                        None => {
+                            out.push(
+                                MetadataResponseTopic::default()
+                                    .with_error_code(ResponseError::UnknownTopicId.code())
+                                    .with_topic_id(requested.topic_id),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if !state.topics.contains_key(&name) && client_allows {
+                    match broker.auto_create_topic(&name).await {
+                        Ok(s) => state = s,
+                        Err(code) => {
+                            out.push(error_topic(&name, code));
+                            continue;
+                        }
+                    }
+                }
+                match state.topics.get(&name) {
+                    Some(t) => out.push(topic_response(t)),
+                    None => out.push(error_topic(&name, ResponseError::UnknownTopicOrPartition)),
+                }
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers(&state))
+        .with_cluster_id(state.cluster_id.clone().map(str_bytes))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+}
+
+fn brokers(state: &ClusterState) -> Vec<MetadataResponseBroker> {
+    state
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+fn error_topic(name: &str, code: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(Some(TopicName(str_bytes(name))))
+}
+
+fn topic_response(topic: &TopicMeta) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+}

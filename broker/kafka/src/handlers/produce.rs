@@ -1,0 +1,178 @@
+//! Produce: validate and append each partition's batches as produced, then (unless acks=0)
+//! answer once they are durable. Appends happen in request order; the durability wait is the
+//! deferred part, so pipelined requests share fsyncs (group commit).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_log::{BatchHeader, PartitionLog, BATCH_HEADER_LEN};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+
+use super::str_bytes;
+use crate::error_codes;
+use crate::registry::Reply;
+use crate::Broker;
+
+/// Outcome of the in-order part for one partition.
+enum Appended {
+    Stored {
+        log: Arc<dyn PartitionLog>,
+        base_offset: i64,
+        last_offset: i64,
+        log_start_offset: i64,
+    },
+    Failed(ResponseError, Option<String>),
+}
+
+pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
+    let acks = request.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let mut state = broker.meta.state();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        if acks_valid && !state.topics.contains_key(&name) {
+            if let Ok(s) = broker.auto_create_topic(&name).await {
+                state = s;
+            }
+        }
+        let meta = state.topics.get(&name);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let outcome = if !acks_valid {
+                Appended::Failed(ResponseError::InvalidRequiredAcks, None)
+            } else {
+                match meta {
+                    None => Appended::Failed(ResponseError::UnknownTopicOrPartition, None),
+                    Some(meta) => append(broker, meta, data.index, data.records),
+                }
+            };
+            partitions.push((data.index, outcome));
+        }
+        topics.push((name, partitions));
+    }
+
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        if acks == 0 {
+            return None;
+        }
+        // Partitions live in different files: wait for all of them at once.
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let partition_responses = futures::future::join_all(
+                partitions
+                    .into_iter()
+                    .map(|(index, outcome)| respond(index, outcome, timeout, version)),
+            )
+            .await;
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(kafka_protocol::messages::TopicName(str_bytes(name)))
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        Some(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(responses),
+        ))
+    })
+}
+
+fn append(
+    broker: &Broker,
+    topic: &chronik_meta::TopicMeta,
+    partition: i32,
+    records: Option<Bytes>,
+) -> Appended {
+    let log = match broker.partition_log(topic, partition) {
+        Ok(log) => log,
+        Err(code) => return Appended::Failed(code, None),
+    };
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Appended::Failed(
+            ResponseError::InvalidRecord,
+            Some("produce request carries no records".into()),
+        );
+    };
+    if let Some(reason) = refuse_from_client(&records) {
+        return Appended::Failed(ResponseError::InvalidRecord, Some(reason));
+    }
+    let leader_epoch = topic
+        .partitions
+        .get(partition as usize)
+        .map_or(0, |p| p.leader_epoch);
+    match log.append(records, leader_epoch) {
+        Ok(info) => Appended::Stored {
+            log,
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_start_offset: info.log_start_offset,
+        },
+        Err(e) => {
+            tracing::debug!(topic = %topic.name, partition, error = %e, "produce refused");
+            Appended::Failed(error_codes::for_log(&e), Some(e.to_string()))
+        }
+    }
+}
+
+async fn respond(
+    index: i32,
+    outcome: Appended,
+    timeout: Duration,
+    version: i16,
+) -> PartitionProduceResponse {
+    let base = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_log_append_time_ms(-1);
+    let (code, message) = match outcome {
+        Appended::Stored {
+            log,
+            base_offset,
+            last_offset,
+            log_start_offset,
+        } => match tokio::time::timeout(timeout, log.wait_durable(last_offset)).await {
+            Ok(Ok(())) => {
+                return base
+                    .with_base_offset(base_offset)
+                    .with_log_start_offset(log_start_offset)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "durability wait failed");
+                (error_codes::for_log(&e), Some(e.to_string()))
+            }
+            Err(_) => (
+                ResponseError::RequestTimedOut,
+                Some("timed out waiting for the write to become durable".to_string()),
+            ),
+        },
+        Appended::Failed(code, message) => (code, message),
+    };
+    let response = base
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_start_offset(-1);
+    // error_message exists from v8
+    if version >= 8 {
+        response.with_error_message(message.map(str_bytes))
+    } else {
+        response
+    }
+}
+
+/// Control batches (transaction markers) are written by the broker, never by clients. Only
+/// headers are looked at; full validation is the log's.
+fn refuse_from_client(records: &[u8]) -> Option<String> {
+    let mut pos = 0;
+    while pos + BATCH_HEADER_LEN <= records.len() {
+        let header = BatchHeader::parse(&records[pos..]).ok()?;
+        if header.is_control() {
+            return Some("clients may not produce control batches".into());
+        }
+        // A nonsense length stops the walk; the log's validation reports it properly.
+        pos = pos.checked_add(header.total_len().max(BATCH_HEADER_LEN))?;
+    }
+    None
+}

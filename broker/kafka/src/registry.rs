@@ -1,0 +1,106 @@
+//! The list of Kafka APIs this broker serves. The same list routes requests to their handler and
+//! builds the ApiVersions answer, so nothing is advertised that is not served.
+//!
+//! A handler is either *inline* (its work is done before the next request of the connection is
+//! read) or *deferred* (it does the ordered part, such as appending to the log, inline and returns
+//! a future for the slow part, such as waiting for fsync or for data to arrive, which runs while
+//! later requests are read; responses are still written in request order).
+
+use std::sync::Arc;
+
+use chronik_protocol::SupportedApi;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::handlers;
+use crate::Broker;
+
+/// A response still being worked on; `None` means no response is sent (Produce with acks=0).
+pub(crate) type Reply = BoxFuture<'static, Option<ResponseKind>>;
+
+pub(crate) fn ready(response: ResponseKind) -> Reply {
+    Box::pin(std::future::ready(Some(response)))
+}
+
+macro_rules! registry {
+    ($( $flavour:ident $key:ident => $module:ident, $min:literal ..= $max:literal; )*) => {
+        const SUPPORTED: &[SupportedApi] = &[
+            $( SupportedApi { key: ApiKey::$key, min: $min, max: $max }, )*
+        ];
+
+        /// Route a decoded request to its handler. `None` if the API is not served.
+        pub(crate) async fn dispatch(
+            broker: &Arc<Broker>,
+            body: RequestKind,
+            version: i16,
+        ) -> Option<Reply> {
+            match body {
+                $( RequestKind::$key(request) => Some(registry!(@call $flavour $key $module broker request version)), )*
+                _ => None,
+            }
+        }
+    };
+    (@call inline $key:ident $module:ident $broker:ident $request:ident $version:ident) => {
+        ready(ResponseKind::$key(handlers::$module::handle($broker, $request, $version).await))
+    };
+    (@call deferred $key:ident $module:ident $broker:ident $request:ident $version:ident) => {
+        handlers::$module::handle($broker, $request, $version).await
+    };
+}
+
+// Version ranges: the lowest is the first the kafka-protocol crate decodes and that uses v2
+// record batches where records are involved; the highest is the last whose semantics the
+// handler implements (e.g. Fetch stops at 12 because 13+ addresses topics by id only).
+registry! {
+    inline ApiVersions => api_versions, 0..=4;
+    deferred Produce => produce, 3..=11;
+    deferred Fetch => fetch, 4..=12;
+    inline ListOffsets => list_offsets, 1..=7;
+    inline Metadata => metadata, 0..=12;
+    inline CreateTopics => create_topics, 0..=7;
+    inline DeleteTopics => delete_topics, 0..=6;
+    inline CreatePartitions => create_partitions, 0..=3;
+    inline DescribeConfigs => describe_configs, 0..=4;
+    inline AlterConfigs => alter_configs, 0..=2;
+    inline IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    inline DeleteRecords => delete_records, 0..=2;
+    inline DescribeCluster => describe_cluster, 0..=1;
+}
+
+/// The APIs and versions this broker serves.
+pub fn supported_apis() -> &'static [SupportedApi] {
+    SUPPORTED
+}
+
+pub(crate) fn supported(key: ApiKey) -> Option<&'static SupportedApi> {
+    SUPPORTED.iter().find(|api| api.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_versions_are_decodable() {
+        for api in SUPPORTED {
+            let range = api.key.valid_versions();
+            assert!(
+                api.min >= range.min && api.max <= range.max && api.min <= api.max,
+                "{:?} advertises {}..={} but the codec knows {}..={}",
+                api.key,
+                api.min,
+                api.max,
+                range.min,
+                range.max
+            );
+        }
+    }
+
+    #[test]
+    fn each_api_listed_once() {
+        let mut keys: Vec<i16> = SUPPORTED.iter().map(|a| a.key as i16).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), SUPPORTED.len());
+    }
+}

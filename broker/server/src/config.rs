@@ -1,0 +1,296 @@
+//! Server configuration: one typed struct with its defaults in one place, loaded from a TOML
+//! file, then overridden by environment variables, then by command-line flags, and validated
+//! before anything starts. A bad value stops start-up with a message naming the setting.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chronik_log::FlushPolicy;
+use serde::Deserialize;
+
+/// Every broker setting. Field names are the TOML keys; each has an environment variable.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// CHRONIK_DATA_DIR: all local state.
+    pub data_dir: PathBuf,
+    /// CHRONIK_BIND_ADDR: listen address for every port.
+    pub bind_addr: String,
+    /// CHRONIK_ADVERTISED_ADDR: host given to Kafka clients.
+    pub advertised_addr: Option<String>,
+    /// CHRONIK_KAFKA_PORT
+    pub kafka_port: u16,
+    /// CHRONIK_UNIFIED_API_PORT (HTTP API; served once the API lands).
+    pub unified_api_port: u16,
+    /// CHRONIK_CLUSTER_PORT (Raft and replication; served once clustering lands).
+    pub cluster_port: u16,
+    /// CHRONIK_NODE_ID
+    pub node_id: i32,
+    /// CHRONIK_PEERS: `1@host:5001,2@host:5001`.
+    pub peers: Option<String>,
+    /// CHRONIK_FLUSH: group, os or interval:<ms>.
+    pub flush: String,
+    /// CHRONIK_DEFAULT_REPLICATION_FACTOR
+    pub default_replication_factor: Option<i16>,
+    /// CHRONIK_MIN_INSYNC_REPLICAS
+    pub min_insync_replicas: i32,
+    /// CHRONIK_AUTO_CREATE_TOPICS
+    pub auto_create_topics: bool,
+    /// CHRONIK_DEFAULT_PARTITIONS: partitions of auto-created topics.
+    pub default_partitions: i32,
+    /// CHRONIK_MAX_REQUEST_BYTES: Kafka's socket.request.max.bytes.
+    pub max_request_bytes: usize,
+    /// CHRONIK_LOG_MAINTENANCE_MS: how often retention and compaction run.
+    pub log_maintenance_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./data"),
+            bind_addr: "127.0.0.1".into(),
+            advertised_addr: None,
+            kafka_port: 9092,
+            unified_api_port: 6092,
+            cluster_port: 5001,
+            node_id: 1,
+            peers: None,
+            flush: "group".into(),
+            default_replication_factor: None,
+            min_insync_replicas: 1,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 100 << 20,
+            log_maintenance_ms: 30_000,
+        }
+    }
+}
+
+/// A setting that cannot be used, named as the user wrote it.
+#[derive(Debug, PartialEq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl ServerConfig {
+    /// Defaults, then the TOML file if given, then environment variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| invalid("--config", format!("{}: {e}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|e| invalid(&path.display().to_string(), e.to_string()))?
+            }
+            None => ServerConfig::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim()
+                .parse()
+                .map_err(|e: T::Err| invalid(name, format!("'{v}': {e}")))
+        }
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("CHRONIK_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("CHRONIK_BIND_ADDR") {
+            self.bind_addr = v;
+        }
+        if let Some(v) = get("CHRONIK_ADVERTISED_ADDR") {
+            self.advertised_addr = Some(v);
+        }
+        if let Some(v) = get("CHRONIK_KAFKA_PORT") {
+            self.kafka_port = parse("CHRONIK_KAFKA_PORT", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_UNIFIED_API_PORT") {
+            self.unified_api_port = parse("CHRONIK_UNIFIED_API_PORT", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_CLUSTER_PORT") {
+            self.cluster_port = parse("CHRONIK_CLUSTER_PORT", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_NODE_ID") {
+            self.node_id = parse("CHRONIK_NODE_ID", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_PEERS") {
+            self.peers = Some(v);
+        }
+        if let Some(v) = get("CHRONIK_FLUSH") {
+            self.flush = v;
+        }
+        if let Some(v) = get("CHRONIK_DEFAULT_REPLICATION_FACTOR") {
+            self.default_replication_factor =
+                Some(parse("CHRONIK_DEFAULT_REPLICATION_FACTOR", &v)?);
+        }
+        if let Some(v) = get("CHRONIK_MIN_INSYNC_REPLICAS") {
+            self.min_insync_replicas = parse("CHRONIK_MIN_INSYNC_REPLICAS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_AUTO_CREATE_TOPICS") {
+            self.auto_create_topics = parse("CHRONIK_AUTO_CREATE_TOPICS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_DEFAULT_PARTITIONS") {
+            self.default_partitions = parse("CHRONIK_DEFAULT_PARTITIONS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_MAX_REQUEST_BYTES") {
+            self.max_request_bytes = parse("CHRONIK_MAX_REQUEST_BYTES", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_LOG_MAINTENANCE_MS") {
+            self.log_maintenance_ms = parse("CHRONIK_LOG_MAINTENANCE_MS", &v)?;
+        }
+        Ok(())
+    }
+
+    /// Check every setting; the first bad one is reported by name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bind: IpAddr = self.bind_addr.parse().map_err(|_| {
+            invalid(
+                "CHRONIK_BIND_ADDR",
+                format!("'{}' is not an IP address", self.bind_addr),
+            )
+        })?;
+        if bind.is_unspecified() && self.advertised_addr.is_none() {
+            return Err(invalid(
+                "CHRONIK_ADVERTISED_ADDR",
+                "required when binding to all interfaces, so clients know where to connect",
+            ));
+        }
+        if self.kafka_port == 0 {
+            return Err(invalid("CHRONIK_KAFKA_PORT", "must not be 0"));
+        }
+        if self.node_id < 0 {
+            return Err(invalid("CHRONIK_NODE_ID", "must be zero or positive"));
+        }
+        self.flush_policy()?;
+        if let Some(peers) = &self.peers {
+            let others: Vec<&str> = peers
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.starts_with(&format!("{}@", self.node_id)))
+                .collect();
+            if !others.is_empty() {
+                return Err(invalid(
+                    "CHRONIK_PEERS",
+                    "multi-node clusters are not available in this build yet; leave it unset for a single node",
+                ));
+            }
+        }
+        if let Some(rf) = self.default_replication_factor {
+            if rf < 1 {
+                return Err(invalid(
+                    "CHRONIK_DEFAULT_REPLICATION_FACTOR",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.min_insync_replicas < 1 {
+            return Err(invalid("CHRONIK_MIN_INSYNC_REPLICAS", "must be at least 1"));
+        }
+        if self.default_partitions < 1 {
+            return Err(invalid("CHRONIK_DEFAULT_PARTITIONS", "must be at least 1"));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(invalid(
+                "CHRONIK_MAX_REQUEST_BYTES",
+                "must be at least 1024",
+            ));
+        }
+        if self.log_maintenance_ms == 0 {
+            return Err(invalid("CHRONIK_LOG_MAINTENANCE_MS", "must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn flush_policy(&self) -> Result<FlushPolicy, ConfigError> {
+        self.flush
+            .parse()
+            .map_err(|e: String| invalid("CHRONIK_FLUSH", e))
+    }
+
+    pub fn advertised_host(&self) -> String {
+        self.advertised_addr
+            .clone()
+            .unwrap_or_else(|| self.bind_addr.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_follow_the_spec_and_validate() {
+        let c = ServerConfig::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (c.kafka_port, c.unified_api_port, c.cluster_port),
+            (9092, 6092, 5001)
+        );
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.flush_policy().unwrap(), FlushPolicy::Group);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "kafka_port = 1000\nnode_id = 4\n").unwrap();
+        let c = ServerConfig::load(Some(&file), env(&[("CHRONIK_KAFKA_PORT", "2000")])).unwrap();
+        assert_eq!((c.kafka_port, c.node_id), (2000, 4));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = ServerConfig::load(None, env(&[("CHRONIK_KAFKA_PORT", "x")])).unwrap_err();
+        assert_eq!(e.setting, "CHRONIK_KAFKA_PORT");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_FLUSH", "sometimes")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_FLUSH");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_BIND_ADDR", "0.0.0.0")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_ADVERTISED_ADDR");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_PEERS", "1@a:5001,2@b:5001")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_PEERS");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "kafka_prot = 1\n").unwrap();
+        let e = ServerConfig::load(Some(&file), env(&[])).unwrap_err();
+        assert!(e.reason.contains("kafka_prot"), "{e}");
+    }
+}

@@ -57,10 +57,10 @@ registry! {
     deferred Fetch => fetch, 4..=12;
     inline ListOffsets => list_offsets, 1..=7;
     inline Metadata => metadata, 0..=12;
-    inline CreateTopics => create_topics, 0..=7;
-    inline DeleteTopics => delete_topics, 0..=6;
+    inline CreateTopics => create_topics, 2..=7;
+    inline DeleteTopics => delete_topics, 1..=6;
     inline CreatePartitions => create_partitions, 0..=3;
-    inline DescribeConfigs => describe_configs, 0..=4;
+    inline DescribeConfigs => describe_configs, 1..=4;
     inline AlterConfigs => alter_configs, 0..=2;
     inline IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     inline DeleteRecords => delete_records, 0..=2;

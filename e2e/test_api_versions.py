@@ -1,0 +1,68 @@
+"""ApiVersions advertises exactly the APIs the broker serves; asking for anything else costs the
+client its connection, not the broker its life."""
+
+import struct
+
+from kafka import KafkaAdminClient
+
+from kafka_wire import WireClient, request_frame
+
+# api key -> name, for the APIs this build serves.
+SERVED = {
+    0: "Produce",
+    1: "Fetch",
+    2: "ListOffsets",
+    3: "Metadata",
+    18: "ApiVersions",
+    19: "CreateTopics",
+    20: "DeleteTopics",
+    21: "DeleteRecords",
+    32: "DescribeConfigs",
+    33: "AlterConfigs",
+    37: "CreatePartitions",
+    44: "IncrementalAlterConfigs",
+    60: "DescribeCluster",
+}
+FIND_COORDINATOR = 10
+
+
+def test_api_versions_lists_exactly_the_served_apis(server):
+    with WireClient(server.port) as c:
+        error_code, apis = c.api_versions()
+
+    assert error_code == 0
+    advertised = {k: SERVED.get(k, f"unserved key {k}") for k in apis}
+    assert advertised == SERVED
+    for key, (lo, hi) in apis.items():
+        assert 0 <= lo <= hi, f"{SERVED[key]}: {lo}..{hi}"
+
+
+def test_flexible_api_versions_seen_by_kafka_python_match(server):
+    admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    try:
+        versions = {int(k): v for k, v in admin.api_versions().items()}
+    finally:
+        admin.close()
+
+    assert set(versions) == set(SERVED), sorted(set(versions) ^ set(SERVED))
+
+
+def test_unknown_api_versions_version_is_answered_with_unsupported_version(server):
+    with WireClient(server.port) as c:
+        c.send_raw(request_frame(18, 99, 7, b""))
+        cid, body = c.read_response()
+
+    assert cid == 7
+    (error_code,) = struct.unpack(">h", body[:2])
+    assert error_code == 35, f"error code {error_code}, expected UNSUPPORTED_VERSION (35)"
+
+
+def test_unadvertised_api_is_refused_without_crashing(server):
+    body = struct.pack(">h", 5) + b"group"  # FindCoordinator v0: key (the group id)
+    with WireClient(server.port) as c:
+        c.send_raw(request_frame(FIND_COORDINATOR, 0, 1, body))
+        assert c.is_closed_by_peer(), "an unadvertised API must close the connection"
+
+    assert server.alive()
+    with WireClient(server.port) as c:
+        assert c.api_versions()[0] == 0

@@ -1,0 +1,120 @@
+"""Log compaction as consumers see it: after the cleaner has run, reading a compacted topic from
+the start yields only the latest record of each key, at its original offset; tombstones stay for
+delete.retention.ms and then disappear.
+
+The server runs log maintenance every 200 ms (conftest); only sealed segments are compacted, so
+each test produces filler afterwards to roll the interesting records out of the active segment."""
+
+import time
+
+from clients import WAIT_S, consume_to_end, create_topic, producer
+
+SEGMENT_BYTES = 1024
+KEYS = [f"key-{i}".encode() for i in range(8)]
+ROUNDS = 5
+DEAD_KEY = KEYS[3]
+
+
+def produce_history(server, topic):
+    """ROUNDS values per key, then a tombstone for DEAD_KEY, then filler with unique keys.
+    Returns {offset: (key, value)} of everything acknowledged."""
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    acked = {}
+
+    def on_delivery(err, msg):
+        assert err is None, err
+        acked[msg.offset()] = (msg.key(), msg.value())
+
+    for r in range(ROUNDS):
+        for key in KEYS:
+            p.produce(topic, key=key, value=b"%s=round-%d" % (key, r) + b"." * 100, partition=0, on_delivery=on_delivery)
+            p.poll(0)
+    p.produce(topic, key=DEAD_KEY, value=None, partition=0, on_delivery=on_delivery)
+    for i in range(40):
+        p.produce(topic, key=b"filler-%d" % i, value=b"f" * 150, partition=0, on_delivery=on_delivery)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+    return acked
+
+
+def latest_per_key(acked):
+    latest = {}
+    for offset in sorted(acked):
+        key, _value = acked[offset]
+        latest[key] = offset
+    return {offset: acked[offset] for offset in latest.values()}
+
+
+def read_all(server, topic):
+    return {
+        m.offset(): (m.key(), m.value())
+        for m in consume_to_end(server, topic, [0], start=0, **{"auto.offset.reset": "earliest"})
+    }
+
+
+def wait_for_compaction(server, topic, done, timeout=20.0):
+    """Read the topic from the start until `done(records)` holds; returns the records."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_all(server, topic)
+        if done(records):
+            return records
+        if time.monotonic() > deadline:
+            counts = {k: sum(1 for kk, _ in records.values() if kk == k) for k in KEYS}
+            raise AssertionError(
+                f"compaction did not converge within {timeout}s; records per key: {counts}"
+            )
+        time.sleep(0.3)
+
+
+def keyed_history(records):
+    return {o: kv for o, kv in records.items() if kv[0] in KEYS}
+
+
+def test_compaction_keeps_only_the_latest_value_per_key_at_its_original_offset(server, topic_name):
+    create_topic(
+        server,
+        topic_name,
+        config={"cleanup.policy": "compact", "segment.bytes": str(SEGMENT_BYTES)},
+    )
+    acked = produce_history(server, topic_name)
+    expected = latest_per_key(acked)
+
+    records = wait_for_compaction(
+        server,
+        topic_name,
+        lambda r: len(keyed_history(r)) == len(KEYS),
+    )
+
+    assert keyed_history(records) == keyed_history(expected)
+    # The tombstone is younger than delete.retention.ms (default 1 day): consumers still see it.
+    tombstones = [o for o, (k, v) in records.items() if k == DEAD_KEY]
+    assert len(tombstones) == 1 and records[tombstones[0]] == (DEAD_KEY, None)
+    # Records with unique keys are never removed, and every survivor keeps its offset and bytes.
+    for offset, kv in records.items():
+        assert acked[offset] == kv, f"offset {offset}: {kv!r} was produced as {acked[offset]!r}"
+    fillers = [o for o, (k, _v) in acked.items() if k.startswith(b"filler-")]
+    assert set(fillers) <= set(records), "unique-key records must survive compaction"
+
+
+def test_tombstones_disappear_after_delete_retention_ms(server, topic_name):
+    create_topic(
+        server,
+        topic_name,
+        config={
+            "cleanup.policy": "compact",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "delete.retention.ms": "0",
+        },
+    )
+    acked = produce_history(server, topic_name)
+    expected = {o: kv for o, kv in latest_per_key(acked).items() if kv[0] != DEAD_KEY}
+
+    records = wait_for_compaction(
+        server,
+        topic_name,
+        lambda r: len(keyed_history(r)) == len(KEYS) - 1,
+    )
+
+    assert keyed_history(records) == keyed_history(expected)
+    assert all(k != DEAD_KEY for k, _v in records.values()), "the deleted key must be gone entirely"

@@ -1,0 +1,107 @@
+"""With CHRONIK_FLUSH=group an acknowledged record is on disk: a broker SIGKILLed and restarted
+again and again, under a continuous acks=all producer, never loses a record it acknowledged."""
+
+import threading
+import time
+
+from clients import WAIT_S, consume_to_end, create_topic, producer
+
+PARTITIONS = 3
+KILLS = 5
+RUN_BETWEEN_KILLS_S = 1.5
+
+
+def test_acked_records_survive_repeated_sigkill(start_server):
+    server = start_server("durability", CHRONIK_FLUSH="group")
+    topic = "durable"
+    create_topic(server, topic, partitions=PARTITIONS)
+
+    acked = {}  # (partition, offset) -> value
+    failed = []
+    acked_twice = []
+    lock = threading.Lock()
+
+    def on_delivery(err, msg):
+        with lock:
+            if err:
+                failed.append(err)
+            else:
+                key = (msg.partition(), msg.offset())
+                if key in acked:
+                    acked_twice.append(key)
+                acked[key] = msg.value()
+
+    p = producer(
+        server,
+        **{
+            "linger.ms": 2,
+            "message.timeout.ms": 60000,
+            "request.timeout.ms": 5000,
+            "reconnect.backoff.ms": 20,
+            "reconnect.backoff.max.ms": 200,
+            "retry.backoff.ms": 20,
+            "retry.backoff.max.ms": 200,
+        },
+    )
+    stop = threading.Event()
+    sent = [0]
+
+    def produce_continuously():
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(topic, value=b"record-%08d" % i, partition=i % PARTITIONS, on_delivery=on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0.001)
+        sent[0] = i
+
+    thread = threading.Thread(target=produce_continuously, daemon=True)
+    thread.start()
+    acked_per_life = []
+    try:
+        for _ in range(KILLS):
+            before = len(acked)
+            time.sleep(RUN_BETWEEN_KILLS_S)
+            acked_per_life.append(len(acked) - before)
+            server.kill()
+            server.start()
+        time.sleep(RUN_BETWEEN_KILLS_S)
+    finally:
+        stop.set()
+        thread.join(10)
+    remaining = p.flush(WAIT_S * 2)
+
+    assert remaining == 0, f"{remaining} records still undelivered after the last restart"
+    assert all(n > 0 for n in acked_per_life), f"acks per broker life: {acked_per_life}"
+    assert not acked_twice, f"offsets acknowledged for two different records: {acked_twice[:5]}"
+    assert not failed, f"{len(failed)} deliveries failed, e.g. {failed[:3]} (retries should cover a restart)"
+
+    stored = {
+        (m.partition(), m.offset()): m.value()
+        for m in consume_to_end(server, topic, list(range(PARTITIONS)), timeout=30)
+    }
+    lost = sorted(k for k in acked if k not in stored)
+    changed = sorted(k for k in acked if k in stored and stored[k] != acked[k])
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged records lost, first: {lost[:10]}"
+    assert not changed, (
+        f"{len(changed)} acknowledged offsets hold another value, first: "
+        f"{[(k, acked[k], stored[k]) for k in changed[:5]]}"
+    )
+
+
+def test_sigterm_stops_the_broker_cleanly_and_data_survives(start_server):
+    server = start_server("sigterm", CHRONIK_FLUSH="os")
+    create_topic(server, "kept", partitions=1)
+    p = producer(server)
+    for i in range(100):
+        p.produce("kept", value=b"%d" % i, partition=0)
+    assert p.flush(WAIT_S) == 0
+
+    code = server.stop()
+
+    assert code == 0, f"exit code {code} after SIGTERM"
+    server.start()
+    values = [m.value() for m in consume_to_end(server, "kept", [0])]
+    assert values == [b"%d" % i for i in range(100)]

@@ -1,0 +1,117 @@
+"""Retention and DeleteRecords as consumers see them: the log start moves forward, reading below
+it is OFFSET_OUT_OF_RANGE, and auto.offset.reset=earliest resumes at the new start.
+
+The server runs log maintenance every 200 ms (conftest)."""
+
+import time
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from clients import WAIT_S, admin, consume_to_end, consumer, create_topic, producer, wait_until, watermarks
+
+SEGMENT_BYTES = 1024
+
+
+def produce_small_batches(server, topic, count, timestamp=None, size=200):
+    """`count` records of `size` bytes, one per batch, so segments roll every few records."""
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(count):
+        kwargs = {"timestamp": timestamp} if timestamp is not None else {}
+        p.produce(topic, value=(b"%06d" % i).ljust(size, b"."), partition=0, **kwargs)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+
+
+def first_error_or_message(server, topic, offset, reset):
+    """What a consumer gets first when it starts at `offset` with auto.offset.reset=`reset`."""
+    c = consumer(server, **{"auto.offset.reset": reset, "enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, offset)])
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is not None:
+                return msg
+        raise AssertionError(f"nothing from {topic} at offset {offset} within {WAIT_S}s")
+    finally:
+        c.close()
+
+
+def test_retention_bytes_moves_the_log_start_and_reading_below_it_is_out_of_range(server, topic_name):
+    create_topic(
+        server,
+        topic_name,
+        config={"segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(2 * SEGMENT_BYTES)},
+    )
+    produce_small_batches(server, topic_name, 60)
+
+    start, end = wait_until(
+        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(server, topic_name, 0)),
+        what="retention to delete the oldest segments",
+    )
+
+    assert end == 60, "retention never touches the log end"
+    # retention.bytes bounds what stays (plus the active segment and one segment of slack).
+    assert (end - start) * 200 <= 4 * SEGMENT_BYTES, (start, end)
+
+    out_of_range = first_error_or_message(server, topic_name, 0, reset="error")
+    assert out_of_range.error() is not None, f"read offset {out_of_range.offset()} below log start {start}"
+    assert out_of_range.error().code() == KafkaError._AUTO_OFFSET_RESET, out_of_range.error()
+    assert "out of range" in out_of_range.error().str().lower(), out_of_range.error()
+
+    reset = first_error_or_message(server, topic_name, 0, reset="earliest")
+    assert reset.error() is None, reset.error()
+    assert reset.offset() >= start, (reset.offset(), start)
+    assert reset.value().startswith(b"%06d" % reset.offset())
+
+
+def test_retention_ms_deletes_sealed_segments_of_old_records(server, topic_name):
+    create_topic(
+        server,
+        topic_name,
+        config={"segment.bytes": str(SEGMENT_BYTES), "retention.ms": "60000"},
+    )
+    an_hour_ago = int(time.time() * 1000) - 3600_000
+    produce_small_batches(server, topic_name, 30, timestamp=an_hour_ago)
+    produce_small_batches(server, topic_name, 10)  # current: rolls the old ones out of the active segment
+
+    start, end = wait_until(
+        lambda: (lambda w: w if w[0] >= 25 else None)(watermarks(server, topic_name, 0)),
+        what="retention.ms to delete the segments holding hour-old records",
+    )
+
+    assert end == 40
+    remaining = consume_to_end(server, topic_name, [0], start=0, **{"auto.offset.reset": "earliest"})
+    assert [m.offset() for m in remaining] == list(range(start, 40))
+    assert all(m.offset() >= 30 or m.timestamp()[1] == an_hour_ago for m in remaining)
+
+
+def test_delete_records_moves_the_log_start_to_the_requested_offset(server, topic_name):
+    create_topic(server, topic_name)
+    produce_small_batches(server, topic_name, 20)
+    tp = TopicPartition(topic_name, 0, 12)
+
+    result = admin(server).delete_records([tp])[tp].result(timeout=WAIT_S)
+
+    assert result.low_watermark == 12
+    assert watermarks(server, topic_name, 0) == (12, 20)
+    remaining = consume_to_end(server, topic_name, [0], start=0, **{"auto.offset.reset": "earliest"})
+    assert [m.offset() for m in remaining] == list(range(12, 20))
+    out_of_range = first_error_or_message(server, topic_name, 3, reset="error")
+    assert out_of_range.error() is not None and out_of_range.error().code() == KafkaError._AUTO_OFFSET_RESET
+
+
+def test_delete_records_beyond_the_end_is_offset_out_of_range(server, topic_name):
+    create_topic(server, topic_name)
+    produce_small_batches(server, topic_name, 5)
+    tp = TopicPartition(topic_name, 0, 99)
+
+    future = admin(server).delete_records([tp])[tp]
+
+    try:
+        future.result(timeout=WAIT_S)
+        raise AssertionError("deleting records past the high watermark must fail")
+    except Exception as e:  # KafkaException
+        err = e.args[0]
+        assert err.code() == KafkaError.OFFSET_OUT_OF_RANGE, err
+    assert watermarks(server, topic_name, 0) == (0, 5)

@@ -105,3 +105,29 @@ def test_sigterm_stops_the_broker_cleanly_and_data_survives(start_server):
     server.start()
     values = [m.value() for m in consume_to_end(server, "kept", [0])]
     assert values == [b"%d" % i for i in range(100)]
+
+
+def test_topics_configs_and_log_start_survive_sigkill(start_server):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    from clients import admin, produce_all, watermarks
+
+    server = start_server("metadata", CHRONIK_FLUSH="group")
+    create_topic(server, "configured", partitions=3, config={"retention.ms": "123456789", "cleanup.policy": "compact"})
+    produce_all(server, "configured", [(b"k%d" % i, b"v%d" % i, 1) for i in range(20)])
+    tp = TopicPartition("configured", 1, 12)
+    admin(server).delete_records([tp])[tp].result(timeout=WAIT_S)
+
+    server.kill()
+    server._admin_client = None
+    server.start()
+
+    md = admin(server).list_topics(topic="configured", timeout=WAIT_S)
+    assert sorted(md.topics["configured"].partitions) == [0, 1, 2]
+    resource = ConfigResource(ResourceType.TOPIC, "configured")
+    configs = admin(server).describe_configs([resource])[resource].result(timeout=WAIT_S)
+    assert configs["retention.ms"].value == "123456789"
+    assert configs["cleanup.policy"].value == "compact"
+    assert watermarks(server, "configured", 1) == (12, 20), "DeleteRecords' log start must survive"
+    assert [m.offset() for m in consume_to_end(server, "configured", [1], start=12)] == list(range(12, 20))

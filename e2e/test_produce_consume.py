@@ -1,0 +1,92 @@
+"""Everyday produce and consume behaviour seen through confluent-kafka: long polls wake up on new
+data, size limits are enforced per topic, auto-creation follows CHRONIK_AUTO_CREATE_TOPICS, and a
+re-created topic starts empty."""
+
+import time
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from clients import WAIT_S, admin, consume_to_end, consumer, create_topic, producer, produce_all, wait_until, watermarks
+
+
+def test_consumer_waiting_at_the_end_gets_new_records_without_waiting_out_max_wait(server, topic_name):
+    create_topic(server, topic_name)
+    c = consumer(server, **{"fetch.wait.max.ms": 5000, "enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic_name, 0, 0)])
+        assert c.poll(1.0) is None  # parked in a long poll at the (empty) end
+        p = producer(server, **{"linger.ms": 0})
+        started = time.monotonic()
+        p.produce(topic_name, value=b"wake up", partition=0)
+        assert p.flush(WAIT_S) == 0
+
+        msg = None
+        while msg is None and time.monotonic() - started < WAIT_S:
+            msg = c.poll(0.05)
+        latency = time.monotonic() - started
+    finally:
+        c.close()
+
+    assert msg is not None and msg.error() is None and msg.value() == b"wake up", msg
+    assert latency < 2.0, f"record arrived after {latency:.2f}s; the long poll (5s) was not woken by the append"
+
+
+def test_batch_larger_than_topic_max_message_bytes_is_refused_with_message_too_large(server, topic_name):
+    create_topic(server, topic_name, config={"max.message.bytes": "2048"})
+    p = producer(server, **{"linger.ms": 0})
+    results = []
+    p.produce(topic_name, value=b"x" * 8192, partition=0, on_delivery=lambda e, m: results.append(e))
+    assert p.flush(WAIT_S) == 0  # its own batch: the next record must not share its fate
+    p.produce(topic_name, value=b"fits", partition=0, on_delivery=lambda e, m: results.append(e))
+    assert p.flush(WAIT_S) == 0
+
+    assert results[0] is not None and results[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, results
+    assert results[1] is None, results
+    assert [m.value() for m in consume_to_end(server, topic_name, [0])] == [b"fits"]
+
+
+def test_producing_to_an_unknown_topic_creates_it_when_auto_create_is_on(server, topic_name):
+    produce_all(server, topic_name, [(b"k", b"v", 0)])
+
+    md = admin(server).list_topics(topic=topic_name, timeout=WAIT_S)
+    assert md.topics[topic_name].error is None
+    assert len(md.topics[topic_name].partitions) == 1  # CHRONIK_DEFAULT_PARTITIONS default
+    assert [m.value() for m in consume_to_end(server, topic_name, [0])] == [b"v"]
+
+
+def test_producing_to_an_unknown_topic_fails_when_auto_create_is_off(start_server):
+    server = start_server("no-auto-create", CHRONIK_AUTO_CREATE_TOPICS="false")
+    p = producer(server, **{"message.timeout.ms": 3000, "linger.ms": 0})
+    results = []
+    p.produce("nobody-made-me", value=b"v", on_delivery=lambda e, m: results.append(e))
+    p.flush(WAIT_S)
+
+    assert len(results) == 1 and results[0] is not None, results
+    assert results[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._MSG_TIMED_OUT), results[0]
+    md = admin(server).list_topics(timeout=WAIT_S)
+    assert "nobody-made-me" not in md.topics
+
+
+def test_a_deleted_and_recreated_topic_starts_empty(server, topic_name):
+    create_topic(server, topic_name)
+    produce_all(server, topic_name, [(None, b"old-%d" % i, 0) for i in range(10)])
+    admin(server).delete_topics([topic_name])[topic_name].result(timeout=WAIT_S)
+    wait_until(lambda: topic_name not in admin(server).list_topics(timeout=WAIT_S).topics, what="deletion")
+
+    create_topic(server, topic_name)
+    produce_all(server, topic_name, [(None, b"new", 0)])
+
+    assert watermarks(server, topic_name, 0) == (0, 1)
+    assert [m.value() for m in consume_to_end(server, topic_name, [0])] == [b"new"]
+
+
+def test_fetch_from_the_middle_of_a_compressed_batch_starts_at_the_requested_offset(server, topic_name):
+    create_topic(server, topic_name)
+    p = producer(server, **{"compression.type": "zstd", "linger.ms": 50})
+    for i in range(100):
+        p.produce(topic_name, value=b"%d" % i, partition=0)
+    assert p.flush(WAIT_S) == 0
+
+    got = consume_to_end(server, topic_name, [0], start=37)
+
+    assert [(m.offset(), m.value()) for m in got] == [(i, b"%d" % i) for i in range(37, 100)]

@@ -57,8 +57,9 @@ def _varbytes(b):
 # --- record batch v2 ------------------------------------------------------------------------------
 
 
-def record_batch(records, base_timestamp_ms=None):
-    """A v2 record batch (uncompressed) of (key, value) pairs with base offset 0 and a correct CRC."""
+def record_batch(records, base_timestamp_ms=None, base_offset=0, claimed_count=None):
+    """A v2 record batch (uncompressed) of (key, value) pairs with a correct CRC. `claimed_count`
+    makes the header lie about the number of records (the CRC still covers the lie)."""
     ts = int(time.time() * 1000) if base_timestamp_ms is None else base_timestamp_ms
     body = bytearray()
     for i, (key, value) in enumerate(records):
@@ -72,13 +73,23 @@ def record_batch(records, base_timestamp_ms=None):
         )
         body += _varint(len(rec)) + rec
     after_crc = (
-        struct.pack(">hiqqqhii", 0, len(records) - 1, ts, ts, -1, -1, -1, len(records))
+        struct.pack(
+            ">hiqqqhii",
+            0,
+            len(records) - 1,
+            ts,
+            ts,
+            -1,
+            -1,
+            -1,
+            len(records) if claimed_count is None else claimed_count,
+        )
         + bytes(body)
     )
     crc = crc32c(after_crc)
     # batchLength counts from partitionLeaderEpoch to the end.
     after_length = struct.pack(">ibI", -1, 2, crc) + after_crc
-    return struct.pack(">qi", 0, len(after_length)) + after_length
+    return struct.pack(">qi", base_offset, len(after_length)) + after_length
 
 
 CRC_OFFSET = 17  # baseOffset(8) + batchLength(4) + partitionLeaderEpoch(4) + magic(1)
@@ -111,6 +122,21 @@ def produce_v3_body(topic, partition, batch, acks=-1, timeout_ms=5000):
         + struct.pack(">i", len(batch))
         + batch
     )
+
+
+def parse_produce_v3_response(body):
+    """(error_code, base_offset) of the single partition in a Produce v3 response."""
+    pos = 0
+    (n_topics,) = struct.unpack_from(">i", body, pos)
+    pos += 4
+    assert n_topics == 1, n_topics
+    (name_len,) = struct.unpack_from(">h", body, pos)
+    pos += 2 + name_len
+    (n_parts,) = struct.unpack_from(">i", body, pos)
+    pos += 4
+    assert n_parts == 1, n_parts
+    _index, error_code, base_offset, _append_time = struct.unpack_from(">ihqq", body, pos)
+    return error_code, base_offset
 
 
 # --- a connection ---------------------------------------------------------------------------------
@@ -168,19 +194,9 @@ class WireClient:
         return error_code, apis
 
     def produce_v3(self, topic, partition, batch, acks=-1):
-        """Produce v3 with one batch: (error_code, base_offset) of the single partition."""
+        """Produce v3 with one record set: (error_code, base_offset) of the single partition."""
         body = self.request(0, 3, produce_v3_body(topic, partition, batch, acks))
-        pos = 0
-        (n_topics,) = struct.unpack_from(">i", body, pos)
-        pos += 4
-        assert n_topics == 1, n_topics
-        (name_len,) = struct.unpack_from(">h", body, pos)
-        pos += 2 + name_len
-        (n_parts,) = struct.unpack_from(">i", body, pos)
-        pos += 4
-        assert n_parts == 1, n_parts
-        _index, error_code, base_offset, _append_time = struct.unpack_from(">ihqq", body, pos)
-        return error_code, base_offset
+        return parse_produce_v3_response(body)
 
     def is_closed_by_peer(self, timeout=5.0):
         """True if the broker closes this connection (EOF or reset) within `timeout`."""

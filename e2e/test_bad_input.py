@@ -112,3 +112,69 @@ def test_random_bytes_do_not_crash_the_server(server):
             except (BrokenPipeError, ConnectionResetError):
                 pass
     assert_serves_a_fresh_client(server)
+
+
+INVALID_RECORD = 87
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_REQUIRED_ACKS = 21
+
+
+def test_a_corrupt_batch_after_a_good_one_rejects_the_whole_partition_write(server, topic_name):
+    create_topic(server, topic_name)
+    good = record_batch([(b"k", b"good")])
+    bad = corrupt_payload(record_batch([(b"k", b"bad")]))
+
+    with WireClient(server.port) as c:
+        error_code, _ = c.produce_v3(topic_name, 0, good + bad)
+
+    assert error_code == CORRUPT_MESSAGE
+    assert watermarks(server, topic_name, 0) == (0, 0), "a rejected record set is stored not at all"
+
+
+def test_batch_whose_record_count_lies_is_refused_and_not_stored(server, topic_name):
+    create_topic(server, topic_name)
+    lying = record_batch([(b"a", b"1"), (b"b", b"2")], claimed_count=3)
+
+    with WireClient(server.port) as c:
+        error_code, _ = c.produce_v3(topic_name, 0, lying)
+
+    assert error_code in (CORRUPT_MESSAGE, INVALID_RECORD), f"error code {error_code}"
+    assert watermarks(server, topic_name, 0) == (0, 0)
+
+
+def test_broker_assigns_offsets_whatever_base_offset_the_client_sends(server, topic_name):
+    create_topic(server, topic_name)
+    with WireClient(server.port) as c:
+        assert c.produce_v3(topic_name, 0, record_batch([(b"a", b"1")], base_offset=1000)) == (0, 0)
+        assert c.produce_v3(topic_name, 0, record_batch([(b"b", b"2"), (b"c", b"3")], base_offset=-7)) == (0, 1)
+
+    assert watermarks(server, topic_name, 0) == (0, 3)
+
+
+def test_produce_to_a_missing_partition_or_with_bad_acks_is_refused(server, topic_name):
+    create_topic(server, topic_name, partitions=2)
+    batch = record_batch([(b"k", b"v")])
+
+    with WireClient(server.port) as c:
+        assert c.produce_v3(topic_name, 2, batch)[0] == UNKNOWN_TOPIC_OR_PARTITION
+        assert c.produce_v3(topic_name, -1, batch)[0] == UNKNOWN_TOPIC_OR_PARTITION
+        assert c.produce_v3(topic_name, 0, batch, acks=2)[0] == INVALID_REQUIRED_ACKS
+
+    assert watermarks(server, topic_name, 0) == (0, 0)
+
+
+def test_pipelined_requests_are_answered_in_order_and_acks_0_gets_no_answer(server, topic_name):
+    from kafka_wire import produce_v3_body
+
+    create_topic(server, topic_name)
+    with WireClient(server.port) as c:
+        c.send_raw(
+            request_frame(18, 0, 101, b"")
+            + request_frame(0, 3, 102, produce_v3_body(topic_name, 0, record_batch([(None, b"a")]), acks=0))
+            + request_frame(0, 3, 103, produce_v3_body(topic_name, 0, record_batch([(None, b"b")])))
+            + request_frame(18, 0, 104, b"")
+        )
+        answered = [c.read_response()[0] for _ in range(3)]
+
+    assert answered == [101, 103, 104]
+    assert watermarks(server, topic_name, 0) == (0, 2)

@@ -4,11 +4,12 @@ again and again, under a continuous acks=all producer, never loses a record it a
 import threading
 import time
 
-from clients import WAIT_S, consume_to_end, create_topic, producer
+from clients import WAIT_S, consume_to_end, create_topic, producer, wait_until
 
 PARTITIONS = 3
 KILLS = 5
-RUN_BETWEEN_KILLS_S = 1.5
+ACKS_PER_LIFE = 2000
+RESUME_TIMEOUT_S = 10.0
 
 
 def test_acked_records_survive_repeated_sigkill(start_server):
@@ -60,23 +61,31 @@ def test_acked_records_survive_repeated_sigkill(start_server):
     thread = threading.Thread(target=produce_continuously, daemon=True)
     thread.start()
     acked_per_life = []
+    resume_s = []
     try:
-        for _ in range(KILLS):
+        for _ in range(KILLS + 1):
+            # Each life of the broker must acknowledge new records before it is killed.
             before = len(acked)
-            time.sleep(RUN_BETWEEN_KILLS_S)
+            life_started = time.monotonic()
+            wait_until(
+                lambda: len(acked) > before, timeout=RESUME_TIMEOUT_S, interval=0.01, what="first ack"
+            )
+            resume_s.append(round(time.monotonic() - life_started, 2))
+            wait_until(
+                lambda: len(acked) >= before + ACKS_PER_LIFE,
+                timeout=RESUME_TIMEOUT_S,
+                interval=0.02,
+                what=f"{ACKS_PER_LIFE} acks in broker life {server.starts} (acks per life so far: {acked_per_life})",
+            )
+            time.sleep(0.2)  # keep producing a little longer, so the kill lands mid-stream
             acked_per_life.append(len(acked) - before)
-            server.kill()
-            server.start()
-        time.sleep(RUN_BETWEEN_KILLS_S)
+            if len(acked_per_life) <= KILLS:
+                server.kill()
+                server.start()
     finally:
         stop.set()
         thread.join(10)
     remaining = p.flush(WAIT_S * 2)
-
-    assert remaining == 0, f"{remaining} records still undelivered after the last restart"
-    assert all(n > 0 for n in acked_per_life), f"acks per broker life: {acked_per_life}"
-    assert not acked_twice, f"offsets acknowledged for two different records: {acked_twice[:5]}"
-    assert not failed, f"{len(failed)} deliveries failed, e.g. {failed[:3]} (retries should cover a restart)"
 
     stored = {
         (m.partition(), m.offset()): m.value()
@@ -89,6 +98,11 @@ def test_acked_records_survive_repeated_sigkill(start_server):
         f"{len(changed)} acknowledged offsets hold another value, first: "
         f"{[(k, acked[k], stored[k]) for k in changed[:5]]}"
     )
+    print(f"acks per life {acked_per_life}, seconds to first ack {resume_s}, total {len(acked)}")
+    assert remaining == 0, f"{remaining} records still undelivered after the last restart"
+    assert all(n > 0 for n in acked_per_life), f"acks per broker life: {acked_per_life}"
+    assert not acked_twice, f"offsets acknowledged for two different records: {acked_twice[:5]}"
+    assert not failed, f"{len(failed)} deliveries failed, e.g. {failed[:3]} (retries should cover a restart)"
 
 
 def test_sigterm_stops_the_broker_cleanly_and_data_survives(start_server):

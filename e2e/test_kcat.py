@@ -3,6 +3,8 @@ broker and lists its topics."""
 
 import subprocess
 
+import pytest
+
 from clients import create_topic
 
 KCAT_TIMEOUT_S = 30
@@ -21,11 +23,15 @@ def kcat(server, *args, stdin=None):
     return result.stdout.decode()
 
 
-def test_kcat_produces_keyed_records_and_consumes_them_back_in_order(server, topic_name):
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_kcat_produces_keyed_records_and_consumes_them_back_in_order(server, topic_name, codec):
     create_topic(server, topic_name, partitions=1)
     lines = [f"key-{i}:value {i} with spaces" for i in range(50)]
 
-    kcat(server, "-P", "-t", topic_name, "-p", "0", "-K", ":", stdin="\n".join(lines).encode() + b"\n")
+    kcat(
+        server, "-P", "-t", topic_name, "-p", "0", "-K", ":", "-z", codec,
+        stdin="\n".join(lines).encode() + b"\n",
+    )
     out = kcat(
         server, "-C", "-t", topic_name, "-p", "0", "-o", "beginning", "-e", "-f", "%o|%k|%s\n"
     )

@@ -4,7 +4,8 @@ re-created topic starts empty."""
 
 import time
 
-from confluent_kafka import KafkaError, TopicPartition
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from clients import WAIT_S, admin, consume_to_end, consumer, create_topic, producer, produce_all, wait_until, watermarks
 
@@ -90,3 +91,58 @@ def test_fetch_from_the_middle_of_a_compressed_batch_starts_at_the_requested_off
     got = consume_to_end(server, topic_name, [0], start=37)
 
     assert [(m.offset(), m.value()) for m in got] == [(i, b"%d" % i) for i in range(37, 100)]
+
+
+def test_a_batch_larger_than_the_consumer_fetch_limit_is_still_delivered(server, topic_name):
+    create_topic(server, topic_name)
+    p = producer(server, **{"linger.ms": 0})
+    values = [bytes([65 + i]) * 20_000 for i in range(5)]
+    for v in values:
+        p.produce(topic_name, value=v, partition=0)
+        assert p.flush(WAIT_S) == 0
+
+    got = consume_to_end(
+        server, topic_name, [0], **{
+            "fetch.max.bytes": 1024,
+            "max.partition.fetch.bytes": 1024,
+            "message.max.bytes": 1000,
+            "receive.message.max.bytes": 100_000,
+        }
+    )
+
+    assert [m.value() for m in got] == values, "a fetch returns at least one whole batch, however large"
+
+
+def test_a_record_near_the_default_size_limit_round_trips(server, topic_name):
+    create_topic(server, topic_name)
+    big = bytes(range(256)) * (900 * 1024 // 256)
+    produce_all(server, topic_name, [(b"big", big, 0)])
+
+    (msg,) = consume_to_end(server, topic_name, [0])
+
+    assert msg.key() == b"big" and msg.value() == big
+
+
+def test_fetching_a_deleted_topic_is_unknown_topic_and_the_broker_stays_up(server, topic_name):
+    create_topic(server, topic_name)
+    produce_all(server, topic_name, [(None, b"v", 0)])
+    c = consumer(server, **{"enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic_name, 0, 0)])
+        first = None
+        deadline = time.monotonic() + WAIT_S
+        while first is None and time.monotonic() < deadline:
+            first = c.poll(0.1)
+        assert first is not None and first.value() == b"v"
+
+        admin(server).delete_topics([topic_name])[topic_name].result(timeout=WAIT_S)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # the consumer keeps fetching the vanished partition
+            c.poll(0.1)
+    finally:
+        c.close()
+
+    assert server.alive()
+    with pytest.raises(KafkaException) as excinfo:
+        watermarks(server, topic_name, 0)
+    assert excinfo.value.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION), excinfo.value

@@ -181,3 +181,49 @@ def test_delete_topics_removes_the_topic(server, topic_name):
     wait_until(lambda: topic_name not in topic_names(server), what=f"{topic_name} to disappear")
     err = kafka_error(admin(server).delete_topics([topic_name])[topic_name])
     assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+
+def test_legacy_alter_configs_replaces_the_whole_set_of_overrides(server, topic_name):
+    create_topic(server, topic_name, config={"retention.ms": "3600000", "segment.bytes": "1048576"})
+    resource = ConfigResource(ResourceType.TOPIC, topic_name, set_config={"retention.bytes": "999999"})
+
+    admin(server).alter_configs([resource])[resource].result(timeout=WAIT_S)
+
+    configs = describe_topic_configs(server, topic_name)
+    assert configs["retention.bytes"].value == "999999"
+    assert configs["retention.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    # AlterConfigs is not incremental: keys left out go back to their defaults.
+    assert configs["retention.ms"].is_default and configs["retention.ms"].value == str(7 * 24 * 3600 * 1000)
+    assert configs["segment.bytes"].is_default
+
+
+def test_legacy_alter_configs_refuses_a_bad_value_and_changes_nothing(server, topic_name):
+    create_topic(server, topic_name, config={"retention.ms": "3600000"})
+    resource = ConfigResource(
+        ResourceType.TOPIC, topic_name, set_config={"retention.bytes": "100", "segment.bytes": "-1"}
+    )
+
+    err = kafka_error(admin(server).alter_configs([resource])[resource])
+
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+    assert "segment.bytes" in err.str(), err.str()
+    configs = describe_topic_configs(server, topic_name)
+    assert configs["retention.ms"].value == "3600000", "a refused alter changes nothing"
+    assert configs["retention.bytes"].is_default
+
+
+def test_describe_configs_of_an_unknown_topic_is_unknown_topic(server):
+    resource = ConfigResource(ResourceType.TOPIC, "no-such-topic-anywhere")
+
+    err = kafka_error(admin(server).describe_configs([resource])[resource])
+
+    assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+
+def test_describe_configs_of_the_broker_is_read_only(server):
+    resource = ConfigResource(ResourceType.BROKER, "1")
+
+    configs = admin(server).describe_configs([resource])[resource].result(timeout=WAIT_S)
+
+    assert configs, "the broker describes its settings"
+    assert all(c.is_read_only for c in configs.values()), [c.name for c in configs.values() if not c.is_read_only]

@@ -76,3 +76,34 @@ def test_admin_list_offsets_reports_earliest_latest_and_max_timestamp(server, to
     assert lookup(OffsetSpec.latest())[0] == COUNT
     assert lookup(OffsetSpec.max_timestamp()) == (COUNT - 1, BASE_TS + (COUNT - 1) * STEP_MS)
     assert lookup(OffsetSpec.for_timestamp(BASE_TS + 5 * STEP_MS)) == (5, BASE_TS + 5 * STEP_MS)
+
+
+def test_offsets_for_times_with_out_of_order_timestamps_finds_the_first_record_at_or_after(server, topic_name):
+    create_topic(server, topic_name)
+    p = producer(server, **{"linger.ms": 0})
+    for ts in [1000, 3000, 2000, 4000]:  # one batch each, offsets 0..3
+        p.produce(topic_name, value=b"%d" % ts, partition=0, timestamp=BASE_TS + ts)
+        assert p.flush(WAIT_S) == 0
+
+    got = offsets_for_times(server, topic_name, [BASE_TS + t for t in (500, 1500, 2000, 2500, 3500, 4000)])
+
+    # The first offset whose timestamp is >= the target, as Kafka answers it.
+    assert got == [0, 1, 1, 1, 3, 3]
+
+
+def test_offsets_for_times_spans_segments_and_survives_a_restart(start_server):
+    server = start_server("time-index", CHRONIK_FLUSH="group")
+    create_topic(server, "timed", config={"segment.bytes": "1024"})
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(60):  # ~120-byte batches: a new segment every ~8 records
+        p.produce("timed", value=b"%02d" % i + b"." * 50, partition=0, timestamp=BASE_TS + i * STEP_MS)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+    targets = [BASE_TS + t for t in (-1, 0, 7 * STEP_MS, 8 * STEP_MS + 1, 33 * STEP_MS, 59 * STEP_MS, 60 * STEP_MS)]
+    expected = [0, 0, 7, 9, 33, 59, -1]
+
+    assert offsets_for_times(server, "timed", targets) == expected
+
+    server.kill()
+    server.start()
+    assert offsets_for_times(server, "timed", targets) == expected, "after recovery"

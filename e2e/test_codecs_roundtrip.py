@@ -78,6 +78,30 @@ def read_with_confluent(server, topic):
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
+def read_with_kafka_python_from(server, topic, partition, expected_count):
+    """{offset: (key, value, headers, timestamp)} of one partition, read with kafka-python."""
+    c = KafkaConsumer(
+        bootstrap_servers=server.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    try:
+        tp = KpTopicPartition(topic, partition)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = {}
+        deadline = time.monotonic() + WAIT_S
+        while len(got) < expected_count:
+            assert time.monotonic() < deadline, f"kafka-python read {len(got)} of {expected_count}"
+            for _tp, batch in c.poll(timeout_ms=200).items():
+                for r in batch:
+                    got[r.offset] = (r.key, r.value, list(r.headers or []), r.timestamp)
+        return got
+    finally:
+        c.close()
+
+
 def read_with_kafka_python(server, topic, expected_count):
     c = KafkaConsumer(
         bootstrap_servers=server.bootstrap,

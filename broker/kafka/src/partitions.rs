@@ -93,7 +93,7 @@ impl Broker {
     }
 
     /// Plan and (unless `validate_only`) commit a topic creation.
-    pub(crate) async fn create_topic(
+    pub async fn create_topic(
         &self,
         req: &CreateTopic,
         validate_only: bool,
@@ -106,7 +106,7 @@ impl Broker {
         Ok(command)
     }
 
-    pub(crate) async fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
+    pub async fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
         self.meta
             .propose(Command::DeleteTopic {
                 name: name.to_string(),
@@ -120,7 +120,7 @@ impl Broker {
     }
 
     /// Commit new overrides for a topic and hand the new settings to its open logs.
-    pub(crate) async fn set_topic_configs(
+    pub async fn set_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,

@@ -211,6 +211,14 @@ def topic_name(request):
     return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
+def pytest_configure(config):
+    """No binary, no suite: stop before collecting anything, saying why."""
+    try:
+        server_binary()
+    except RuntimeError as e:
+        raise pytest.UsageError(str(e))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On a failure, attach the log tail of every server the test used to the report."""

@@ -184,3 +184,42 @@ def test_compacted_log_reads_the_same_after_sigkill(start_server):
     after = read_all(server, topic)
     next_offset = max(acked) + 1
     assert after == {**before, next_offset: (b"after", b"restart")}
+
+
+def test_switching_an_existing_topic_to_compact_compacts_its_log(server, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    from clients import admin
+
+    create_topic(server, topic_name, config={"segment.bytes": str(SEGMENT_BYTES)})
+    acked = produce_history(server, topic_name)
+    assert len(keyed_history(read_all(server, topic_name))) == len(KEYS) * ROUNDS + 1
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic_name,
+        incremental_configs=[ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)],
+    )
+
+    admin(server).incremental_alter_configs([resource])[resource].result(timeout=WAIT_S)
+
+    records = wait_for_compaction(server, topic_name, lambda r: len(keyed_history(r)) == len(KEYS))
+    assert keyed_history(records) == keyed_history(latest_per_key(acked))
+
+
+def test_compact_delete_policy_both_compacts_and_applies_retention(server, topic_name):
+    create_topic(
+        server,
+        topic_name,
+        config={
+            "cleanup.policy": "compact,delete",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "retention.bytes": str(3 * SEGMENT_BYTES),
+        },
+    )
+    produce_history(server, topic_name)
+
+    def retained_and_compacted(records):
+        return min(records) > 0 and len(set(k for k, _ in records.values())) == len(records)
+
+    records = wait_for_compaction(server, topic_name, retained_and_compacted)
+    assert max(records) == len(KEYS) * ROUNDS + 1 + 40 - 1, "the newest record is always kept"

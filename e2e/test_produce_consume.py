@@ -146,3 +146,59 @@ def test_fetching_a_deleted_topic_is_unknown_topic_and_the_broker_stays_up(serve
     with pytest.raises(KafkaException) as excinfo:
         watermarks(server, topic_name, 0)
     assert excinfo.value.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION), excinfo.value
+
+
+def test_fetching_past_the_end_is_out_of_range_and_reset_latest_resumes_at_the_end(server, topic_name):
+    create_topic(server, topic_name)
+    produce_all(server, topic_name, [(None, b"%d" % i, 0) for i in range(10)])
+
+    c = consumer(server, **{"enable.partition.eof": False, "auto.offset.reset": "error"})
+    try:
+        c.assign([TopicPartition(topic_name, 0, 1000)])
+        msg = None
+        deadline = time.monotonic() + WAIT_S
+        while msg is None and time.monotonic() < deadline:
+            msg = c.poll(0.1)
+    finally:
+        c.close()
+    assert msg is not None and msg.error() is not None, msg
+    assert msg.error().code() == KafkaError._AUTO_OFFSET_RESET, msg.error()
+
+    c = consumer(server, **{"enable.partition.eof": False, "auto.offset.reset": "latest"})
+    try:
+        c.assign([TopicPartition(topic_name, 0, 1000)])
+        c.poll(1.0)  # reset to the end happens here
+        produce_all(server, topic_name, [(None, b"after-reset", 0)])
+        msg = None
+        deadline = time.monotonic() + WAIT_S
+        while msg is None and time.monotonic() < deadline:
+            msg = c.poll(0.1)
+    finally:
+        c.close()
+    assert msg is not None and msg.error() is None, msg and msg.error()
+    assert (msg.offset(), msg.value()) == (10, b"after-reset")
+
+
+def test_a_consumer_of_an_unknown_topic_does_not_create_it(server, topic_name):
+    c = consumer(server, **{"enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic_name, 0, 0)])
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            c.poll(0.1)
+    finally:
+        c.close()
+
+    assert topic_name not in admin(server).list_topics(timeout=WAIT_S).topics, (
+        "Metadata with allow_auto_topic_creation=false must not create the topic"
+    )
+
+
+def test_producing_to_an_invalid_topic_name_does_not_create_it(server):
+    from kafka_wire import WireClient, record_batch
+
+    with WireClient(server.port) as c:
+        error_code, _ = c.produce_v3("bad/name", 0, record_batch([(None, b"v")]))
+
+    assert error_code in (3, 17), f"error code {error_code}: UNKNOWN_TOPIC_OR_PARTITION or INVALID_TOPIC_EXCEPTION"
+    assert "bad/name" not in admin(server).list_topics(timeout=WAIT_S).topics

@@ -115,3 +115,70 @@ def test_delete_records_beyond_the_end_is_offset_out_of_range(server, topic_name
         err = e.args[0]
         assert err.code() == KafkaError.OFFSET_OUT_OF_RANGE, err
     assert watermarks(server, topic_name, 0) == (0, 5)
+
+
+def test_retention_set_later_with_incremental_alter_applies_to_the_existing_log(server, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    create_topic(server, topic_name, config={"segment.bytes": str(SEGMENT_BYTES)})
+    produce_small_batches(server, topic_name, 60)
+    assert watermarks(server, topic_name, 0) == (0, 60)
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic_name,
+        incremental_configs=[
+            ConfigEntry("retention.bytes", str(2 * SEGMENT_BYTES), incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+
+    admin(server).incremental_alter_configs([resource])[resource].result(timeout=WAIT_S)
+
+    start, end = wait_until(
+        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(server, topic_name, 0)),
+        what="the new retention.bytes to apply to the live log",
+    )
+    assert end == 60 and (end - start) * 200 <= 4 * SEGMENT_BYTES, (start, end)
+
+
+def test_segment_bytes_set_later_applies_to_new_segments(server, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    create_topic(server, topic_name, config={"retention.bytes": str(2 * SEGMENT_BYTES)})
+    produce_small_batches(server, topic_name, 30)  # one 1 GiB segment: nothing to delete
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic_name,
+        incremental_configs=[
+            ConfigEntry("segment.bytes", str(SEGMENT_BYTES), incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    admin(server).incremental_alter_configs([resource])[resource].result(timeout=WAIT_S)
+
+    produce_small_batches(server, topic_name, 60)
+
+    start, end = wait_until(
+        lambda: (lambda w: w if w[0] >= 30 else None)(watermarks(server, topic_name, 0)),
+        what="small segments rolled after the alter, and retention deleting them",
+    )
+    assert end == 90
+
+
+def test_retention_deleted_segments_stay_deleted_after_sigkill(start_server):
+    server = start_server("retention-restart", CHRONIK_FLUSH="group")
+    create_topic(
+        server, "shrinking",
+        config={"segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(2 * SEGMENT_BYTES)},
+    )
+    produce_small_batches(server, "shrinking", 60)
+    start, _ = wait_until(
+        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(server, "shrinking", 0)),
+        what="retention",
+    )
+
+    server.kill()
+    server._admin_client = None
+    server.start()
+
+    after_start, after_end = watermarks(server, "shrinking", 0)
+    assert after_end == 60
+    assert after_start >= start, f"log start went back from {start} to {after_start} after restart"

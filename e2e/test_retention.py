@@ -5,11 +5,13 @@ The server runs log maintenance every 200 ms (conftest)."""
 
 import time
 
+import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from clients import WAIT_S, admin, consume_to_end, consumer, create_topic, producer, wait_until, watermarks
 
 SEGMENT_BYTES = 1024
+RETENTION_KILL_ROUNDS = 5
 
 
 def produce_small_batches(server, topic, count, timestamp=None, size=200):
@@ -163,22 +165,38 @@ def test_segment_bytes_set_later_applies_to_new_segments(server, topic_name):
     assert end == 90
 
 
-def test_retention_deleted_segments_stay_deleted_after_sigkill(start_server):
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: retention moves the in-memory log start before the segment files are "
+    "removed and persists no log-start checkpoint, so a SIGKILL shortly after a retention pass "
+    "brings the deleted segments (and their records) back and the log start goes backwards",
+)
+def test_log_start_never_goes_back_after_sigkill_following_retention(start_server):
+    """Kafka's log start offset only moves forward. Each round kills the broker right after a
+    retention pass is visible, which is when a non-durable deletion would show."""
     server = start_server("retention-restart", CHRONIK_FLUSH="group")
     create_topic(
         server, "shrinking",
         config={"segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(2 * SEGMENT_BYTES)},
     )
-    produce_small_batches(server, "shrinking", 60)
-    start, _ = wait_until(
-        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(server, "shrinking", 0)),
-        what="retention",
-    )
+    regressions = []
+    start = 0
+    for round_ in range(RETENTION_KILL_ROUNDS):
+        produce_small_batches(server, "shrinking", 60)
+        seen = start
+        start, end = wait_until(
+            lambda: (lambda w: w if w[0] > seen else None)(watermarks(server, "shrinking", 0)),
+            interval=0.02,
+            what=f"retention to move the log start past {seen} (round {round_})",
+        )
 
-    server.kill()
-    server._admin_client = None
-    server.start()
+        server.kill()
+        server._admin_client = None
+        server.start()
 
-    after_start, after_end = watermarks(server, "shrinking", 0)
-    assert after_end == 60
-    assert after_start >= start, f"log start went back from {start} to {after_start} after restart"
+        after_start, after_end = watermarks(server, "shrinking", 0)
+        assert after_end == end
+        if after_start < start:
+            regressions.append((round_, start, after_start))
+            start = after_start
+    assert not regressions, f"(round, log start before SIGKILL, after restart): {regressions}"

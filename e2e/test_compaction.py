@@ -5,7 +5,11 @@ delete.retention.ms and then disappear.
 The server runs log maintenance every 200 ms (conftest); only sealed segments are compacted, so
 each test produces filler afterwards to roll the interesting records out of the active segment."""
 
+import glob
+import os
 import time
+
+import pytest
 
 from clients import WAIT_S, consume_to_end, create_topic, producer
 
@@ -45,10 +49,10 @@ def latest_per_key(acked):
     return {offset: acked[offset] for offset in latest.values()}
 
 
-def read_all(server, topic):
+def read_all(server, topic, timeout=WAIT_S):
     return {
         m.offset(): (m.key(), m.value())
-        for m in consume_to_end(server, topic, [0], start=0, **{"auto.offset.reset": "earliest"})
+        for m in consume_to_end(server, topic, [0], start=0, timeout=timeout, **{"auto.offset.reset": "earliest"})
     }
 
 
@@ -223,3 +227,100 @@ def test_compact_delete_policy_both_compacts_and_applies_retention(server, topic
 
     records = wait_for_compaction(server, topic_name, retained_and_compacted)
     assert max(records) == len(KEYS) * ROUNDS + 1 + 40 - 1, "the newest record is always kept"
+
+
+@pytest.mark.xfail(
+    strict=False,  # the kill lands at a random point of cleaning: it reproduces in about half the runs
+    reason="broker bug: a SIGKILL during compaction leaves empty sealed segment files; with two "
+    "of them in a row a Fetch inside them returns no records forever and the consumer stalls "
+    "(deterministic reproduction: test_fetch_skips_consecutive_empty_segments_left_by_a_crash)",
+)
+def test_sigkill_during_compaction_never_loses_the_latest_value_of_a_key(start_server):
+    """Kill the broker while the cleaner is busy (maintenance every 20 ms); after each restart
+    every key's latest acknowledged value is still there, at its offset."""
+    import random
+
+    server = start_server("compaction-crash", CHRONIK_FLUSH="group", CHRONIK_LOG_MAINTENANCE_MS="20")
+    topic = "crashy"
+    create_topic(server, topic, config={"cleanup.policy": "compact", "segment.bytes": str(SEGMENT_BYTES)})
+    rng = random.Random(7)
+    latest = {}  # key -> (offset, value)
+    for round_ in range(5):
+        p = producer(server, **{"linger.ms": 0, "batch.num.messages": 3})
+
+        def on_delivery(err, msg):
+            assert err is None, err
+            if msg.offset() > latest.get(msg.key(), (-1, None))[0]:
+                latest[msg.key()] = (msg.offset(), msg.value())
+
+        for i in range(150):
+            key = b"key-%d" % rng.randrange(12)
+            p.produce(topic, key=key, value=b"r%d-%d" % (round_, i) + b"." * 60, partition=0, on_delivery=on_delivery)
+            p.poll(0)
+        assert p.flush(WAIT_S) == 0
+        time.sleep(rng.uniform(0.0, 0.15))  # land somewhere inside cleaning
+
+        server.kill()
+        server._admin_client = None
+        server.start()
+
+        records = read_all(server, topic, timeout=5)
+        missing = {
+            k: (o, v) for k, (o, v) in latest.items() if records.get(o) != (k, v)
+        }
+        assert not missing, f"round {round_}: latest values lost or changed: {sorted(missing.items())[:5]}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: FileLog::locate returns the next segment whose next_offset > offset even "
+    "when it holds no batches (an empty segment recovers with next_offset == base), so a Fetch "
+    "positioned before two consecutive empty segments returns nothing and never advances",
+)
+def test_fetch_skips_consecutive_empty_segments_left_by_a_crash(start_server):
+    """Empty sealed segment files are what a SIGKILL during compaction leaves behind (seen in
+    test_sigkill_during_compaction_...); reads must step over them to the next data."""
+    server = start_server("empty-segments", CHRONIK_FLUSH="group")
+    create_topic(server, "holes", config={"segment.bytes": str(SEGMENT_BYTES)})
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(40):
+        p.produce("holes", key=b"k%d" % i, value=b"v%d" % i + b"." * 100, partition=0)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+    server.kill()
+    segments = sorted(glob.glob(os.path.join(server.data_dir, "**", "holes-0", "*.log"), recursive=True))
+    assert len(segments) >= 5, segments
+    emptied_bases = [int(os.path.basename(s).split(".")[0]) for s in segments[1:3]]
+    for path in segments[1:3]:
+        open(path, "wb").close()
+    server._admin_client = None
+    server.start()
+
+    got = [m.offset() for m in consume_to_end(server, "holes", [0], timeout=5)]
+
+    hole = set(range(emptied_bases[0], int(os.path.basename(segments[3]).split(".")[0])))
+    assert got == [o for o in range(40) if o not in hole]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="broker bug: the log start of a compact-only topic is 0 while running but becomes the "
+    "first remaining segment's base after a restart (no log-start checkpoint; recovery uses the "
+    "first file's base), so consumers at offset 0 suddenly get OFFSET_OUT_OF_RANGE",
+)
+def test_compacted_topic_keeps_its_log_start_across_a_restart(start_server):
+    server = start_server("compacted-start", CHRONIK_FLUSH="group")
+    create_topic(server, "kept-start", config={"cleanup.policy": "compact", "segment.bytes": str(SEGMENT_BYTES)})
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(120):  # three keys: early segments end up wholly superseded
+        p.produce("kept-start", key=b"k%d" % (i % 3), value=b"v%d" % i + b"." * 80, partition=0)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+    wait_for_compaction(server, "kept-start", lambda r: len(r) < 20)
+    before = watermarks(server, "kept-start", 0)
+
+    assert server.stop() == 0
+    server._admin_client = None
+    server.start()
+
+    assert watermarks(server, "kept-start", 0) == before

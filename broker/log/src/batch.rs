@@ -128,12 +128,14 @@ impl BatchHeader {
         self.producer_id >= 0
     }
 
-    /// Sequence number of the last record, for idempotent producer bookkeeping.
+    /// Sequence number of the last record, for idempotent producer bookkeeping. Sequences wrap
+    /// from `i32::MAX` to 0, never to negative values (Kafka's `incrementSequence`).
     pub fn last_sequence(&self) -> i32 {
         if self.base_sequence < 0 {
             return self.base_sequence;
         }
-        self.base_sequence.wrapping_add(self.last_offset_delta)
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta.max(0));
+        (last % (i64::from(i32::MAX) + 1)) as i32
     }
 }
 

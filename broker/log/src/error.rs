@@ -15,6 +15,25 @@ pub enum LogError {
     InvalidBatch(String),
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// The batch repeats one of its producer's last five batches: nothing was stored, and these
+    /// are the offsets the original was stored at (the produce is answered with them).
+    #[error("duplicate batch of producer {producer_id}: already stored at offsets {base_offset}..={last_offset}")]
+    DuplicateSequence {
+        producer_id: i64,
+        base_offset: i64,
+        last_offset: i64,
+    },
+    /// The batch's sequence does not continue its producer's sequence (a gap, or a new epoch not
+    /// starting at 0).
+    #[error("out of order sequence for producer {producer_id}: {reason}")]
+    OutOfOrderSequence { producer_id: i64, reason: String },
+    /// The batch carries an epoch older than its producer's current one: a fenced zombie.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     #[error("log is closed")]
     Closed,
     #[error("log i/o: {0}")]

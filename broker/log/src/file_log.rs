@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::batch;
 use crate::decode;
+use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{
     AppendInfo, FlushPolicy, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset,
 };
@@ -89,6 +90,9 @@ struct State {
     flush_failed: Option<String>,
     closed: bool,
     compaction: CompactionMark,
+    /// Idempotent producers' sequence state, checked and updated under this lock with every
+    /// append; snapshotted at each roll and at close, rebuilt at open.
+    producers: ProducerStates,
 }
 
 /// What the last compaction pass covered, so maintenance only compacts when there is work.
@@ -217,6 +221,8 @@ impl FileLog {
             log_start_offset = log_end_offset;
         }
 
+        let producers = recover_producers(&dir, &segments, log_end_offset)?;
+
         let flush = config.flush;
         let state = State {
             config,
@@ -232,6 +238,7 @@ impl FileLog {
             flush_failed: None,
             closed: false,
             compaction: CompactionMark::default(),
+            producers,
         };
         Ok(FileLog {
             shared: Arc::new(Shared {
@@ -370,6 +377,14 @@ impl Shared {
         let (old_file, old_base) = (Arc::clone(&active.file), active.base_offset);
         let interval = st.config.index_interval_bytes;
         let fresh = Segment::create(&self.dir, new_base, interval)?;
+        // The state as of the new segment's base, so recovery replays only the active segment.
+        let snapshot = match st.producers.write_snapshot(&self.dir, new_base) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                tracing::warn!(offset = new_base, error = %e, "cannot write producer state snapshot");
+                None
+            }
+        };
         if self.flush != FlushPolicy::Os {
             st.unsynced.push(Arc::clone(&old_file));
         }
@@ -379,6 +394,11 @@ impl Shared {
         run_blocking(move || {
             if let Err(e) = Segment::sync_all(&old_file, &dir, old_base) {
                 tracing::warn!(segment = old_base, error = %e, "cannot fsync sealed segment");
+            }
+            if let Some(path) = snapshot {
+                if let Err(e) = File::open(&path).and_then(|f| f.sync_all()) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot fsync producer state snapshot");
+                }
             }
         });
         Ok(())
@@ -523,6 +543,39 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
     Ok(logs)
 }
 
+/// The producer state as of `end`: the newest readable snapshot at or below it (newer ones are
+/// removed), then the headers of every batch from there up to `end`. Without a snapshot the
+/// whole log is replayed once, and a snapshot is left at `end` so the next start is short.
+fn recover_producers(dir: &Path, segments: &[Segment], end: i64) -> Result<ProducerStates> {
+    let loaded = ProducerStates::load_snapshot(dir, end)?;
+    let had_snapshot = loaded.is_some();
+    let (from, mut producers) = loaded.unwrap_or((i64::MIN, ProducerStates::default()));
+    let mut replayed = 0usize;
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        let position = if seg.base_offset < from {
+            seg.position_for(from)
+        } else {
+            0
+        };
+        let mut cursor = BatchCursor::new(&seg.file, position, seg.size, HEADER_WINDOW);
+        while let Step::Batch(_, header) = cursor.next(false)? {
+            if header.base_offset >= end {
+                break;
+            }
+            if header.base_offset >= from {
+                producers.replay(&header);
+                replayed += 1;
+            }
+        }
+    }
+    if replayed > 0 && (!had_snapshot || !producers.is_empty()) {
+        if let Err(e) = producers.write_snapshot(dir, end) {
+            tracing::warn!(offset = end, error = %e, "cannot write producer state snapshot");
+        }
+    }
+    Ok(producers)
+}
+
 fn remove_segment_files(dir: &Path, base: i64) -> io::Result<()> {
     for suffix in ["log", "index", "timeindex"] {
         match fs::remove_file(dir.join(segment::file_name(base, suffix))) {
@@ -574,6 +627,9 @@ impl PartitionLog for FileLog {
             next = header.next_offset();
             headers.push((span.position as u64, header));
         }
+        // Sequence checks in the same critical section that assigns offsets: two retries of one
+        // batch racing on different connections cannot both be stored.
+        let staged = st.producers.check(headers.iter().map(|(_, h)| h))?;
         let active = st.active_mut()?;
         let position = active.size;
         if let Err(e) = active.file.write_all_at(&buf, position) {
@@ -587,6 +643,7 @@ impl PartitionLog for FileLog {
             max_timestamp = max_timestamp.max(header.max_timestamp);
         }
         active.created_ms.get_or_insert(now);
+        st.producers.commit(staged);
         st.log_end_offset = next;
         if shared.flush != FlushPolicy::Group && shared.auto_hw() {
             st.high_watermark = next;
@@ -739,6 +796,8 @@ impl PartitionLog for FileLog {
             }
         }
         st.log_end_offset = new_end;
+        // Producer state must forget the removed batches: reload it as of the new end.
+        st.producers = recover_producers(&shared.dir, &st.segments, new_end)?;
         st.high_watermark = st.high_watermark.min(new_end);
         st.durable_end = st.durable_end.min(new_end);
         st.truncations += 1;
@@ -875,6 +934,8 @@ impl PartitionLog for FileLog {
             if aged {
                 shared.roll(&mut st)?;
             }
+            st.producers
+                .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
             let removed = if st.config.cleanup_policy.deletes() {
                 shared.apply_retention(&mut st, now_ms)
             } else {
@@ -897,6 +958,15 @@ impl PartitionLog for FileLog {
         let flushed = shared.fsync_round();
         {
             let mut st = shared.state.write();
+            // A clean restart then replays nothing.
+            let end = st.log_end_offset;
+            if let Err(e) = st
+                .producers
+                .write_snapshot(&shared.dir, end)
+                .and_then(|path| File::open(path)?.sync_all())
+            {
+                tracing::warn!(offset = end, error = %e, "cannot write producer state snapshot");
+            }
             st.closed = true;
             st.segments.clear();
             st.unsynced.clear();

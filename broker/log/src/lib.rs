@@ -18,6 +18,7 @@ mod error;
 mod file_log;
 mod manager;
 mod memory_log;
+mod producer_state;
 
 pub use batch::{validate_records, BatchHeader, BatchSpan, BATCH_HEADER_LEN, LOG_OVERHEAD};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
@@ -25,6 +26,7 @@ pub use error::LogError;
 pub use file_log::FileLog;
 pub use manager::LogManager;
 pub use memory_log::MemoryLog;
+pub use producer_state::{PRODUCER_ID_EXPIRATION_MS, RETAINED_BATCHES};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -73,7 +75,14 @@ pub struct TimestampOffset {
 /// - never expose to `read` (with `limit_to_high_watermark`) anything at or above the high
 ///   watermark;
 /// - advance the high watermark only to offsets that are durable under its flush policy;
-/// - keep `log_start_offset <= high_watermark <= log_end_offset`.
+/// - keep `log_start_offset <= high_watermark <= log_end_offset`;
+/// - check every batch carrying a producer id against the partition's producer state inside the
+///   same critical section that assigns its offsets (see `producer_state`): a repeat of one of
+///   the producer's last [`RETAINED_BATCHES`] batches stores nothing and fails with
+///   [`LogError::DuplicateSequence`] carrying the original offsets; a sequence gap is
+///   [`LogError::OutOfOrderSequence`]; an older epoch is [`LogError::InvalidProducerEpoch`];
+/// - keep that state across restarts (a durable log rebuilds it from batch headers) and after
+///   retention removes a producer's batches, until [`PRODUCER_ID_EXPIRATION_MS`] without writes.
 #[async_trait]
 pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// Validate and append one or more record batches as produced. Does not wait for

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::batch::{self, BatchHeader};
 use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
 use crate::decode;
+use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset};
 
 /// A partition log in memory.
@@ -38,6 +39,8 @@ struct State {
     log_end_offset: i64,
     high_watermark: i64,
     closed: bool,
+    /// Idempotent producers' sequence state, checked under this lock with every append.
+    producers: ProducerStates,
 }
 
 impl State {
@@ -74,6 +77,7 @@ impl MemoryLog {
                 log_end_offset: 0,
                 high_watermark: 0,
                 closed: false,
+                producers: ProducerStates::default(),
             }),
             hw_tx: watch::Sender::new(0),
         }
@@ -140,6 +144,8 @@ impl PartitionLog for MemoryLog {
             next = header.next_offset();
             headers.push(header);
         }
+        let staged = st.producers.check(headers.iter())?;
+        st.producers.commit(staged);
         let bytes = buf.freeze();
         let mut max_timestamp = i64::MIN;
         for (span, header) in spans.iter().zip(headers) {
@@ -242,6 +248,13 @@ impl PartitionLog for MemoryLog {
         let cut = st.first_at_or_after(offset);
         let first_removed = st.batches.get(cut).map(|b| b.header.base_offset);
         st.batches.truncate(cut);
+        // Rebuilt from what is left; producers known only from removed batches are forgotten
+        // (there are no snapshots to reload from in memory).
+        let mut producers = ProducerStates::default();
+        for b in &st.batches {
+            producers.replay(&b.header);
+        }
+        st.producers = producers;
         let new_end = first_removed.map_or(offset, |b| b.min(offset));
         st.log_end_offset = new_end;
         st.high_watermark = st.high_watermark.min(new_end);
@@ -322,6 +335,8 @@ impl PartitionLog for MemoryLog {
         if st.closed {
             return Ok(());
         }
+        st.producers
+            .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
         if st.config.cleanup_policy.deletes() {
             let (retention_ms, retention_bytes) =
                 (st.config.retention_ms, st.config.retention_bytes);

@@ -11,7 +11,7 @@ use chronik_log::{
     CleanupPolicy, FileLog, LogConfig, LogError, MemoryLog, PartitionLog, TimestampOffset,
 };
 use kafka_protocol::records::Compression;
-use support::{base_offsets, batch, batch_of, concat, headers, kv, now_ms};
+use support::{base_offsets, batch, batch_of, concat, headers, idempotent_batch, kv, now_ms};
 
 /// A log under test and whatever must live as long as it.
 struct Harness {
@@ -445,6 +445,104 @@ async fn a_closed_log_refuses_work(make: Factory) {
     assert!(matches!(h.log.read(0, 100, false), Err(LogError::Closed)));
 }
 
+async fn a_retried_batch_is_stored_once_and_answers_the_original_offsets(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, batch(2, 1, Compression::None)).await;
+    let first = idempotent_batch(3, 42, 0, 0);
+    let stored = produce(&*h.log, first.clone()).await;
+    assert_eq!((stored.base_offset, stored.last_offset), (2, 4));
+    let next = produce(&*h.log, idempotent_batch(2, 42, 0, 3)).await;
+    assert_eq!(next.base_offset, 5);
+
+    for (retry, original) in [(first, (2, 4)), (idempotent_batch(2, 42, 0, 3), (5, 6))] {
+        match h.log.append(retry, 0) {
+            Err(LogError::DuplicateSequence {
+                producer_id: 42,
+                base_offset,
+                last_offset,
+            }) => assert_eq!((base_offset, last_offset), original),
+            other => panic!("expected a duplicate of {original:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(h.log.log_end_offset(), 7, "a duplicate stores nothing");
+    assert_eq!(kv(read_all(&*h.log)).len(), 7);
+}
+
+async fn a_sequence_gap_is_out_of_order_and_stores_nothing(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, idempotent_batch(2, 7, 0, 0)).await;
+    let gap = h.log.append(idempotent_batch(1, 7, 0, 3), 0);
+    assert!(
+        matches!(
+            gap,
+            Err(LogError::OutOfOrderSequence { producer_id: 7, .. })
+        ),
+        "sequence 3 after 0..=1 must be refused, got {gap:?}"
+    );
+    assert_eq!(h.log.log_end_offset(), 2);
+    // The producer continues where it left off; other producers are independent.
+    produce(&*h.log, idempotent_batch(1, 7, 0, 2)).await;
+    produce(&*h.log, idempotent_batch(1, 8, 0, 0)).await;
+    assert_eq!(h.log.log_end_offset(), 4);
+}
+
+async fn an_older_producer_epoch_is_fenced(make: Factory) {
+    let h = make(LogConfig::default());
+    produce(&*h.log, idempotent_batch(1, 5, 0, 0)).await;
+    let new_epoch_mid_sequence = h.log.append(idempotent_batch(1, 5, 1, 9), 0);
+    assert!(
+        matches!(
+            new_epoch_mid_sequence,
+            Err(LogError::OutOfOrderSequence { .. })
+        ),
+        "a new epoch must start at sequence 0, got {new_epoch_mid_sequence:?}"
+    );
+    produce(&*h.log, idempotent_batch(1, 5, 1, 0)).await;
+    let zombie = h.log.append(idempotent_batch(1, 5, 0, 1), 0);
+    assert!(
+        matches!(
+            zombie,
+            Err(LogError::InvalidProducerEpoch {
+                producer_id: 5,
+                epoch: 0,
+                current: 1
+            })
+        ),
+        "epoch 0 after epoch 1 must be fenced, got {zombie:?}"
+    );
+    assert_eq!(h.log.log_end_offset(), 2);
+}
+
+async fn producer_state_outlives_deleted_records_and_follows_truncation(make: Factory) {
+    let h = make(LogConfig::default());
+    let first = idempotent_batch(2, 3, 0, 0);
+    produce(&*h.log, first.clone()).await;
+    produce(&*h.log, idempotent_batch(2, 3, 0, 2)).await;
+    let third = idempotent_batch(2, 3, 0, 4);
+    produce(&*h.log, third.clone()).await;
+
+    // Truncation removes the third batch: its resend is new data, not a duplicate.
+    h.log.truncate_to(4).expect("truncate");
+    let resent = produce(&*h.log, third.clone()).await;
+    assert_eq!(resent.base_offset, 4);
+
+    // Deleting the records does not forget the producer (Kafka keeps it until it expires).
+    h.log.delete_records_before(6).expect("delete records");
+    assert!(matches!(
+        h.log.append(third, 0),
+        Err(LogError::DuplicateSequence { base_offset: 4, .. })
+    ));
+    assert!(matches!(
+        h.log.append(first, 0),
+        Err(LogError::DuplicateSequence { base_offset: 0, .. })
+    ));
+    // A day without writes and the producer is forgotten: any sequence is accepted again.
+    h.log
+        .run_maintenance(now_ms() + chronik_log::PRODUCER_ID_EXPIRATION_MS + 1)
+        .expect("maintenance");
+    produce(&*h.log, idempotent_batch(1, 3, 0, 100)).await;
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -480,4 +578,8 @@ conformance!(
     subscribers_see_the_high_watermark_move,
     compaction_keeps_the_latest_value_per_key,
     a_closed_log_refuses_work,
+    a_retried_batch_is_stored_once_and_answers_the_original_offsets,
+    a_sequence_gap_is_out_of_order_and_stores_nothing,
+    an_older_producer_epoch_is_fenced,
+    producer_state_outlives_deleted_records_and_follows_truncation,
 );

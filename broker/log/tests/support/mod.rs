@@ -108,3 +108,36 @@ pub fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
 pub fn base_offsets(bytes: &[u8]) -> Vec<i64> {
     headers(bytes).iter().map(|h| h.base_offset).collect()
 }
+
+/// A batch of `n` records from an idempotent producer: `producer_id`, `epoch`, sequences
+/// `base_sequence..` (wrapping after `i32::MAX` to 0, as producers do).
+pub fn idempotent_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: ((i64::from(base_sequence) + i as i64) % (i64::from(i32::MAX) + 1)) as i32,
+            timestamp: now_ms(),
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("seq-{base_sequence}+{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}

@@ -1,0 +1,594 @@
+//! Idempotent producer state of one partition: for each producer id, its epoch and the sequence
+//! ranges and offsets of its last five batches, checked against every append that carries a
+//! producer id (Kafka's `ProducerStateManager`).
+//!
+//! The rules, in the order Kafka applies them to a client's batch:
+//! 1. the batch repeats one of the producer's last [`RETAINED_BATCHES`] batches (same epoch,
+//!    same first and last sequence): nothing is stored and the original offsets are answered
+//!    ([`LogError::DuplicateSequence`]);
+//! 2. an epoch older than the producer's current one is fenced ([`LogError::InvalidProducerEpoch`]);
+//! 3. a newer epoch must start at sequence 0;
+//! 4. within the current epoch the batch must continue right after the last sequence, wrapping
+//!    from `i32::MAX` to 0 ([`LogError::OutOfOrderSequence`]);
+//! 5. a producer the partition does not know is accepted at any sequence: since KIP-360 (Kafka 2.5)
+//!    its state may simply have expired or been deleted with the data, and the client recovers
+//!    from there instead of failing with UNKNOWN_PRODUCER_ID.
+//!
+//! The state is rebuilt from batch headers alone (producer id, epoch, base sequence, last offset
+//! delta), so recovery replays headers after the newest snapshot; snapshots are small binary
+//! files named like segments (`<20-digit offset>.snapshot`) holding the state as of that offset.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::batch::BatchHeader;
+use crate::{LogError, Result};
+
+/// Batches remembered per producer: Kafka's limit on in-flight requests for an idempotent
+/// producer (max.in.flight.requests.per.connection <= 5), so any retry is among them.
+pub const RETAINED_BATCHES: usize = 5;
+
+/// How long a producer that has not written is remembered (Kafka's producer.id.expiration.ms
+/// default, one day). Its state outlives the data retention deletes, as in Kafka since KIP-360.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
+
+/// One remembered batch of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchMeta {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+/// What the partition knows about one producer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProducerEntry {
+    epoch: i16,
+    /// Oldest first, at most [`RETAINED_BATCHES`], all of `epoch`.
+    batches: VecDeque<BatchMeta>,
+    /// Max timestamp of the producer's last batch, for expiration (Kafka uses the same).
+    last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::with_capacity(RETAINED_BATCHES),
+            last_timestamp: i64::MIN,
+        }
+    }
+
+    fn duplicate_of(&self, header: &BatchHeader) -> Option<&BatchMeta> {
+        if header.producer_epoch != self.epoch {
+            return None;
+        }
+        let last = header.last_sequence();
+        self.batches
+            .iter()
+            .find(|b| b.first_seq == header.base_sequence && b.last_seq == last)
+    }
+
+    /// Record a stored batch; a new epoch forgets the old epoch's batches.
+    fn add(&mut self, header: &BatchHeader) {
+        if header.producer_epoch != self.epoch {
+            self.epoch = header.producer_epoch;
+            self.batches.clear();
+        }
+        if self.batches.len() == RETAINED_BATCHES {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(BatchMeta {
+            first_seq: header.base_sequence,
+            last_seq: header.last_sequence(),
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+        });
+        self.last_timestamp = header.max_timestamp;
+    }
+}
+
+/// Kafka's `inSequence`: `next` directly follows `last`, wrapping after `i32::MAX` to 0.
+fn in_sequence(last: i32, next: i32) -> bool {
+    i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+/// The producer state of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// The producer entries an append will change, computed before anything is written and applied
+/// with [`ProducerStates::commit`] once the write succeeded. Empty (no allocation) for batches
+/// without a producer id.
+#[derive(Debug, Default)]
+pub struct Staged {
+    updates: Vec<(i64, ProducerEntry)>,
+}
+
+impl ProducerStates {
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Check the batches of one append, already stamped with their offsets, against the state.
+    /// Either every batch is acceptable (the returned changes are committed after the write) or
+    /// the append is refused whole.
+    pub fn check<'a>(
+        &self,
+        batches: impl ExactSizeIterator<Item = &'a BatchHeader>,
+    ) -> Result<Staged> {
+        let count = batches.len();
+        let mut staged = Staged::default();
+        for header in batches {
+            if !header.has_producer_id() {
+                continue;
+            }
+            let pid = header.producer_id;
+            if header.base_sequence < 0 {
+                // Kafka's LogValidator refuses this too: a producer id without a sequence.
+                return Err(LogError::InvalidBatch(format!(
+                    "batch of producer {pid} has no sequence number ({})",
+                    header.base_sequence
+                )));
+            }
+            let at = staged.updates.iter().position(|(p, _)| *p == pid);
+            let current = match at {
+                Some(i) => Some(&staged.updates[i].1),
+                None => self.producers.get(&pid),
+            };
+            if let Some(entry) = current {
+                if let Some(original) = entry.duplicate_of(header) {
+                    if count > 1 {
+                        // Answering the original offsets would silently drop the other batches.
+                        return Err(LogError::InvalidBatch(format!(
+                            "append of {count} batches repeats an earlier batch of producer {pid}"
+                        )));
+                    }
+                    return Err(LogError::DuplicateSequence {
+                        producer_id: pid,
+                        base_offset: original.base_offset,
+                        last_offset: original.last_offset,
+                    });
+                }
+                check_sequence(entry, header)?;
+            }
+            let mut updated = current
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(header.producer_epoch));
+            updated.add(header);
+            match at {
+                Some(i) => staged.updates[i].1 = updated,
+                None => staged.updates.push((pid, updated)),
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Apply what [`ProducerStates::check`] staged, after the batches were written.
+    pub fn commit(&mut self, staged: Staged) {
+        for (pid, entry) in staged.updates {
+            self.producers.insert(pid, entry);
+        }
+    }
+
+    /// Take a stored batch into the state without checks (recovery, truncation rebuilds): it was
+    /// checked when it was appended.
+    pub fn replay(&mut self, header: &BatchHeader) {
+        if !header.has_producer_id() || header.base_sequence < 0 {
+            return;
+        }
+        self.producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry::new(header.producer_epoch))
+            .add(header);
+    }
+
+    /// Forget producers that have not written for `expiration_ms`. Returns how many went.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// The epoch the partition holds for `producer_id`, if it knows it.
+    #[cfg(test)]
+    pub fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+}
+
+fn check_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<()> {
+    let pid = header.producer_id;
+    let (epoch, first) = (header.producer_epoch, header.base_sequence);
+    if epoch < entry.epoch {
+        // Kafka answers INVALID_PRODUCER_EPOCH here since 2.7 (PRODUCER_FENCED is reserved for
+        // the transaction coordinator), so a transactional client can abort and retry.
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id: pid,
+            epoch,
+            current: entry.epoch,
+        });
+    }
+    if epoch != entry.epoch {
+        if first != 0 {
+            return Err(LogError::OutOfOrderSequence {
+                producer_id: pid,
+                reason: format!("a new epoch {epoch} must start at sequence 0, not {first}"),
+            });
+        }
+        return Ok(());
+    }
+    match entry.batches.back() {
+        Some(last) if !in_sequence(last.last_seq, first) => Err(LogError::OutOfOrderSequence {
+            producer_id: pid,
+            reason: format!(
+                "sequence {first} does not follow {} in epoch {epoch}",
+                last.last_seq
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+// ---- snapshots ----
+
+const SNAPSHOT_SUFFIX: &str = "snapshot";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"CPS1";
+/// Snapshots kept per partition: the newest, and one older in case the newest is unreadable.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// Path of the snapshot holding the state as of `offset` (every batch below it applied).
+pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.{SNAPSHOT_SUFFIX}"))
+}
+
+/// Offsets of the snapshots in `dir`, ascending.
+pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".snapshot") else {
+            continue;
+        };
+        if stem.len() == 20 {
+            if let Ok(offset) = stem.parse::<i64>() {
+                out.push(offset);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl ProducerStates {
+    /// Binary form: magic, entry count, then per producer its id, epoch, last timestamp and
+    /// batches; a CRC-32C of everything before it closes the file, so a torn or half-written
+    /// snapshot is detected and skipped rather than trusted.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.producers.len() * (19 + 24 * RETAINED_BATCHES));
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        for pid in ids {
+            let e = &self.producers[pid];
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> std::result::Result<ProducerStates, String> {
+        let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+            return Err("snapshot too short".into());
+        };
+        if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
+            return Err("snapshot checksum mismatch".into());
+        }
+        let mut r = Reader(body);
+        if r.take::<4>()? != *SNAPSHOT_MAGIC {
+            return Err("not a producer state snapshot".into());
+        }
+        let count = u32::from_be_bytes(r.take()?);
+        let mut producers = HashMap::with_capacity((count as usize).min(1 << 16));
+        for _ in 0..count {
+            let pid = i64::from_be_bytes(r.take()?);
+            let epoch = i16::from_be_bytes(r.take()?);
+            let last_timestamp = i64::from_be_bytes(r.take()?);
+            let [n] = r.take::<1>()?;
+            if usize::from(n) > RETAINED_BATCHES {
+                return Err(format!("producer {pid} has {n} batches"));
+            }
+            let mut batches = VecDeque::with_capacity(RETAINED_BATCHES);
+            for _ in 0..n {
+                batches.push_back(BatchMeta {
+                    first_seq: i32::from_be_bytes(r.take()?),
+                    last_seq: i32::from_be_bytes(r.take()?),
+                    base_offset: i64::from_be_bytes(r.take()?),
+                    last_offset: i64::from_be_bytes(r.take()?),
+                });
+            }
+            producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_timestamp,
+                },
+            );
+        }
+        if !r.0.is_empty() {
+            return Err("trailing bytes in snapshot".into());
+        }
+        Ok(ProducerStates { producers })
+    }
+
+    /// Write the snapshot for `offset` (temporary file, then rename, so a reader never sees a
+    /// partial file under the final name) and remove all but the newest [`SNAPSHOTS_KEPT`].
+    /// Not fsynced here: a lost or torn snapshot only means recovery replays more of the log.
+    pub fn write_snapshot(&self, dir: &Path, offset: i64) -> io::Result<PathBuf> {
+        let path = snapshot_path(dir, offset);
+        let tmp = path.with_extension("snapshot.tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(&self.encode())?;
+        drop(file);
+        fs::rename(&tmp, &path)?;
+        let offsets = list_snapshots(dir)?;
+        let stale = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+        for old in &offsets[..stale] {
+            remove_if_exists(&snapshot_path(dir, *old))?;
+        }
+        Ok(path)
+    }
+
+    /// The newest readable snapshot at or below `max_offset`, with its offset. Snapshots above
+    /// it (their batches were truncated away) are removed; unreadable ones are skipped.
+    pub fn load_snapshot(dir: &Path, max_offset: i64) -> io::Result<Option<(i64, ProducerStates)>> {
+        let offsets = list_snapshots(dir)?;
+        for &offset in offsets.iter().rev() {
+            let path = snapshot_path(dir, offset);
+            if offset > max_offset {
+                remove_if_exists(&path)?;
+                continue;
+            }
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Self::decode(&b))
+            {
+                Ok(states) => return Ok(Some((offset, states))),
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), reason = %reason, "skipping unreadable producer state snapshot");
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let Some((head, rest)) = self.0.split_first_chunk::<N>() else {
+            return Err("snapshot truncated".into());
+        };
+        self.0 = rest;
+        Ok(*head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 49,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 1_000,
+            max_timestamp: 1_000,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    fn append(states: &mut ProducerStates, h: BatchHeader) -> Result<()> {
+        let staged = states.check([h].iter())?;
+        states.commit(staged);
+        Ok(())
+    }
+
+    #[test]
+    fn in_order_batches_are_accepted_and_a_gap_is_not() {
+        let mut s = ProducerStates::default();
+        append(&mut s, header(7, 0, 0, 3, 0)).unwrap();
+        append(&mut s, header(7, 0, 3, 2, 3)).unwrap();
+        let gap = append(&mut s, header(7, 0, 6, 1, 5));
+        assert!(
+            matches!(
+                gap,
+                Err(LogError::OutOfOrderSequence { producer_id: 7, .. })
+            ),
+            "{gap:?}"
+        );
+    }
+
+    #[test]
+    fn each_of_the_last_five_batches_is_a_duplicate_with_its_original_offsets() {
+        let mut s = ProducerStates::default();
+        for i in 0..6 {
+            append(&mut s, header(1, 0, i * 2, 2, 100 + i64::from(i) * 2)).unwrap();
+        }
+        // Batch 0 (seq 0..=1) fell out of the window: it is out of order now, not a duplicate.
+        assert!(matches!(
+            append(&mut s, header(1, 0, 0, 2, 0)),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
+        for i in 1..6 {
+            match append(&mut s, header(1, 0, i * 2, 2, 0)) {
+                Err(LogError::DuplicateSequence {
+                    producer_id: 1,
+                    base_offset,
+                    last_offset,
+                }) => {
+                    assert_eq!(
+                        (base_offset, last_offset),
+                        (100 + i64::from(i) * 2, 101 + i64::from(i) * 2)
+                    )
+                }
+                other => panic!("batch {i}: expected a duplicate, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn older_epoch_is_fenced_and_a_new_epoch_starts_at_zero() {
+        let mut s = ProducerStates::default();
+        append(&mut s, header(1, 3, 0, 1, 0)).unwrap();
+        assert!(matches!(
+            append(&mut s, header(1, 2, 1, 1, 1)),
+            Err(LogError::InvalidProducerEpoch {
+                epoch: 2,
+                current: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            append(&mut s, header(1, 4, 5, 1, 1)),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
+        append(&mut s, header(1, 4, 0, 1, 1)).unwrap();
+        assert_eq!(s.epoch(1), Some(4));
+    }
+
+    #[test]
+    fn unknown_producer_is_accepted_at_any_sequence() {
+        let mut s = ProducerStates::default();
+        append(&mut s, header(9, 0, 42, 1, 0)).unwrap();
+        append(&mut s, header(9, 0, 43, 1, 1)).unwrap();
+    }
+
+    #[test]
+    fn sequence_wraps_from_max_to_zero() {
+        let mut s = ProducerStates::default();
+        append(&mut s, header(1, 0, i32::MAX - 1, 2, 0)).unwrap();
+        append(&mut s, header(1, 0, 0, 1, 2)).unwrap();
+        // A batch straddling the wrap: its last sequence is 1.
+        let mut s = ProducerStates::default();
+        let straddle = header(2, 0, i32::MAX, 3, 0);
+        assert_eq!(straddle.last_sequence(), 1);
+        append(&mut s, straddle).unwrap();
+        append(&mut s, header(2, 0, 2, 1, 3)).unwrap();
+    }
+
+    #[test]
+    fn one_append_is_checked_against_its_own_earlier_batches() {
+        let s = ProducerStates::default();
+        let ok = [header(1, 0, 0, 2, 0), header(1, 0, 2, 2, 2)];
+        assert_eq!(s.check(ok.iter()).unwrap().updates.len(), 1);
+        let gap = [header(1, 0, 0, 2, 0), header(1, 0, 5, 2, 2)];
+        assert!(s.check(gap.iter()).is_err());
+        let dup = [header(1, 0, 0, 2, 0), header(1, 0, 0, 2, 2)];
+        assert!(matches!(
+            s.check(dup.iter()),
+            Err(LogError::InvalidBatch(_))
+        ));
+    }
+
+    #[test]
+    fn batches_without_a_producer_id_are_not_tracked() {
+        let s = ProducerStates::default();
+        let plain = [header(-1, -1, -1, 3, 0)];
+        assert!(s.check(plain.iter()).unwrap().updates.is_empty());
+        assert!(matches!(
+            s.check([header(5, 0, -1, 1, 0)].iter()),
+            Err(LogError::InvalidBatch(_))
+        ));
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_write() {
+        let mut s = ProducerStates::default();
+        append(&mut s, header(1, 0, 0, 1, 0)).unwrap();
+        assert_eq!(
+            s.remove_expired(
+                1_000 + PRODUCER_ID_EXPIRATION_MS - 1,
+                PRODUCER_ID_EXPIRATION_MS
+            ),
+            0
+        );
+        assert_eq!(
+            s.remove_expired(1_000 + PRODUCER_ID_EXPIRATION_MS, PRODUCER_ID_EXPIRATION_MS),
+            1
+        );
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_detect_damage() {
+        let mut s = ProducerStates::default();
+        for i in 0..7 {
+            append(&mut s, header(1, 2, i, 1, i64::from(i))).unwrap();
+        }
+        append(&mut s, header(99, 0, 5, 4, 10)).unwrap();
+        let bytes = s.encode();
+        assert_eq!(ProducerStates::decode(&bytes).unwrap(), s);
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        assert!(ProducerStates::decode(&bad).is_err());
+        assert!(ProducerStates::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn newest_readable_snapshot_at_or_below_the_end_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ProducerStates::default();
+        append(&mut s, header(1, 0, 0, 1, 0)).unwrap();
+        s.write_snapshot(dir.path(), 1).unwrap();
+        append(&mut s, header(1, 0, 1, 1, 1)).unwrap();
+        s.write_snapshot(dir.path(), 2).unwrap();
+        s.write_snapshot(dir.path(), 3).unwrap();
+        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![2, 3]);
+        fs::write(snapshot_path(dir.path(), 3), b"garbage").unwrap();
+        let (offset, loaded) = ProducerStates::load_snapshot(dir.path(), 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!((offset, loaded), (2, s.clone()));
+        // A truncation below a snapshot removes it.
+        assert!(ProducerStates::load_snapshot(dir.path(), 1)
+            .unwrap()
+            .is_none());
+        assert!(list_snapshots(dir.path()).unwrap().is_empty());
+    }
+}

@@ -57,7 +57,7 @@ def test_producing_to_an_unknown_topic_creates_it_when_auto_create_is_on(server,
 
 def test_producing_to_an_unknown_topic_fails_when_auto_create_is_off(start_server):
     server = start_server("no-auto-create", CHRONIK_AUTO_CREATE_TOPICS="false")
-    p = producer(server, **{"message.timeout.ms": 3000, "linger.ms": 0})
+    p = producer(server, **{"message.timeout.ms": 1000, "linger.ms": 0})
     results = []
     p.produce("nobody-made-me", value=b"v", on_delivery=lambda e, m: results.append(e))
     p.flush(WAIT_S)

@@ -536,3 +536,106 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).expect("pod parses")
+    }
+
+    const BASE: &str = "metadata: {name: demo-2, labels: {apps.kubernetes.io/pod-index: '2', \
+                        controller-revision-hash: r1}}\n";
+
+    #[test]
+    fn a_running_ready_pod_is_started_ready_and_at_its_revision() {
+        let v = pod_view(&pod(&format!(
+            "{BASE}status: {{phase: Running, conditions: [{{type: Ready, status: 'True'}}], \
+             containerStatuses: [{{name: c, ready: true, started: true, restartCount: 0, image: i, imageID: i}}]}}"
+        )))
+        .unwrap();
+        assert_eq!((v.id, v.ready, v.started), (2, true, true));
+        assert_eq!(v.revision.as_deref(), Some("r1"));
+        assert_eq!(v.failure, None);
+    }
+
+    #[test]
+    fn a_crash_looping_pod_is_a_failure() {
+        let v = pod_view(&pod(&format!(
+            "{BASE}status: {{phase: Running, containerStatuses: [{{name: c, ready: false, started: false, \
+             restartCount: 5, image: i, imageID: i, state: {{waiting: {{reason: CrashLoopBackOff}}}}}}]}}"
+        )))
+        .unwrap();
+        assert_eq!(v.failure.as_deref(), Some("CrashLoopBackOff"));
+        assert!(!v.started);
+    }
+
+    #[test]
+    fn an_unschedulable_pod_is_flagged() {
+        let v = pod_view(&pod(&format!(
+            "{BASE}status: {{phase: Pending, conditions: [{{type: PodScheduled, status: 'False', \
+             reason: Unschedulable}}]}}"
+        )))
+        .unwrap();
+        assert!(v.unschedulable);
+    }
+
+    #[test]
+    fn a_terminating_pod_is_not_ready() {
+        let v = pod_view(&pod(
+            "metadata: {name: demo-3, deletionTimestamp: '2026-01-01T00:00:00Z'}\n\
+             status: {phase: Running, conditions: [{type: Ready, status: 'True'}]}",
+        ))
+        .unwrap();
+        assert_eq!(
+            (v.id, v.ready),
+            (3, false),
+            "id falls back to the name's ordinal"
+        );
+    }
+
+    #[test]
+    fn condition_transition_time_moves_only_when_the_status_flips() {
+        let first = conditions(&ChronikClusterStatus::default(), Phase::Running, "A", "m");
+        let previous = ChronikClusterStatus {
+            conditions: first.clone(),
+            ..Default::default()
+        };
+        let again = conditions(&previous, Phase::Running, "A", "m2");
+        assert_eq!(first[0].last_transition_time, again[0].last_transition_time);
+        let ready: Vec<_> = again
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            ready,
+            vec![
+                ("Ready", "True"),
+                ("Progressing", "False"),
+                ("Degraded", "False")
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_up_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(20), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bootstrap_size_is_recovered_from_an_existing_statefulset() {
+        let c = crate::desired::test_cluster::cluster("replicas: 3");
+        let sts = crate::desired::stateful_set(
+            &c,
+            &Inputs {
+                replicas: 5,
+                bootstrap_voters: 3,
+            },
+            "h",
+        );
+        assert_eq!(peers_in_stateful_set(&sts), Some(3));
+    }
+}

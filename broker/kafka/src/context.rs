@@ -6,6 +6,9 @@ use std::sync::Arc;
 use chronik_log::LogManager;
 use chronik_meta::MetadataStore;
 
+use crate::coordinator::group::GroupConfig;
+use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+
 /// Kafka-facing settings of one broker. Defaults and validation live in chronik-server's config.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -23,6 +26,17 @@ pub struct KafkaConfig {
     /// Requests of one connection being worked on at once (their responses still go out in
     /// order); bounds the memory one client can pin.
     pub max_in_flight_per_connection: usize,
+    /// group.initial.rebalance.delay.ms: the first rebalance of an empty group waits this long
+    /// for more members to arrive.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// group.min.session.timeout.ms / group.max.session.timeout.ms: JoinGroup outside this
+    /// range is INVALID_SESSION_TIMEOUT.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// offsets.topic.num.partitions, used when `__consumer_offsets` is created.
+    pub offsets_topic_partitions: i32,
+    /// offsets.retention.minutes, in millis: how long an empty group's offsets are kept.
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for KafkaConfig {
@@ -36,6 +50,14 @@ impl Default for KafkaConfig {
             default_replication_factor: 1,
             max_request_bytes: 100 << 20,
             max_in_flight_per_connection: 16,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            // Kafka defaults to 50; a single node gains nothing from that many (each is a log
+            // with open files and a replay at start), while 8 still spreads groups over several
+            // logs so one busy group's commits do not queue behind every other group's fsyncs.
+            offsets_topic_partitions: 8,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -46,11 +68,44 @@ pub struct Broker {
     pub config: KafkaConfig,
     pub meta: Arc<dyn MetadataStore>,
     pub logs: Arc<LogManager>,
+    /// Consumer groups and committed offsets (loaded from `__consumer_offsets` on first use).
+    pub(crate) groups: Arc<Coordinator>,
 }
 
 impl Broker {
     pub fn new(config: KafkaConfig, meta: Arc<dyn MetadataStore>, logs: Arc<LogManager>) -> Self {
-        Broker { config, meta, logs }
+        let coordinator = CoordinatorConfig {
+            group: GroupConfig {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                ..GroupConfig::default()
+            },
+            offsets_topic_partitions: config.offsets_topic_partitions,
+            offsets_topic_replication_factor: config.default_replication_factor.max(1),
+            offsets_retention_ms: config.offsets_retention_ms,
+            offsets_retention_check_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+        };
+        let groups = Arc::new(Coordinator::new(
+            config.node_id,
+            coordinator,
+            meta.clone(),
+            logs.clone(),
+        ));
+        Broker {
+            config,
+            meta,
+            logs,
+            groups,
+        }
+    }
+
+    /// Create `__consumer_offsets` if needed and rebuild groups and offsets from it. Requests
+    /// do this on first use; calling it at start-up moves the cost out of the first request
+    /// and surfaces a problem early.
+    pub async fn start_group_coordinator(&self) -> Result<(), CoordinatorError> {
+        self.groups.start().await
     }
 
     pub fn cluster_id(&self) -> String {

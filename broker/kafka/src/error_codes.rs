@@ -5,6 +5,8 @@ use chronik_log::LogError;
 use chronik_meta::MetaError;
 use kafka_protocol::error::ResponseError;
 
+use crate::coordinator::CoordinatorError;
+
 pub fn for_log(e: &LogError) -> ResponseError {
     match e {
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
@@ -29,6 +31,19 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+pub fn for_coordinator(e: &CoordinatorError) -> ResponseError {
+    match e {
+        // Kafka answers failed writes to __consumer_offsets with retriable coordinator errors
+        // so that clients retry (and look the coordinator up again) instead of giving up.
+        CoordinatorError::Log(LogError::BatchTooLarge { .. }) => ResponseError::UnknownServerError,
+        CoordinatorError::Log(_) | CoordinatorError::Meta(_) => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        CoordinatorError::NotLeader(_) => ResponseError::NotCoordinator,
+        CoordinatorError::Record(_) => ResponseError::UnknownServerError,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod connection;
 mod context;
+mod coordinator;
 mod error_codes;
 mod handlers;
 pub mod listener;
@@ -15,5 +16,6 @@ mod partitions;
 mod registry;
 
 pub use context::{Broker, KafkaConfig};
+pub use coordinator::CoordinatorError;
 pub use partitions::log_config_for;
 pub use registry::supported_apis;

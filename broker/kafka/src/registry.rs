@@ -50,7 +50,10 @@ macro_rules! registry {
 
 // Version ranges: the lowest is the first the kafka-protocol crate decodes and that uses v2
 // record batches where records are involved; the highest is the last whose semantics the
-// handler implements (e.g. Fetch stops at 12 because 13+ addresses topics by id only).
+// handler implements (e.g. Fetch stops at 12 because 13+ addresses topics by id only;
+// OffsetCommit 9+, OffsetFetch 9+ and DescribeGroups 6 carry KIP-848 member epochs, which
+// classic groups do not have; FindCoordinator 5+ adds transaction-abortable and share-group
+// semantics).
 registry! {
     inline ApiVersions => api_versions, 0..=4;
     deferred Produce => produce, 3..=11;
@@ -65,6 +68,17 @@ registry! {
     inline IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     inline DeleteRecords => delete_records, 0..=2;
     inline DescribeCluster => describe_cluster, 0..=1;
+    inline FindCoordinator => find_coordinator, 0..=4;
+    deferred JoinGroup => join_group, 0..=9;
+    deferred SyncGroup => sync_group, 0..=5;
+    inline Heartbeat => heartbeat, 0..=4;
+    inline LeaveGroup => leave_group, 0..=5;
+    deferred OffsetCommit => offset_commit, 2..=8;
+    inline OffsetFetch => offset_fetch, 1..=8;
+    inline DescribeGroups => describe_groups, 0..=5;
+    inline ListGroups => list_groups, 0..=5;
+    inline DeleteGroups => delete_groups, 0..=2;
+    inline OffsetDelete => offset_delete, 0..=0;
 }
 
 /// The APIs and versions this broker serves.

@@ -239,7 +239,8 @@ async fn api_versions_lists_exactly_the_registry() {
         .map(|a| (a.key as i16, (a.min, a.max)))
         .collect();
     assert_eq!(advertised, registry);
-    assert!(!advertised.contains_key(&(ApiKey::FindCoordinator as i16)));
+    // KIP-848 consumer groups are not served, so they must not be advertised.
+    assert!(!advertised.contains_key(&(ApiKey::ConsumerGroupHeartbeat as i16)));
 }
 
 #[tokio::test]

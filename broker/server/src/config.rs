@@ -42,6 +42,16 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// CHRONIK_LOG_MAINTENANCE_MS: how often retention and compaction run.
     pub log_maintenance_ms: u64,
+    /// CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS: Kafka's group.initial.rebalance.delay.ms.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS: Kafka's group.min.session.timeout.ms.
+    pub group_min_session_timeout_ms: i32,
+    /// CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS: Kafka's group.max.session.timeout.ms.
+    pub group_max_session_timeout_ms: i32,
+    /// CHRONIK_OFFSETS_TOPIC_PARTITIONS: partitions of `__consumer_offsets` when created.
+    pub offsets_topic_partitions: i32,
+    /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
+    pub offsets_retention_minutes: u64,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +72,11 @@ impl Default for ServerConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             log_maintenance_ms: 30_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_topic_partitions: 8,
+            offsets_retention_minutes: 7 * 24 * 60,
         }
     }
 }
@@ -163,6 +178,22 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_LOG_MAINTENANCE_MS") {
             self.log_maintenance_ms = parse("CHRONIK_LOG_MAINTENANCE_MS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS") {
+            self.group_initial_rebalance_delay_ms =
+                parse("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS") {
+            self.group_min_session_timeout_ms = parse("CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS") {
+            self.group_max_session_timeout_ms = parse("CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_OFFSETS_TOPIC_PARTITIONS") {
+            self.offsets_topic_partitions = parse("CHRONIK_OFFSETS_TOPIC_PARTITIONS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
+            self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
+        }
         Ok(())
     }
 
@@ -187,6 +218,30 @@ impl ServerConfig {
             return Err(invalid("CHRONIK_NODE_ID", "must be zero or positive"));
         }
         self.flush_policy()?;
+        if self.group_min_session_timeout_ms < 1 {
+            return Err(invalid(
+                "CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
+                "must be at least 1",
+            ));
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return Err(invalid(
+                "CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS",
+                "must not be below CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
+            ));
+        }
+        if self.offsets_topic_partitions < 1 {
+            return Err(invalid(
+                "CHRONIK_OFFSETS_TOPIC_PARTITIONS",
+                "must be at least 1",
+            ));
+        }
+        if self.offsets_retention_minutes < 1 {
+            return Err(invalid(
+                "CHRONIK_OFFSETS_RETENTION_MINUTES",
+                "must be at least 1",
+            ));
+        }
         if let Some(peers) = &self.peers {
             let others: Vec<&str> = peers
                 .split(',')

@@ -56,9 +56,20 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .default_replication_factor
             .unwrap_or_else(|| state.brokers.len().clamp(1, 3) as i16),
         max_request_bytes: config.max_request_bytes,
+        group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
+        group_min_session_timeout_ms: config.group_min_session_timeout_ms,
+        group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+        offsets_topic_partitions: config.offsets_topic_partitions,
+        offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
         ..KafkaConfig::default()
     };
     let broker = Arc::new(Broker::new(kafka, meta.clone(), logs.clone()));
+    // Create and replay __consumer_offsets before serving, so the first group request does
+    // not pay for it and a damaged topic stops start-up with a clear message.
+    broker
+        .start_group_coordinator()
+        .await
+        .context("cannot load consumer groups from __consumer_offsets")?;
 
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)

@@ -1,0 +1,908 @@
+//! The group coordinator: classic consumer groups and their committed offsets.
+//!
+//! [`group`] is the pure state machine of one group. This module is the thin runtime around
+//! it: one lock over all groups, oneshot channels that complete deferred JoinGroup/SyncGroup
+//! requests when the machine answers them, a 100 ms ticker that drives timeouts, and the
+//! durable side, the internal compacted topic `__consumer_offsets`.
+//!
+//! Every committed offset and every group generation is a record in `__consumer_offsets`
+//! (layouts in [`records`]), written with `PartitionLog::append` and acknowledged only after
+//! `wait_durable`. At start-up the coordinator replays the partitions it leads to rebuild its
+//! state. The coordinator of a group is the leader of partition
+//! `(java_string_hash(group_id) & 0x7fffffff) % partitions`, Kafka's own placement, so a
+//! group maps to the same partition number as on a Kafka cluster with the same count.
+
+pub(crate) mod group;
+#[cfg(test)]
+mod group_tests;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_log::{BatchHeader, FlushPolicy, LogError, LogManager, PartitionLog};
+use chronik_meta::plan::{self, CreateTopic};
+use chronik_meta::{MetaError, MetadataStore};
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::error_codes;
+use crate::partitions::log_config_for;
+use group::{
+    CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Output, SyncRequest,
+    SyncResult, Token,
+};
+use records::Key;
+
+/// The internal topic holding offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic of the transaction coordinator (placement only, for FindCoordinator).
+pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+
+/// How often timeouts are checked. Session timeouts are seconds, so 100 ms is precise enough.
+const TICK: Duration = Duration::from_millis(100);
+/// Bytes read per step when replaying a partition.
+const REPLAY_READ_BYTES: usize = 4 << 20;
+/// Kafka's offsets.topic.segment.bytes: small segments let compaction clean up sooner.
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+/// Failures of the coordinator's durable side; mapped to Kafka codes in `error_codes`.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("bad record in __consumer_offsets: {0}")]
+    Record(String),
+    #[error("__consumer_offsets: {0}")]
+    Log(#[from] LogError),
+    #[error("__consumer_offsets metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error("__consumer_offsets partition {0} is not led by this broker")]
+    NotLeader(i32),
+}
+
+/// Coordinator settings (Kafka's group.* and offsets.* broker configs).
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub group: GroupConfig,
+    /// offsets.topic.num.partitions, used when the topic is created.
+    pub offsets_topic_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
+    /// offsets.retention.minutes, in millis.
+    pub offsets_retention_ms: i64,
+    /// offsets.retention.check.interval.ms
+    pub offsets_retention_check_ms: i64,
+    /// offset.metadata.max.bytes: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: usize,
+}
+
+/// Where a deferred request's answer goes.
+enum Waiter {
+    Join(oneshot::Sender<JoinResult>),
+    Sync(oneshot::Sender<SyncResult>),
+}
+
+/// An answer ready to send.
+enum Delivery {
+    Join(oneshot::Sender<JoinResult>, JoinResult),
+    Sync(oneshot::Sender<SyncResult>, SyncResult),
+}
+
+impl Delivery {
+    fn send(self) {
+        // A closed receiver means the client went away; there is no one left to tell.
+        match self {
+            Delivery::Join(tx, r) => drop(tx.send(r)),
+            Delivery::Sync(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, error: ResponseError) {
+        match self {
+            Delivery::Join(tx, r) => drop(tx.send(JoinResult::failed(error, &r.member_id))),
+            Delivery::Sync(tx, _) => drop(tx.send(SyncResult::failed(error))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    waiters: HashMap<Token, Waiter>,
+}
+
+/// What DescribeGroups reports about one group.
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// The offsets of one topic answered by OffsetFetch: `None` where nothing is committed.
+pub type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+pub struct Coordinator {
+    node_id: i32,
+    config: CoordinatorConfig,
+    meta: Arc<dyn MetadataStore>,
+    logs: Arc<LogManager>,
+    inner: Mutex<Inner>,
+    /// Set once `__consumer_offsets` exists and has been replayed.
+    loaded: tokio::sync::OnceCell<()>,
+    next_token: AtomicU64,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("node_id", &self.node_id)
+            .field("loaded", &self.loaded.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock millis: offsets' commit timestamps must mean the same after a restart.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units), which Kafka uses to place groups and
+/// transactional ids on partitions of their internal topics.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The partition of an internal topic with `partitions` partitions that owns `key`.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    (java_string_hash(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+impl Coordinator {
+    pub fn new(
+        node_id: i32,
+        config: CoordinatorConfig,
+        meta: Arc<dyn MetadataStore>,
+        logs: Arc<LogManager>,
+    ) -> Coordinator {
+        Coordinator {
+            node_id,
+            config,
+            meta,
+            logs,
+            inner: Mutex::new(Inner::default()),
+            loaded: tokio::sync::OnceCell::new(),
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Create `__consumer_offsets` if needed, replay it, and start the timers. Idempotent;
+    /// every request calls it, so a coordinator that could not load retries on the next one.
+    pub async fn start(self: &Arc<Self>) -> Result<(), CoordinatorError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                self.ensure_offsets_topic().await?;
+                self.replay()?;
+                let weak = Arc::downgrade(self);
+                tokio::spawn(run_timers(weak));
+                Ok::<(), CoordinatorError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn ready(self: &Arc<Self>) -> Result<(), ResponseError> {
+        self.start().await.map_err(|e| {
+            tracing::warn!(error = %e, "group coordinator not available");
+            error_codes::for_coordinator(&e)
+        })
+    }
+
+    async fn ensure_offsets_topic(&self) -> Result<(), CoordinatorError> {
+        let state = self.meta.state();
+        if state.topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let replication_factor = self
+            .config
+            .offsets_topic_replication_factor
+            .min(state.brokers.len().max(1) as i16);
+        let req = CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_partitions,
+            replication_factor,
+            assignments: None,
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    OFFSETS_SEGMENT_BYTES.to_string(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let command = plan::plan_create_topic(&state, &req, uuid::Uuid::new_v4())?;
+        match self.meta.propose(command).await {
+            Ok(()) | Err(MetaError::TopicAlreadyExists(_)) => {
+                tracing::info!(topic = OFFSETS_TOPIC, "created internal topic");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Partition of `__consumer_offsets` owning `group`, from the topic's actual size.
+    fn offsets_partition(&self, group: &str) -> i32 {
+        let count = self
+            .meta
+            .state()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(self.config.offsets_topic_partitions, |t| {
+                t.partitions.len() as i32
+            });
+        partition_for(group, count)
+    }
+
+    /// The broker coordinating `key` (a group id, or a transactional id when `topic` is the
+    /// transaction topic): the leader of the key's partition of that internal topic.
+    pub fn coordinator_of(&self, key: &str, topic: &str) -> Option<i32> {
+        let state = self.meta.state();
+        let t = state.topics.get(topic)?;
+        let p = partition_for(key, t.partitions.len() as i32);
+        t.partitions.get(p as usize).map(|p| p.leader)
+    }
+
+    /// NOT_COORDINATOR unless this broker leads the group's partition.
+    fn check_owner(&self, group: &str) -> Result<(), ResponseError> {
+        match self.coordinator_of(group, OFFSETS_TOPIC) {
+            Some(leader) if leader == self.node_id => Ok(()),
+            Some(_) => Err(ResponseError::NotCoordinator),
+            None => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    fn offsets_log(&self, partition: i32) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
+        if let Some(log) = self.logs.get(OFFSETS_TOPIC, partition) {
+            return Ok(log);
+        }
+        let state = self.meta.state();
+        let topic = state.topic(OFFSETS_TOPIC)?;
+        match topic.partitions.get(partition as usize) {
+            Some(p) if p.leader == self.node_id => {}
+            _ => return Err(CoordinatorError::NotLeader(partition)),
+        }
+        let config = log_config_for(&topic.config(), FlushPolicy::Group);
+        Ok(self.logs.get_or_create(OFFSETS_TOPIC, partition, config)?)
+    }
+
+    /// Append records for `group` to its partition (in the caller's lock, so the log's order
+    /// is the order the state changed in). Returns what to wait on for durability.
+    fn append(
+        &self,
+        group: &str,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<(Arc<dyn PartitionLog>, i64), CoordinatorError> {
+        let log = self.offsets_log(self.offsets_partition(group))?;
+        let batch = records::batch(records, now_ms())?;
+        let info = log.append(batch, 0)?;
+        Ok((log, info.last_offset))
+    }
+
+    // ---- start-up replay ------------------------------------------------------------------
+
+    /// Rebuild groups and offsets from every `__consumer_offsets` partition this broker leads.
+    fn replay(&self) -> Result<(), CoordinatorError> {
+        let state = self.meta.state();
+        let topic = state.topic(OFFSETS_TOPIC)?;
+        let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
+        let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader != self.node_id {
+                continue;
+            }
+            let log = self.offsets_log(index as i32)?;
+            replay_partition(&*log, &mut stored, &mut offsets)?;
+        }
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        for (id, s) in stored {
+            inner
+                .groups
+                .insert(id, Group::restore(s, self.config.group.clone(), now));
+        }
+        let mut restored_offsets = 0usize;
+        for (id, group_offsets) in offsets {
+            let group = inner
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(&id, self.config.group.clone(), now));
+            for ((topic, partition), o) in group_offsets {
+                group.set_offset(&topic, partition, o);
+                restored_offsets += 1;
+            }
+        }
+        tracing::info!(
+            groups = inner.groups.len(),
+            offsets = restored_offsets,
+            "group coordinator loaded"
+        );
+        Ok(())
+    }
+
+    // ---- request entry points -------------------------------------------------------------
+
+    fn token(&self) -> Token {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Run one step of a group's machine and route its outputs. Groups that a failed first
+    /// request created but never used are dropped again.
+    fn step<R>(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        group_id: &str,
+        f: impl FnOnce(&mut Group, &mut Vec<Output>) -> R,
+    ) -> R {
+        let now = now_ms();
+        let group = inner
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, self.config.group.clone(), now));
+        let mut out = Vec::new();
+        let result = f(group, &mut out);
+        let store = group.take_needs_store();
+        let record = store.then(|| group.stored());
+        if group.is_removable() && group.generation() == 0 {
+            inner.groups.remove(group_id);
+        }
+        self.route(inner, group_id, out, record);
+        result
+    }
+
+    /// Deliver outputs, after persisting the group's new metadata first if it changed.
+    fn route(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        group_id: &str,
+        out: Vec<Output>,
+        record: Option<group::StoredGroup>,
+    ) {
+        let deliveries: Vec<Delivery> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Join(t, r) => match inner.waiters.remove(&t) {
+                    Some(Waiter::Join(tx)) => Some(Delivery::Join(tx, r)),
+                    _ => None,
+                },
+                Output::Sync(t, r) => match inner.waiters.remove(&t) {
+                    Some(Waiter::Sync(tx)) => Some(Delivery::Sync(tx, r)),
+                    _ => None,
+                },
+            })
+            .collect();
+        let Some(record) = record else {
+            deliveries.into_iter().for_each(Delivery::send);
+            return;
+        };
+        let key = Key::Group {
+            group: group_id.to_string(),
+        }
+        .encode();
+        match self.append(group_id, &[(key, Some(records::encode_group(&record)))]) {
+            Ok((log, last)) => {
+                tokio::spawn(async move {
+                    match log.wait_durable(last).await {
+                        Ok(()) => deliveries.into_iter().for_each(Delivery::send),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "group metadata not durable");
+                            let code = error_codes::for_coordinator(&e.into());
+                            deliveries.into_iter().for_each(|d| d.fail(code));
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "cannot store group metadata");
+                let code = error_codes::for_coordinator(&e);
+                deliveries.into_iter().for_each(|d| d.fail(code));
+            }
+        }
+    }
+
+    pub async fn join(
+        self: &Arc<Self>,
+        group_id: &str,
+        req: JoinRequest,
+    ) -> BoxFuture<'static, JoinResult> {
+        let member_id = req.member_id.clone();
+        if let Err(e) = self.ready().await.and_then(|()| self.check_owner(group_id)) {
+            return Box::pin(std::future::ready(JoinResult::failed(e, &member_id)));
+        }
+        let (tx, rx) = oneshot::channel();
+        let token = self.token();
+        {
+            let mut inner = self.inner.lock();
+            inner.waiters.insert(token, Waiter::Join(tx));
+            self.step(&mut inner, group_id, |g, out| {
+                g.join(req, token, now_ms(), out)
+            });
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                JoinResult::failed(ResponseError::CoordinatorNotAvailable, &member_id)
+            })
+        })
+    }
+
+    pub async fn sync(
+        self: &Arc<Self>,
+        group_id: &str,
+        req: SyncRequest,
+    ) -> BoxFuture<'static, SyncResult> {
+        if let Err(e) = self.ready().await.and_then(|()| self.check_owner(group_id)) {
+            return Box::pin(std::future::ready(SyncResult::failed(e)));
+        }
+        let (tx, rx) = oneshot::channel();
+        let token = self.token();
+        {
+            let mut inner = self.inner.lock();
+            if !inner.groups.contains_key(group_id) {
+                return Box::pin(std::future::ready(SyncResult::failed(
+                    ResponseError::UnknownMemberId,
+                )));
+            }
+            inner.waiters.insert(token, Waiter::Sync(tx));
+            self.step(&mut inner, group_id, |g, out| {
+                g.sync(req, token, now_ms(), out)
+            });
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| SyncResult::failed(ResponseError::CoordinatorNotAvailable))
+        })
+    }
+
+    pub async fn heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Option<ResponseError> {
+        if let Err(e) = self.ready().await.and_then(|()| self.check_owner(group_id)) {
+            return Some(e);
+        }
+        let mut inner = self.inner.lock();
+        if !inner.groups.contains_key(group_id) {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        self.step(&mut inner, group_id, |g, _| {
+            g.heartbeat(member_id, instance_id, generation, now_ms())
+        })
+    }
+
+    /// LeaveGroup for each (member id, instance id); the outer error applies to all.
+    pub async fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let mut inner = self.inner.lock();
+        match inner.groups.get(group_id).map(Group::state) {
+            None => return Ok(vec![Some(ResponseError::UnknownMemberId); members.len()]),
+            Some(GroupState::Dead) => return Err(ResponseError::CoordinatorNotAvailable),
+            Some(_) => {}
+        }
+        Ok(self.step(&mut inner, group_id, |g, out| {
+            members
+                .iter()
+                .map(|(m, i)| g.leave(m, i.as_deref(), now_ms(), out))
+                .collect()
+        }))
+    }
+
+    /// Commit offsets. The in-memory state changes at append time (so a fetch right after on
+    /// the same connection sees it); the returned future resolves once the records are durable.
+    pub async fn commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<BoxFuture<'static, Result<(), ResponseError>>, ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        if !inner.groups.contains_key(group_id) {
+            if generation >= 0 {
+                // A member of a generation this coordinator does not know.
+                return Err(ResponseError::IllegalGeneration);
+            }
+            // Standalone consumers use the coordinator as offset storage only.
+            let group = Group::new(group_id, self.config.group.clone(), now);
+            inner.groups.insert(group_id.to_string(), group);
+        }
+        let Some(group) = inner.groups.get_mut(group_id) else {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        };
+        group.check_commit(member_id, instance_id, generation, now)?;
+        if offsets.is_empty() {
+            return Ok(Box::pin(std::future::ready(Ok(()))));
+        }
+        let records: Vec<(Bytes, Option<Bytes>)> = offsets
+            .iter()
+            .map(|(topic, partition, o)| {
+                let key = Key::Offset {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                (key.encode(), Some(records::encode_offset(o)))
+            })
+            .collect();
+        let (log, last) = self
+            .append(group_id, &records)
+            .map_err(|e| error_codes::for_coordinator(&e))?;
+        if let Some(group) = inner.groups.get_mut(group_id) {
+            for (topic, partition, o) in offsets {
+                group.set_offset(&topic, partition, o);
+            }
+        }
+        drop(inner);
+        Ok(Box::pin(async move {
+            log.wait_durable(last)
+                .await
+                .map_err(|e| error_codes::for_coordinator(&e.into()))
+        }))
+    }
+
+    /// Committed offsets of a group: of the listed topics and partitions, or (`None`) all.
+    pub async fn fetch_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<TopicOffsets>, ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let inner = self.inner.lock();
+        let group = inner.groups.get(group_id);
+        Ok(match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, group.and_then(|g| g.offset(&topic, p)).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: Vec<TopicOffsets> = Vec::new();
+                for ((topic, partition), o) in
+                    group.map(|g| g.offsets().iter()).into_iter().flatten()
+                {
+                    match by_topic.last_mut() {
+                        Some((t, list)) if t == topic => list.push((*partition, Some(o.clone()))),
+                        _ => by_topic.push((topic.clone(), vec![(*partition, Some(o.clone()))])),
+                    }
+                }
+                by_topic
+            }
+        })
+    }
+
+    pub async fn describe(
+        self: &Arc<Self>,
+        group_id: &str,
+    ) -> Result<GroupDescription, ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let inner = self.inner.lock();
+        let Some(g) = inner.groups.get(group_id) else {
+            // Kafka describes an unknown group as Dead, without an error.
+            return Ok(GroupDescription {
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            });
+        };
+        let stable = g.state() == GroupState::Stable;
+        let protocol = g.protocol_name().unwrap_or_default().to_string();
+        Ok(GroupDescription {
+            state: g.state(),
+            protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+            // Metadata and assignments are only meaningful once the generation is complete.
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members()
+                .map(|m| MemberDescription {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group this broker coordinates.
+    pub async fn list(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(String, String, GroupState)>, ResponseError> {
+        self.ready().await?;
+        let inner = self.inner.lock();
+        let mut groups: Vec<_> = inner
+            .groups
+            .values()
+            .filter(|g| g.state() != GroupState::Dead)
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type().unwrap_or_default().to_string(),
+                    g.state(),
+                )
+            })
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(groups)
+    }
+
+    /// DeleteGroups for one group: tombstones for its offsets and metadata, durable before
+    /// the answer.
+    pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<(), ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let wait = {
+            let mut inner = self.inner.lock();
+            let Some(group) = inner.groups.get_mut(group_id) else {
+                return Err(ResponseError::GroupIdNotFound);
+            };
+            let offsets = group.delete(now_ms())?;
+            inner.groups.remove(group_id);
+            let records = tombstones(group_id, &offsets, true);
+            self.append(group_id, &records)
+                .map_err(|e| error_codes::for_coordinator(&e))?
+        };
+        wait.0
+            .wait_durable(wait.1)
+            .await
+            .map_err(|e| error_codes::for_coordinator(&e.into()))
+    }
+
+    /// OffsetDelete: per partition, `None` if deleted or the error that kept it.
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.ready().await?;
+        self.check_owner(group_id)?;
+        let wait = {
+            let mut inner = self.inner.lock();
+            let Some(group) = inner.groups.get_mut(group_id) else {
+                return Err(ResponseError::GroupIdNotFound);
+            };
+            let is_consumer = group.protocol_type() == Some("consumer");
+            let results: Vec<Option<ResponseError>> = match group.state() {
+                GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+                GroupState::Empty => vec![None; partitions.len()],
+                _ if is_consumer => partitions
+                    .iter()
+                    .map(|(t, _)| {
+                        group
+                            .is_subscribed_to(t)
+                            .then_some(ResponseError::GroupSubscribedToTopic)
+                    })
+                    .collect(),
+                _ => return Err(ResponseError::NonEmptyGroup),
+            };
+            let mut removed = Vec::new();
+            for ((topic, partition), result) in partitions.iter().zip(&results) {
+                if result.is_none() && group.remove_offset(topic, *partition) {
+                    removed.push((topic.clone(), *partition));
+                }
+            }
+            if removed.is_empty() {
+                return Ok(results);
+            }
+            let records = tombstones(group_id, &removed, false);
+            let wait = self
+                .append(group_id, &records)
+                .map_err(|e| error_codes::for_coordinator(&e))?;
+            (wait, results)
+        };
+        let ((log, last), results) = wait;
+        log.wait_durable(last)
+            .await
+            .map_err(|e| error_codes::for_coordinator(&e.into()))?;
+        Ok(results)
+    }
+
+    // ---- timers ---------------------------------------------------------------------------
+
+    fn tick(self: &Arc<Self>, now: i64) {
+        let mut inner = self.inner.lock();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            self.step(&mut inner, &id, |g, out| g.tick(now, out));
+        }
+    }
+
+    /// Expire offsets past retention and remove empty groups that hold nothing any more,
+    /// writing tombstones so compaction forgets them too.
+    fn expire_offsets(self: &Arc<Self>, now: i64) {
+        let mut inner = self.inner.lock();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            let Some(group) = inner.groups.get_mut(&id) else {
+                continue;
+            };
+            let expired = group.expired_offsets(now, self.config.offsets_retention_ms);
+            for (topic, partition) in &expired {
+                group.remove_offset(topic, *partition);
+            }
+            let remove_group = group.is_removable();
+            if expired.is_empty() && !remove_group {
+                continue;
+            }
+            if remove_group {
+                inner.groups.remove(&id);
+            }
+            let records = tombstones(&id, &expired, remove_group);
+            if let Err(e) = self.append(&id, &records) {
+                tracing::warn!(group = %id, error = %e, "cannot write offset expiry");
+            } else {
+                tracing::debug!(group = %id, offsets = expired.len(), removed = remove_group, "expired offsets");
+            }
+        }
+    }
+}
+
+fn tombstones(
+    group: &str,
+    offsets: &[(String, i32)],
+    with_group: bool,
+) -> Vec<(Bytes, Option<Bytes>)> {
+    let mut records: Vec<(Bytes, Option<Bytes>)> = offsets
+        .iter()
+        .map(|(topic, partition)| {
+            let key = Key::Offset {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            (key.encode(), None)
+        })
+        .collect();
+    if with_group {
+        let key = Key::Group {
+            group: group.to_string(),
+        };
+        records.push((key.encode(), None));
+    }
+    records
+}
+
+fn replay_partition(
+    log: &dyn PartitionLog,
+    stored: &mut HashMap<String, group::StoredGroup>,
+    offsets: &mut HashMap<String, HashMap<(String, i32), CommittedOffset>>,
+) -> Result<(), CoordinatorError> {
+    let mut position = log.log_start_offset();
+    let end = log.log_end_offset();
+    while position < end {
+        let read = log.read(position, REPLAY_READ_BYTES, false)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let mut at = 0usize;
+        let bytes = read.records;
+        while at < bytes.len() {
+            let header = BatchHeader::parse(&bytes[at..])?;
+            let len = header.total_len();
+            if len == 0 || at + len > bytes.len() {
+                break;
+            }
+            let batch = bytes.slice(at..at + len);
+            at += len;
+            position = header.next_offset();
+            if header.is_control() {
+                continue;
+            }
+            let mut buf = batch;
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| CoordinatorError::Record(format!("cannot decode batch: {e}")))?;
+            for record in set.records {
+                let Some(key) = record.key else { continue };
+                match Key::decode(key)? {
+                    Some(Key::Offset {
+                        group,
+                        topic,
+                        partition,
+                    }) => {
+                        let entry = offsets.entry(group).or_default();
+                        match record.value {
+                            Some(v) => {
+                                entry.insert((topic, partition), records::decode_offset(v)?);
+                            }
+                            None => {
+                                entry.remove(&(topic, partition));
+                            }
+                        }
+                    }
+                    Some(Key::Group { group }) => match record.value {
+                        Some(v) => {
+                            let g = records::decode_group(&group, v)?;
+                            stored.insert(group, g);
+                        }
+                        None => {
+                            stored.remove(&group);
+                            offsets.remove(&group);
+                        }
+                    },
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_timers(coordinator: Weak<Coordinator>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_expiry = 0i64;
+    loop {
+        interval.tick().await;
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        let now = now_ms();
+        c.tick(now);
+        if now >= next_expiry {
+            c.expire_offsets(now);
+            next_expiry = now + c.config.offsets_retention_check_ms.max(1);
+        }
+    }
+}

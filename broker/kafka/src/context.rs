@@ -70,6 +70,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     /// Consumer groups and committed offsets (loaded from `__consumer_offsets` on first use).
     pub(crate) groups: Arc<Coordinator>,
+    /// Producer ids for idempotent producers (InitProducerId), reserved in blocks.
+    pub(crate) producer_ids: crate::handlers::init_producer_id::ProducerIdAllocator,
 }
 
 impl Broker {
@@ -98,6 +100,7 @@ impl Broker {
             meta,
             logs,
             groups,
+            producer_ids: Default::default(),
         }
     }
 

@@ -16,6 +16,13 @@ pub fn for_log(e: &LogError) -> ResponseError {
         // A closed log belongs to a topic that is being deleted.
         LogError::Closed => ResponseError::UnknownTopicOrPartition,
         LogError::Io(_) => ResponseError::KafkaStorageError,
+        // Produce answers a duplicate as success with the original offsets (as Kafka does since
+        // 1.1); the code is what the error itself means, for any other caller.
+        LogError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        // Not PRODUCER_FENCED: since Kafka 2.7 a produce with an old epoch gets
+        // INVALID_PRODUCER_EPOCH, which librdkafka and Java treat as a fencing error.
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         #[allow(unreachable_patterns)]
         _ => ResponseError::UnknownServerError,
     }
@@ -31,6 +38,7 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
+        MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
     }
 }
 
@@ -68,6 +76,27 @@ mod tests {
             1
         );
         assert_eq!(for_meta(&MetaError::UnknownTopic("t".into())).code(), 3);
+        let (pid, reason) = (1, String::new());
+        assert_eq!(
+            for_log(&LogError::OutOfOrderSequence {
+                producer_id: pid,
+                reason
+            })
+            .code(),
+            45
+        );
+        let dup = LogError::DuplicateSequence {
+            producer_id: pid,
+            base_offset: 0,
+            last_offset: 0,
+        };
+        assert_eq!(for_log(&dup).code(), 46);
+        let fenced = LogError::InvalidProducerEpoch {
+            producer_id: pid,
+            epoch: 0,
+            current: 1,
+        };
+        assert_eq!(for_log(&fenced).code(), 47);
         assert_eq!(
             for_meta(&MetaError::TopicAlreadyExists("t".into())).code(),
             36

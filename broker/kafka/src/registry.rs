@@ -68,6 +68,7 @@ registry! {
     inline IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     inline DeleteRecords => delete_records, 0..=2;
     inline DescribeCluster => describe_cluster, 0..=1;
+    inline InitProducerId => init_producer_id, 0..=5;
     inline FindCoordinator => find_coordinator, 0..=4;
     deferred JoinGroup => join_group, 0..=9;
     deferred SyncGroup => sync_group, 0..=5;

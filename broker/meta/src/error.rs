@@ -18,6 +18,8 @@ pub enum MetaError {
     InvalidReplicaAssignment(String),
     #[error("invalid config {key}: {reason}")]
     InvalidConfig { key: String, reason: String },
+    #[error("producer ids exhausted: {0}")]
+    ProducerIdsExhausted(String),
     #[error("metadata storage: {0}")]
     Storage(String),
 }

@@ -15,7 +15,7 @@ mod store;
 pub mod topic_config;
 
 pub use error::MetaError;
-pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, TopicMeta};
+pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, ProducerIdBlock, TopicMeta};
 pub use store::{LocalMetadataStore, MetadataStore};
 pub use topic_config::{CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_log::{BatchHeader, PartitionLog, BATCH_HEADER_LEN};
+use chronik_log::{BatchHeader, LogError, PartitionLog, BATCH_HEADER_LEN};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
@@ -111,6 +111,23 @@ fn append(
             last_offset: info.last_offset,
             log_start_offset: info.log_start_offset,
         },
+        // A retry of a batch already stored: Kafka (since 1.1) answers NONE with the original
+        // offsets, which every client takes as delivered (librdkafka would accept
+        // DUPLICATE_SEQUENCE_NUMBER too, but then reports no offset). The answer still waits
+        // for the original to be durable, as the first attempt's would have.
+        Err(LogError::DuplicateSequence {
+            base_offset,
+            last_offset,
+            ..
+        }) => {
+            let log_start_offset = log.log_start_offset();
+            Appended::Stored {
+                log,
+                base_offset,
+                last_offset,
+                log_start_offset,
+            }
+        }
         Err(e) => {
             tracing::debug!(topic = %topic.name, partition, error = %e, "produce refused");
             Appended::Failed(error_codes::for_log(&e), Some(e.to_string()))

@@ -1,0 +1,103 @@
+//! InitProducerId: give an idempotent producer its identity, a producer id and epoch 0.
+//!
+//! Behaviour follows Kafka's transaction coordinator for requests without a transactional id:
+//! every request gets a fresh producer id with epoch 0, whatever producer id and epoch a v3+
+//! request carries. (KIP-360's epoch bump applies to transactional ids only; an idempotent Java
+//! producer bumps its epoch locally, and librdkafka asks for a new id, which is what this
+//! answers.) Ids come from blocks reserved through the metadata state machine
+//! ([`Command::AllocateProducerIds`]), so they are unique across restarts and, later, brokers.
+//!
+//! Transactions are not implemented yet, so a request with a transactional id is refused with
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED: librdkafka and the Java client both treat it as a fatal
+//! error of `init_transactions()` and report it at once. The codes that would suggest the broker
+//! might answer later (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) make them retry until their
+//! timeout, and an unknown code (e.g. UNSUPPORTED_VERSION) makes librdkafka retry forever.
+
+use std::sync::Arc;
+
+use chronik_meta::{Command, MetaError};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::error_codes;
+use crate::Broker;
+
+/// Ids reserved per metadata command: one journal write serves this many producers (Kafka
+/// reserves blocks of 1000 too). Ids of a block unused at shutdown are skipped, never reused.
+const BLOCK_SIZE: i64 = 1000;
+
+/// Hands out producer ids from this broker's current block, reserving a new block through the
+/// metadata store when it runs out.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerIdAllocator {
+    /// `next..end` of the current block. The async lock also serialises reservations, so the
+    /// block read back from the state after a proposal is the one this broker just reserved.
+    block: tokio::sync::Mutex<Option<(i64, i64)>>,
+}
+
+impl ProducerIdAllocator {
+    pub(crate) async fn next(&self, broker: &Broker) -> Result<i64, MetaError> {
+        let mut block = self.block.lock().await;
+        if let Some((next, end)) = block.as_mut() {
+            if *next < *end {
+                let id = *next;
+                *next += 1;
+                return Ok(id);
+            }
+        }
+        let node_id = broker.config.node_id;
+        broker
+            .meta
+            .propose(Command::AllocateProducerIds {
+                node_id,
+                size: BLOCK_SIZE,
+            })
+            .await?;
+        let reserved = broker
+            .meta
+            .state()
+            .producer_id_blocks
+            .get(&node_id)
+            .copied()
+            .ok_or_else(|| MetaError::Storage("reserved producer id block not found".into()))?;
+        *block = Some((reserved.first + 1, reserved.first + reserved.size));
+        Ok(reserved.first)
+    }
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
+    match init(broker, &request, version).await {
+        Ok(producer_id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0),
+        Err(code) => InitProducerIdResponse::default()
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+async fn init(
+    broker: &Broker,
+    request: &InitProducerIdRequest,
+    version: i16,
+) -> Result<i64, ResponseError> {
+    match request.transactional_id.as_ref().map(|t| t.0.as_str()) {
+        None => {}
+        // Kafka: an empty transactional id is a malformed request, not a transactional one.
+        Some("") => return Err(ResponseError::InvalidRequest),
+        Some(_) => return Err(ResponseError::TransactionalIdAuthorizationFailed),
+    }
+    // Kafka refuses a producer id without an epoch or the reverse (v3+ carry both).
+    if version >= 3 && ((request.producer_id.0 < 0) != (request.producer_epoch < 0)) {
+        return Err(ResponseError::InvalidRequest);
+    }
+    broker.producer_ids.next(broker).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot reserve producer ids");
+        error_codes::for_meta(&e)
+    })
+}

@@ -197,6 +197,8 @@ def render(results, args):
 
     out.append("### Machine and idle footprint")
     out.append("")
+    out.append("dd writes into the temp directory that holds Chronik's data dir.")
+    out.append("")
     out.append("| figure | value |")
     out.append("|---|---|")
     direct = get(results, "host", "dd-direct-1M", "line")

@@ -206,17 +206,20 @@ rdkperf() {
     stored=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' \
         "$out.consume" 2>/dev/null || echo 0)
     local json
-    json=$(python3 - "$out" "$status" "$stored" "$size" <<'EOF'
+    json=$(python3 - "$out" "$status" "$stored" "$size" "$count" <<'EOF'
 import json, sys
 rows = [l for l in open(sys.argv[1]) if l.startswith("|") and "elapsed" not in l]
 cols = [c.strip() for c in rows[-1].strip().strip("|").split("|")] if rows else []
 # columns: elapsed(ms) msgs bytes rtt dr dr_m/s dr_MB/s dr_err tx_err outq offset
+# (tx_err counts local queue-full retries, which are back-pressure, not failures)
 ok = bool(cols) and sys.argv[2] == "0"
 dr = int(cols[4]) if cols else 0
-errors = (int(cols[7]) + int(cols[8])) if cols else 1
+errors = int(cols[7]) if cols else 1
 elapsed = int(cols[0]) / 1000 if cols else 0
 stored = int(sys.argv[3])
 problems = [] if stored >= dr else ["%d delivered but %d read back" % (dr, stored)]
+if dr < int(sys.argv[5]):
+    problems.append("%d of %s messages delivered" % (dr, sys.argv[5]))
 print(json.dumps({
     "messages": dr, "bytes": dr * int(sys.argv[4]), "elapsed_secs": elapsed,
     "msgs_per_sec": float(cols[5]) if cols else 0, "mb_per_sec": float(cols[6]) if cols else 0,

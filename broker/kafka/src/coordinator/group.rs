@@ -361,7 +361,9 @@ impl Group {
     /// A group with no members, no member ids handed out and no offsets holds nothing worth
     /// keeping.
     pub fn is_removable(&self) -> bool {
-        self.state == GroupState::Empty && self.offsets.is_empty() && self.pending_members.is_empty()
+        self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending_members.is_empty()
     }
 
     fn is_static_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {

@@ -584,5 +584,5 @@ fn restored_group_is_stable_with_its_members() {
         1_000,
         &mut out,
     );
-    assert!(matches!(&out[..], [Output::Sync(1, r)] if r.assignment == Bytes::from("a1")));
+    assert!(matches!(&out[..], [Output::Sync(1, r)] if r.assignment == "a1"));
 }

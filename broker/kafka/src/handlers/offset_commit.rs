@@ -17,6 +17,10 @@ use crate::coordinator::group::CommittedOffset;
 use crate::registry::Reply;
 use crate::Broker;
 
+/// A topic's partitions, each with the error that refused it up front, or `None` if it goes to
+/// the group.
+type CheckedTopic = (String, Vec<(i32, Option<ResponseError>)>);
+
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: OffsetCommitRequest,
@@ -29,9 +33,7 @@ pub(crate) async fn handle(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
 
-    // Per partition: Ok(offset to commit) or the error that refuses it up front.
-    let mut checked: Vec<(String, Vec<(i32, Result<CommittedOffset, ResponseError>)>)> =
-        Vec::with_capacity(request.topics.len());
+    let mut checked: Vec<CheckedTopic> = Vec::with_capacity(request.topics.len());
     let mut to_commit = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -43,13 +45,13 @@ pub(crate) async fn handle(
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             let outcome = if group_id.is_empty() {
-                Err(ResponseError::InvalidGroupId)
+                Some(ResponseError::InvalidGroupId)
             } else if !known.is_some_and(|t| {
                 p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
             }) {
-                Err(ResponseError::UnknownTopicOrPartition)
+                Some(ResponseError::UnknownTopicOrPartition)
             } else if metadata.len() > max_metadata {
-                Err(ResponseError::OffsetMetadataTooLarge)
+                Some(ResponseError::OffsetMetadataTooLarge)
             } else {
                 let offset = CommittedOffset {
                     offset: p.committed_offset,
@@ -61,8 +63,8 @@ pub(crate) async fn handle(
                     metadata,
                     commit_timestamp: now,
                 };
-                to_commit.push((name.clone(), p.partition_index, offset.clone()));
-                Ok(offset)
+                to_commit.push((name.clone(), p.partition_index, offset));
+                None
             };
             partitions.push((p.partition_index, outcome));
         }
@@ -105,8 +107,8 @@ pub(crate) async fn handle(
                             .into_iter()
                             .map(|(index, outcome)| {
                                 let code = match outcome {
-                                    Err(e) => e.code(),
-                                    Ok(_) => result.err().map_or(0, |e| e.code()),
+                                    Some(e) => e.code(),
+                                    None => result.err().map_or(0, |e| e.code()),
                                 };
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(index)

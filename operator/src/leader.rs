@@ -110,6 +110,27 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool> {
     }
 }
 
+/// Gives the Lease up on a clean shutdown, if we still hold it, so a standby takes over at its
+/// next renewal instead of after the lease duration.
+pub async fn release(client: Client, cfg: &LeaseConfig) -> Result<()> {
+    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(());
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        // Someone else already wrote it: nothing of ours to release.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Runs the election until the process stops, publishing leadership on the returned channel.
 pub fn spawn(client: Client, cfg: LeaseConfig) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);

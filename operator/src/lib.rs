@@ -8,6 +8,7 @@ pub mod admin;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod endpoints;
 pub mod error;
 pub mod leader;
 pub mod metrics;

@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chronik_operator::admin::HttpAdmin;
 use chronik_operator::controller::{self, Context, RunOptions};
+use chronik_operator::endpoints;
 use chronik_operator::leader::{self, LeaseConfig};
 use chronik_operator::metrics::Metrics;
 use clap::Parser;
@@ -85,40 +83,10 @@ async fn serve(
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let mut out = String::new();
-                    match prometheus_client::encoding::text::encode(&mut out, &registry) {
-                        Ok(()) => (StatusCode::OK, out),
-                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-                    }
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        // Ready once connected to the API server; a standby replica is ready too (it is healthy,
-        // only not leading), so a rollout of the Deployment is not blocked by the election.
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = *ready.borrow();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-                    }
-                }
-            }),
-        );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;
-    axum::serve(listener, app)
+    axum::serve(listener, endpoints::router(registry, ready))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
@@ -160,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
         };
-        let mut leading = leader::spawn(client, cfg);
+        let mut leading = leader::spawn(client.clone(), cfg.clone());
         tracing::info!(identity = %args.identity, "waiting for the leader lease");
         tokio::select! {
             r = leading.wait_for(|l| *l) => { r.context("leader election stopped")?; }
@@ -177,6 +145,10 @@ async fn main() -> anyhow::Result<()> {
                 r.context("leader election stopped")?;
                 anyhow::bail!("lost the leader lease");
             }
+        }
+        // Hand over at once instead of making the standby wait out the lease.
+        if let Err(e) = leader::release(client, &cfg).await {
+            tracing::warn!(error = %e, "releasing the leader lease failed");
         }
     }
     server.abort();

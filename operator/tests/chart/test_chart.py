@@ -114,6 +114,16 @@ def test_chart_crd_is_the_generated_crd():
     assert (CHART / "crds" / CRD.name).read_text() == CRD.read_text(), "run make generate"
 
 
+@pytest.mark.parametrize(
+    "values",
+    [{"replicaCount": 0}, {"logFormat": "xml"}, {"metrics": {"port": 70000}}],
+    ids=["no-replicas", "log-format", "port"],
+)
+def test_values_schema_rejects_bad_values(values):
+    with pytest.raises(helm_python.HelmError):
+        render(values)
+
+
 def test_chart_lints_clean():
     report = helm_python.lint(str(CHART), strict=True, kube_version="v1.32.0")
     errors = [m for m in report["messages"] if m["severity"] >= 2]

@@ -163,6 +163,8 @@ pub fn plan(o: &Observed) -> Plan {
 
     let (replicas, phase, reason, message) = if o.desired < current {
         scale_down(o, current, &mut steps)
+    } else if let Some(r) = replace_failed(o, &mut steps) {
+        r
     } else if let Some(s) = scale_up(o, current, &mut steps) {
         s
     } else if let Some(r) = roll(o, all_ready, &mut steps) {
@@ -267,6 +269,24 @@ fn scale_up(o: &Observed, current: i32, steps: &mut Vec<Step>) -> Option<Decisio
         Phase::Scaling,
         "AddingBrokers",
         format!("waiting for brokers {waiting:?} to become voters"),
+    ))
+}
+
+/// A broken pod on an old revision is replaced before anything else: it is down already, and
+/// the new revision may be the fix (a corrected image). Waiting for it to recover, as a scale
+/// or a roll would, could wait forever.
+fn replace_failed(o: &Observed, steps: &mut Vec<Step>) -> Option<Decision> {
+    let p = o
+        .pods
+        .iter()
+        .filter(|p| p.failure.is_some() && o.outdated(p))
+        .max_by_key(|p| p.id)?;
+    steps.push(Step::DeletePod(p.name.clone()));
+    Some((
+        o.desired,
+        Phase::Upgrading,
+        "ReplacingFailedBroker",
+        format!("replacing failed {} with the new revision", p.name),
     ))
 }
 
@@ -553,6 +573,23 @@ mod tests {
         assert_eq!(
             (p.phase, p.reason.as_str(), p.steps.len()),
             (Phase::Degraded, "RollingUpdateStopped", 0)
+        );
+    }
+
+    #[test]
+    fn a_failed_pod_on_an_old_revision_is_replaced_so_a_fixed_image_can_recover() {
+        let mut bad = pod(3, false, "r0");
+        bad.failure = Some("ImagePullBackOff".into());
+        let pods = vec![pod(1, true, "r0"), pod(2, true, "r0"), bad];
+        for members in [&[1, 2, 3][..], &[1, 2][..]] {
+            let p = plan(&observed(3, 3, pods.clone(), status(members)));
+            assert_eq!(p.phase, Phase::Upgrading, "members {members:?}");
+            assert_eq!(p.steps, vec![Step::DeletePod("demo-3".into())]);
+        }
+        let p = plan(&observed(5, 3, pods, status(&[1, 2])));
+        assert_eq!(
+            p.replicas, 5,
+            "a pending scale-up still grows the statefulset"
         );
     }
 

@@ -231,6 +231,8 @@ struct ScriptedCluster {
     under_replicated: Mutex<u32>,
     failing: Mutex<bool>,
     calls: Mutex<Vec<String>>,
+    /// The X-API-Key each status call carried.
+    keys: Mutex<Vec<Option<String>>>,
 }
 
 impl ScriptedCluster {
@@ -268,7 +270,8 @@ impl ScriptedCluster {
 
 #[async_trait]
 impl ClusterAdmin for ScriptedCluster {
-    async fn status(&self, _: &AdminTarget) -> chronik_operator::Result<ClusterStatus> {
+    async fn status(&self, target: &AdminTarget) -> chronik_operator::Result<ClusterStatus> {
+        self.keys.lock().unwrap().push(target.api_key.clone());
         self.check("GET /admin/cluster")?;
         let nodes = self.nodes.lock().unwrap();
         Ok(ClusterStatus {
@@ -757,4 +760,44 @@ async fn deleting_a_cluster_deletes_volumes_only_when_asked_and_releases_the_fin
         assert_eq!(w.api.get(pvc).is_none(), delete_claims);
         assert!(w.cr().metadata.finalizers.unwrap_or_default().is_empty());
     }
+}
+
+#[tokio::test]
+async fn the_admin_api_key_is_read_from_its_secret_and_sent() {
+    let w = world(
+        json!({"replicas": 1, "auth": {"adminApiKeySecret": {"name": "auth", "key": "admin"}}}),
+        ScriptedCluster::with_voters([1]),
+    );
+    // base64 of "s3cret\n": a trailing newline (echo > file) is not part of the key.
+    w.api.put(
+        "/api/v1/namespaces/data/secrets/auth",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "auth", "namespace": NS},
+            "data": {"admin": "czNjcmV0Cg=="}}),
+    );
+    w.running(1, "r1").await;
+    assert_eq!(
+        w.cluster
+            .keys
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("s3cret")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_admin_key_secret_degrades_the_cluster() {
+    let w = world(
+        json!({"replicas": 1, "auth": {"adminApiKeySecret": {"name": "absent", "key": "k"}}}),
+        ScriptedCluster::with_voters([1]),
+    );
+    w.reconcile_ready().await.unwrap();
+    w.set_update_revision("r1");
+    w.pod(1, "r1", true);
+    let err = w.reconcile().await.expect_err("no key, no admin api");
+    assert!(err.to_string().contains("absent"), "{err}");
+    assert_eq!(w.phase(), Some(Phase::Degraded));
 }

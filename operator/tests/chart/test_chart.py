@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from render import CHART, CRD, REPO, render, write_manifests  # noqa: E402
 
 K8S_VERSION = "1.32.0"
+# The console script beside this interpreter (a venv), else whatever is on PATH.
 KUBERNETES_VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
+if not KUBERNETES_VALIDATE.exists():
+    KUBERNETES_VALIDATE = Path(shutil.which("kubernetes-validate") or "kubernetes-validate")
 
 
 def kinds(objects):

@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::metrics::metrics;
 
 use crate::registry::{self, Reply};
 use crate::Broker;
@@ -29,6 +32,8 @@ struct Pending {
     api_key: ApiKey,
     version: i16,
     reply: Reply,
+    /// When the request's frame was read, for the latency histogram.
+    started: Instant,
 }
 
 pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
@@ -37,6 +42,7 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
     let (tx, rx) = mpsc::channel::<Pending>(in_flight);
     let permits = Arc::new(Semaphore::new(in_flight));
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    metrics().connections.inc();
     let max = broker.config.max_request_bytes;
     loop {
         let mut prefix = [0u8; 4];
@@ -52,6 +58,7 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
             Ok(size) => size,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                metrics().rejected_connections.inc();
                 break;
             }
         };
@@ -67,6 +74,7 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                metrics().rejected_connections.inc();
                 break;
             }
         };
@@ -76,6 +84,7 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
     }
     drop(tx);
     let _ = writer_task.await;
+    metrics().connections.dec();
 }
 
 async fn handle_frame(
@@ -83,6 +92,8 @@ async fn handle_frame(
     frame: BytesMut,
     permit: OwnedSemaphorePermit,
 ) -> Result<Pending, ProtocolError> {
+    let started = Instant::now();
+    let frame_len = frame.len() as u64;
     let prefix = peek_request_header(&frame)?;
     let key = ApiKey::try_from(prefix.api_key)
         .map_err(|()| ProtocolError::UnknownApiKey(prefix.api_key))?;
@@ -101,6 +112,7 @@ async fn handle_frame(
                 api_key: key,
                 version: 0,
                 reply: registry::ready(ResponseKind::ApiVersions(body)),
+                started,
             });
         }
         return Err(ProtocolError::UnsupportedVersion {
@@ -109,6 +121,10 @@ async fn handle_frame(
         });
     }
     let request = decode_request(frame.freeze())?;
+    metrics()
+        .request_bytes
+        .with_label_values(&[api_label(key)])
+        .inc_by(frame_len);
     let reply = registry::dispatch(broker, request.body, request.version)
         .await
         .ok_or(ProtocolError::UnsupportedVersion {
@@ -121,6 +137,7 @@ async fn handle_frame(
         api_key: key,
         version: request.version,
         reply,
+        started,
     })
 }
 
@@ -136,11 +153,11 @@ async fn write_responses(
             next = rx.recv(), if open => match next {
                 Some(p) => in_flight.push_back(async move {
                     let response = p.reply.await;
-                    (p._permit, p.correlation_id, p.api_key, p.version, response)
+                    (p._permit, p.started, p.correlation_id, p.api_key, p.version, response)
                 }),
                 None => open = false,
             },
-            Some((_permit, correlation_id, api_key, version, response)) = in_flight.next() => {
+            Some((_permit, started, correlation_id, api_key, version, response)) = in_flight.next() => {
                 let Some(response) = response else { continue };
                 let frame = match encode_response(correlation_id, api_key, version, &response) {
                     Ok(f) => f,
@@ -153,8 +170,20 @@ async fn write_responses(
                     tracing::debug!(%peer, error = %e, "connection write failed");
                     return;
                 }
+                let api = api_label(api_key);
+                let m = metrics();
+                m.requests.with_label_values(&[api]).inc();
+                m.response_bytes.with_label_values(&[api]).inc_by(frame.len() as u64);
+                m.request_seconds
+                    .with_label_values(&[api])
+                    .observe(started.elapsed().as_secs_f64());
             },
             else => return,
         }
     }
+}
+
+/// Metric label of an API: its name as Kafka spells it in code (e.g. "Produce").
+fn api_label(key: ApiKey) -> &'static str {
+    registry::api_name(key)
 }

@@ -12,10 +12,12 @@ mod coordinator;
 mod error_codes;
 mod handlers;
 pub mod listener;
+mod metrics;
 mod partitions;
 mod registry;
 
 pub use context::{Broker, KafkaConfig};
 pub use coordinator::CoordinatorError;
+pub use metrics::{metrics, KafkaMetrics};
 pub use partitions::log_config_for;
 pub use registry::supported_apis;

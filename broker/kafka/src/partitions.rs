@@ -35,7 +35,7 @@ pub fn log_config_for(topic: &TopicConfig, flush: FlushPolicy) -> LogConfig {
 
 impl Broker {
     /// The log of a partition this broker leads. Opening recovers it on first use.
-    pub(crate) fn partition_log(
+    pub fn partition_log(
         &self,
         topic: &TopicMeta,
         partition: i32,

@@ -28,6 +28,14 @@ macro_rules! registry {
             $( SupportedApi { key: ApiKey::$key, min: $min, max: $max }, )*
         ];
 
+        /// The API's name as a metric label.
+        pub(crate) fn api_name(key: ApiKey) -> &'static str {
+            match key {
+                $( ApiKey::$key => stringify!($key), )*
+                _ => "Other",
+            }
+        }
+
         /// Route a decoded request to its handler. `None` if the API is not served.
         pub(crate) async fn dispatch(
             broker: &Arc<Broker>,

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub unified_api_port: u16,
     /// CHRONIK_CLUSTER_PORT (Raft and replication; served once clustering lands).
     pub cluster_port: u16,
+    /// CHRONIK_ADMIN_API_KEY: required by /admin; without it /admin answers only on loopback.
+    pub admin_api_key: Option<String>,
     /// CHRONIK_NODE_ID
     pub node_id: i32,
     /// CHRONIK_PEERS: `1@host:5001,2@host:5001`.
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             kafka_port: 9092,
             unified_api_port: 6092,
             cluster_port: 5001,
+            admin_api_key: None,
             node_id: 1,
             peers: None,
             flush: "group".into(),
@@ -150,6 +153,9 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_CLUSTER_PORT") {
             self.cluster_port = parse("CHRONIK_CLUSTER_PORT", &v)?;
         }
+        if let Some(v) = get("CHRONIK_ADMIN_API_KEY") {
+            self.admin_api_key = Some(v);
+        }
         if let Some(v) = get("CHRONIK_NODE_ID") {
             self.node_id = parse("CHRONIK_NODE_ID", &v)?;
         }
@@ -213,6 +219,15 @@ impl ServerConfig {
         }
         if self.kafka_port == 0 {
             return Err(invalid("CHRONIK_KAFKA_PORT", "must not be 0"));
+        }
+        if self.unified_api_port == 0 {
+            return Err(invalid("CHRONIK_UNIFIED_API_PORT", "must not be 0"));
+        }
+        if self.unified_api_port == self.kafka_port {
+            return Err(invalid(
+                "CHRONIK_UNIFIED_API_PORT",
+                "must differ from CHRONIK_KAFKA_PORT",
+            ));
         }
         if self.node_id < 0 {
             return Err(invalid("CHRONIK_NODE_ID", "must be zero or positive"));

@@ -84,12 +84,28 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         "chronik broker ready"
     );
 
+    let http_addr = format!("{}:{}", config.bind_addr, config.unified_api_port);
+    let http_listener = TcpListener::bind(&http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone());
+    tracing::info!(addr = %http_addr, "http api listening");
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let http = tokio::spawn(chronik_api::serve(
+        http_listener,
+        api.clone(),
+        shutdown_rx.clone(),
+    ));
     let server = tokio::spawn(listener::serve(listener, broker, shutdown_rx));
+    // Logs are recovered and both listeners accept: from here on the broker serves traffic.
+    api.set_ready(true);
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    api.set_ready(false);
     let _ = server.await;
+    let _ = http.await;
     maintenance.abort();
     logs.close_all().context("closing logs")?;
     Ok(())

@@ -1,0 +1,86 @@
+//! /admin/cluster: cluster status for operators and the Kubernetes operator's rolling updates,
+//! and membership changes. Guarded by CHRONIK_ADMIN_API_KEY (header X-API-Key); without a key
+//! configured it answers only on loopback.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::{ApiError, ApiState};
+
+fn authorize(state: &ApiState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+    match &state.admin_api_key {
+        Some(key) => match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            Some(given) if given == key => Ok(()),
+            Some(_) => Err(ApiError::Forbidden("wrong X-API-Key".into())),
+            None => Err(ApiError::Unauthorized("X-API-Key header required".into())),
+        },
+        None if peer.ip().is_loopback() => Ok(()),
+        None => Err(ApiError::Forbidden(
+            "set CHRONIK_ADMIN_API_KEY to use /admin from other hosts".into(),
+        )),
+    }
+}
+
+pub(crate) async fn status(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    let meta = state.broker.meta.state();
+    let (mut partitions, mut under_replicated, mut offline) = (0usize, 0usize, 0usize);
+    for topic in meta.topics.values() {
+        for p in &topic.partitions {
+            partitions += 1;
+            if p.isr.len() < p.replicas.len() {
+                under_replicated += 1;
+            }
+            if !meta.brokers.contains_key(&p.leader) {
+                offline += 1;
+            }
+        }
+    }
+    let nodes: Vec<Value> = meta
+        .brokers
+        .values()
+        .map(|b| json!({"id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}))
+        .collect();
+    Ok(Json(json!({
+        "cluster_id": meta.cluster_id,
+        "node_id": state.broker.config.node_id,
+        "controller_id": state.broker.config.node_id,
+        "nodes": nodes,
+        "topics": meta.topics.len(),
+        "partitions": partitions,
+        "under_replicated_partitions": under_replicated,
+        "offline_partitions": offline,
+        "all_in_sync": under_replicated == 0 && offline == 0,
+    })))
+}
+
+pub(crate) async fn add_node(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    Err(ApiError::NotImplemented(
+        "adding nodes needs Raft clustering, which is not available in this build yet".into(),
+    ))
+}
+
+pub(crate) async fn remove_node(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    Err(ApiError::NotImplemented(
+        "removing nodes needs Raft clustering, which is not available in this build yet".into(),
+    ))
+}

@@ -1,0 +1,32 @@
+//! Route table. One file per endpoint family.
+
+mod admin;
+mod health;
+mod metrics;
+mod topics;
+
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+
+use crate::{ApiError, ApiState};
+
+pub(crate) fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
+        .route("/topics", get(topics::list).post(topics::create))
+        .route(
+            "/topics/{name}",
+            get(topics::describe).delete(topics::remove),
+        )
+        .route("/topics/{name}/config", patch(topics::patch_config))
+        .route("/admin/cluster", get(admin::status))
+        .route("/admin/cluster/nodes", post(admin::add_node))
+        .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))
+        .fallback(not_found)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}

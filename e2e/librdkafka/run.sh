@@ -4,7 +4,7 @@
 # Builds librdkafka and its tests/test-runner once into a cache directory outside the repo (from
 # the librdkafka source vendored in the rdkafka-sys crate), starts two chronik-servers on free
 # ports with temporary data directories (the suite's "default" scenario: auto-created topics
-# with 4 partitions; and "noautocreate"), then runs every test named in allowlist.txt (next to
+# with 4 partitions; and, if a listed test needs it, "noautocreate"), then runs every test named in allowlist.txt (next to
 # this script) one at a time with a timeout. Prints PASS/FAIL per test and a closing line
 # `N passed, M failed`; exits non-zero if any allow-listed test fails.
 #
@@ -109,11 +109,6 @@ start_broker() {
     done
     printf 'bootstrap.servers=127.0.0.1:%s\ntest.topic.random=true\n' "$port" >"$WORK/$name/test.conf"
 }
-start_broker default
-DEFAULT_PID=${BROKER_PIDS[-1]}
-start_broker noautocreate CHRONIK_AUTO_CREATE_TOPICS=false
-NOAUTO_PID=${BROKER_PIDS[-1]}
-
 # Allow-list lines: `NNNN [quick] [noautocreate]  # comment`. TESTS matches on the four-digit
 # number, so every broker-touching variant with that number runs; -L skips the local-only ones.
 # `quick` passes -Q (less data; it also skips the sub-tests not marked quick);
@@ -122,6 +117,14 @@ if [[ -n "${LIBRDKAFKA_TESTS:-}" ]]; then
     mapfile -t lines < <(tr ',' '\n' <<<"$LIBRDKAFKA_TESTS")
 else
     mapfile -t lines < <(sed -e 's/#.*//' "$ALLOWLIST" | grep -v '^[[:space:]]*$')
+fi
+
+start_broker default
+DEFAULT_PID=${BROKER_PIDS[-1]}
+NOAUTO_PID=
+if printf '%s\n' "${lines[@]}" | grep -qw noautocreate; then
+    start_broker noautocreate CHRONIK_AUTO_CREATE_TOPICS=false
+    NOAUTO_PID=${BROKER_PIDS[-1]}
 fi
 
 passed=0

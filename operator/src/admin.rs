@@ -12,11 +12,13 @@
 //!   it leaves the voter set. 2xx or 404 (already gone) is success. Progress shows in
 //!   `GET /admin/cluster`: the node has `state: draining`, then disappears.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,9 @@ pub struct AdminTarget {
     pub base_url: String,
     /// The cluster's CHRONIK_ADMIN_API_KEY, read from its Secret.
     pub api_key: Option<String>,
+    /// PEM certificates to trust when the HTTP port speaks TLS (`auth.tlsSecret`): the Secret's
+    /// `ca.crt`, else its `tls.crt`. `base_url` is then `https://…`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `GET /admin/cluster`.
@@ -112,11 +117,46 @@ pub trait ClusterAdmin: Send + Sync {
     async fn remove_node(&self, target: &AdminTarget, id: i32) -> Result<()>;
 }
 
-/// The real implementation: plain HTTP to the client Service.
+/// The real implementation: HTTP, or HTTPS trusting the cluster's own certificate.
 pub struct HttpAdmin {
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
     /// Bounds each call so one hung broker cannot stall every reconcile.
     timeout: Duration,
+}
+
+/// An HTTPS client that trusts exactly the certificates in `ca_pem`. Built per call: admin
+/// calls are rare and the trust root can change whenever the Secret does.
+fn https_client(
+    ca_pem: &[u8],
+) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |reason: String| Error::Admin {
+        endpoint: "tls".to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| bad(format!("bad certificate pem: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("bad certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the tls secret".to_string()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 impl HttpAdmin {
@@ -134,6 +174,26 @@ impl HttpAdmin {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(http::StatusCode, Bytes)> {
+        match &target.ca_pem {
+            None => self.send(&self.client, target, method, path, body).await,
+            Some(pem) => {
+                self.send(&https_client(pem)?, target, method, path, body)
+                    .await
+            }
+        }
+    }
+
+    async fn send<C>(
+        &self,
+        client: &Client<C, Full<Bytes>>,
+        target: &AdminTarget,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(http::StatusCode, Bytes)>
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
         let endpoint = format!("{} {path}", method);
         let fail = |reason: String| Error::Admin {
             endpoint: endpoint.clone(),
@@ -152,7 +212,7 @@ impl HttpAdmin {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| fail(e.to_string()))?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+        let resp = tokio::time::timeout(self.timeout, client.request(req))
             .await
             .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| fail(e.to_string()))?;
@@ -240,8 +300,47 @@ mod tests {
         let target = AdminTarget {
             base_url: "http://127.0.0.1:1".into(),
             api_key: None,
+            ca_pem: None,
         };
         let err = admin.status(&target).await.unwrap_err();
         assert!(matches!(err, Error::Admin { .. }), "{err}");
     }
+
+    #[tokio::test]
+    async fn https_needs_a_certificate_to_trust() {
+        let admin = HttpAdmin::new(Duration::from_secs(2));
+        let target = AdminTarget {
+            base_url: "https://127.0.0.1:1".into(),
+            api_key: None,
+            ca_pem: Some(b"not a certificate".to_vec()),
+        };
+        let err = admin.status(&target).await.unwrap_err();
+        assert!(err.to_string().contains("no certificate"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_server_is_not_trusted_as_https() {
+        // A listener that answers in plain text: the TLS handshake must fail, not hang.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+            }
+        });
+        let admin = HttpAdmin::new(Duration::from_secs(5));
+        let target = AdminTarget {
+            base_url: format!("https://{addr}"),
+            api_key: None,
+            ca_pem: Some(TEST_CERT.to_vec()),
+        };
+        let err = admin.status(&target).await.unwrap_err();
+        assert!(matches!(err, Error::Admin { .. }), "{err}");
+    }
+
+    /// A throwaway self-signed certificate (CN=test): only parsed as a trust root here.
+    const TEST_CERT: &[u8] = include_bytes!("../tests/data/test-cert.pem");
 }

@@ -358,30 +358,36 @@ async fn patch_status(
     Ok(())
 }
 
-/// Admin API address and key. The key is read on each use so a rotated Secret takes effect
-/// without restarting the operator.
+/// Admin API address, key and TLS trust. Secrets are read on each use so a rotated key or
+/// certificate takes effect without restarting the operator.
 async fn admin_target(cluster: &ChronikCluster, ctx: &Context) -> Result<AdminTarget> {
-    let api_key = match cluster
-        .spec
-        .auth
-        .as_ref()
-        .and_then(|a| a.admin_api_key_secret.as_ref())
-    {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &desired::namespace(cluster));
+    let auth = cluster.spec.auth.clone().unwrap_or_default();
+    let read = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            let missing = |reason: &str| Error::Secret {
+                name: name.clone(),
+                reason: reason.to_string(),
+            };
+            let secret = secrets
+                .get_opt(&name)
+                .await?
+                .ok_or_else(|| missing("not found"))?;
+            Ok::<_, Error>(secret.data.unwrap_or_default())
+        }
+    };
+    let api_key = match &auth.admin_api_key_secret {
         None => None,
         Some(r) => {
-            let secrets: Api<Secret> =
-                Api::namespaced(ctx.client.clone(), &desired::namespace(cluster));
+            let data = read(r.name.clone()).await?;
             let missing = |reason: &str| Error::Secret {
                 name: r.name.clone(),
                 reason: reason.to_string(),
             };
-            let secret = secrets
-                .get_opt(&r.name)
-                .await?
-                .ok_or_else(|| missing("not found"))?;
-            let bytes = secret
-                .data
-                .and_then(|d| d.get(&r.key).cloned())
+            let bytes = data
+                .get(&r.key)
+                .cloned()
                 .ok_or_else(|| missing("key missing"))?;
             Some(
                 String::from_utf8(bytes.0)
@@ -391,9 +397,22 @@ async fn admin_target(cluster: &ChronikCluster, ctx: &Context) -> Result<AdminTa
             )
         }
     };
+    let ca_pem = match &auth.tls_secret {
+        None => None,
+        Some(name) => {
+            let data = read(name.clone()).await?;
+            let pem = data.get("ca.crt").or_else(|| data.get("tls.crt")).cloned();
+            let missing = Error::Secret {
+                name: name.clone(),
+                reason: "no ca.crt or tls.crt".into(),
+            };
+            Some(pem.ok_or(missing)?.0)
+        }
+    };
     Ok(AdminTarget {
         base_url: Names::admin_url(cluster),
         api_key,
+        ca_pem,
     })
 }
 

@@ -231,8 +231,8 @@ struct ScriptedCluster {
     under_replicated: Mutex<u32>,
     failing: Mutex<bool>,
     calls: Mutex<Vec<String>>,
-    /// The X-API-Key each status call carried.
-    keys: Mutex<Vec<Option<String>>>,
+    /// Where and with which credentials each status call went.
+    targets: Mutex<Vec<AdminTarget>>,
 }
 
 impl ScriptedCluster {
@@ -271,7 +271,7 @@ impl ScriptedCluster {
 #[async_trait]
 impl ClusterAdmin for ScriptedCluster {
     async fn status(&self, target: &AdminTarget) -> chronik_operator::Result<ClusterStatus> {
-        self.keys.lock().unwrap().push(target.api_key.clone());
+        self.targets.lock().unwrap().push(target.clone());
         self.check("GET /admin/cluster")?;
         let nodes = self.nodes.lock().unwrap();
         Ok(ClusterStatus {
@@ -775,17 +775,28 @@ async fn the_admin_api_key_is_read_from_its_secret_and_sent() {
             "data": {"admin": "czNjcmV0Cg=="}}),
     );
     w.running(1, "r1").await;
-    assert_eq!(
-        w.cluster
-            .keys
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .flatten()
-            .as_deref(),
-        Some("s3cret")
+    let target = w.cluster.targets.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(target.api_key.as_deref(), Some("s3cret"));
+    assert_eq!(target.base_url, "http://demo.data.svc.cluster.local:6092");
+    assert_eq!(target.ca_pem, None);
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_reached_over_https_trusting_its_secret() {
+    let w = world(
+        json!({"replicas": 1, "auth": {"tlsSecret": "certs"}}),
+        ScriptedCluster::with_voters([1]),
     );
+    // base64 of "CA": the CA certificate wins over the serving certificate.
+    w.api.put(
+        "/api/v1/namespaces/data/secrets/certs",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "certs", "namespace": NS},
+            "data": {"ca.crt": "Q0E=", "tls.crt": "VExT", "tls.key": "S0VZ"}}),
+    );
+    w.running(1, "r1").await;
+    let target = w.cluster.targets.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(target.base_url, "https://demo.data.svc.cluster.local:6092");
+    assert_eq!(target.ca_pem.as_deref(), Some(&b"CA"[..]));
 }
 
 #[tokio::test]

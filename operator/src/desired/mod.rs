@@ -116,10 +116,17 @@ impl Names {
             cluster.spec.cluster_domain
         )
     }
-    /// In-cluster base URL of the HTTP API through the client Service (any broker answers /admin).
+    /// In-cluster base URL of the HTTP API through the client Service (any broker answers
+    /// /admin); https when the brokers serve TLS, whose certificate must then name this host.
     pub fn admin_url(cluster: &ChronikCluster) -> String {
+        let tls = cluster
+            .spec
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.tls_secret.is_some());
         format!(
-            "http://{}.{}.svc.{}:{HTTP_PORT}",
+            "{}://{}.{}.svc.{}:{HTTP_PORT}",
+            if tls { "https" } else { "http" },
             Names::client_service(cluster),
             namespace(cluster),
             cluster.spec.cluster_domain
@@ -249,6 +256,19 @@ mod tests {
         assert_eq!(
             Names::pod_host(&c, 1),
             "demo-1.demo-peers.data.svc.corp.internal"
+        );
+    }
+
+    #[test]
+    fn admin_url_goes_through_the_client_service_and_follows_tls() {
+        assert_eq!(
+            Names::admin_url(&cluster("{}")),
+            "http://demo.data.svc.cluster.local:6092"
+        );
+        let c = cluster("auth: {tlsSecret: certs}");
+        assert_eq!(
+            Names::admin_url(&c),
+            "https://demo.data.svc.cluster.local:6092"
         );
     }
 }

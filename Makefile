@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SERVER := $(CARGO_TARGET_DIR)/release/chronik-server
 export CHRONIK_SERVER_BIN ?= $(SERVER)
 
-.PHONY: run build build-debug test unit e2e verify fix fmt-check clippy generate bench fuzz venv clean
+.PHONY: run build test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
 run: build
@@ -16,8 +16,9 @@ run: build
 build:
 	$(CARGO) build --release -p chronik-server
 
-## Unit + conformance tests, then end-to-end tests with real Kafka clients.
-test: unit e2e
+## Unit + conformance tests, end-to-end tests with real Kafka clients, librdkafka's own
+## integration tests (allow-list), and the Helm chart tests.
+test: unit e2e e2e-librdkafka chart-test
 
 unit:
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -25,11 +26,17 @@ unit:
 e2e: build venv
 	$(PY) -m pytest -q e2e
 
+e2e-librdkafka: build
+	bash e2e/librdkafka/run.sh
+
+chart-test: venv
+	$(PY) -m pytest -q operator/tests/chart
+
 venv:
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -r e2e/requirements.txt
+	@$(PY) -m pip install -q --disable-pip-version-check -r e2e/requirements.txt -r operator/tests/chart/requirements.txt
 
-verify: fmt-check clippy test
+verify: fmt-check clippy test fuzz
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -43,6 +50,15 @@ fix:
 
 bench: build
 	bash broker/bench/suite.sh
+
+## Regenerate crds/, the chart's CRD copy and manifests/operator/ (never edit those by hand).
+generate: venv
+	PYTHON=$(PY) bash operator/generate.sh
+
+## Mutation fuzzing of request decoding on the stable toolchain (libFuzzer: see fuzz/README.md).
+FUZZ_SECONDS ?= 30
+fuzz:
+	CARGO_TARGET_DIR=$(HOME)/.cache/chronik-target-fuzz $(CARGO) run --release --manifest-path fuzz/Cargo.toml --bin decode_request_smoke -- --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(CARGO_TARGET_DIR)

@@ -44,21 +44,32 @@ pub(crate) async fn status(
             }
         }
     }
+    // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract").
     let nodes: Vec<Value> = meta
         .brokers
         .values()
-        .map(|b| json!({"id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}))
+        .map(|b| {
+            json!({
+                "id": b.node_id,
+                "role": "voter",
+                "state": "active",
+                "host": b.host,
+                "port": b.port,
+                "rack": b.rack,
+            })
+        })
         .collect();
     Ok(Json(json!({
         "cluster_id": meta.cluster_id,
         "node_id": state.broker.config.node_id,
-        "controller_id": state.broker.config.node_id,
+        "leader_id": state.broker.config.node_id,
         "nodes": nodes,
         "topics": meta.topics.len(),
-        "partitions": partitions,
-        "under_replicated_partitions": under_replicated,
-        "offline_partitions": offline,
-        "all_in_sync": under_replicated == 0 && offline == 0,
+        "partitions": {
+            "total": partitions,
+            "under_replicated": under_replicated,
+            "offline": offline,
+        },
     })))
 }
 

@@ -87,7 +87,7 @@ def check_exactly_once_in_order(messages, partitions, per_partition):
 def test_confluent_idempotent_producer_through_repeated_sigkill(start_server):
     server = start_server("idem-confluent", CHRONIK_FLUSH="group")
     topic = "idem-confluent"
-    partitions, per_partition, kills = 3, 6000, 3
+    partitions, per_partition, kills = 3, 8000, 5
     create_topic(server, topic, partitions=partitions)
 
     errors, delivered = [], [0]

@@ -120,6 +120,12 @@ fn append(
             last_offset,
             ..
         }) => {
+            tracing::debug!(
+                topic = %topic.name,
+                partition,
+                base_offset,
+                "duplicate batch answered with its original offsets"
+            );
             let log_start_offset = log.log_start_offset();
             Appended::Stored {
                 log,

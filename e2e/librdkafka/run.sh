@@ -163,7 +163,7 @@ for line in "${lines[@]}"; do
         failed=$((failed + 1))
         if [[ $rc == 124 || $rc == 137 ]]; then
             why="timed out after ${TEST_TIMEOUT}s"
-        elif [[ -z $table ]]; then
+        elif [[ -z $table && $rc == 0 ]]; then
             why="no test ran"
         elif grep -q '| *SKIPPED |' <<<"$table"; then
             why="skipped: $(grep '| *SKIPPED |' <<<"$table" | head -n 1 | awk -F'|' '{print $5}' | xargs)"

@@ -65,7 +65,7 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
     all_versions(ApiVersionsRequest::default(), &mut out);
     all_versions(
         MetadataRequest::default().with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(topic()))
+            metadata_request::MetadataRequestTopic::default().with_name(Some(topic())),
         ])),
         &mut out,
     );
@@ -76,8 +76,9 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
             .with_timeout_ms(1000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(topic())
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_records(Some(records))])]),
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default().with_records(Some(records)),
+                ])]),
         &mut out,
     );
     all_versions(
@@ -87,16 +88,20 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
         &mut out,
     );
     all_versions(
-        ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-            .with_name(topic())
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()])]),
+        ListOffsetsRequest::default().with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()]),
+        ]),
         &mut out,
     );
     all_versions(
-        CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
-            .with_name(topic())
-            .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
-                .with_name(name("cleanup.policy"))])]),
+        CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(topic())
+                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                    .with_name(name("cleanup.policy"))]),
+        ]),
         &mut out,
     );
     all_versions(
@@ -130,8 +135,10 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
         IncrementalAlterConfigsRequest::default().with_resources(vec![
             incremental_alter_configs_request::AlterConfigsResource::default()
                 .with_resource_name(name("t"))
-                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(name("retention.ms"))]),
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(name("retention.ms")),
+                ]),
         ]),
         &mut out,
     );
@@ -139,7 +146,9 @@ pub fn seed_requests() -> Vec<Vec<u8>> {
         DeleteRecordsRequest::default().with_topics(vec![
             delete_records_request::DeleteRecordsTopic::default()
                 .with_name(topic())
-                .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default()]),
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default(),
+                ]),
         ]),
         &mut out,
     );

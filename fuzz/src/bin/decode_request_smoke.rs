@@ -85,7 +85,16 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// Values that make length and count fields interesting.
 const INTERESTING_I32: [i32; 10] = [
-    -1, 0, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x1000_0000, 0x7fff_ffff, i32::MIN,
+    -1,
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xff,
+    0x7fff,
+    0x1000_0000,
+    0x7fff_ffff,
+    i32::MIN,
 ];
 
 fn mutate(rng: &mut fastrand::Rng, input: &mut Vec<u8>) {
@@ -114,8 +123,11 @@ fn mutate(rng: &mut fastrand::Rng, input: &mut Vec<u8>) {
             3 => {
                 // varint counts of compact arrays and strings
                 let i = rng.usize(body);
-                let v: &[u8] = [&[0xff, 0xff, 0xff, 0xff, 0x0f][..], &[0x80, 0x80, 0x80, 0x80, 0x08], &[0xff, 0xff, 0x7f]]
-                    [rng.usize(0..3)];
+                let v: &[u8] = [
+                    &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+                    &[0x80, 0x80, 0x80, 0x80, 0x08],
+                    &[0xff, 0xff, 0x7f],
+                ][rng.usize(0..3)];
                 let end = (i + v.len()).min(input.len());
                 input[i..end].copy_from_slice(&v[..end - i]);
             }
@@ -200,7 +212,10 @@ fn main() {
         match a.as_str() {
             "--seconds" => seconds = val().parse().expect("--seconds N"),
             "--seed" => seed = val().parse().expect("--seed S"),
-            "--alloc-limit-mb" => LIMIT.store(val().parse::<usize>().expect("MiB") << 20, Ordering::Relaxed),
+            "--alloc-limit-mb" => LIMIT.store(
+                val().parse::<usize>().expect("MiB") << 20,
+                Ordering::Relaxed,
+            ),
             "--hex" => replay = Some(unhex(&val())),
             other => panic!("unknown argument {other}"),
         }
@@ -234,7 +249,10 @@ fn main() {
     for s in &seeds {
         if let Some(what) = run_one(s) {
             let (key, version) = api_of(s);
-            println!("FINDING (valid seed) api_key={key} version={version}: {what}\n  reproducer: {}", hex(s));
+            println!(
+                "FINDING (valid seed) api_key={key} version={version}: {what}\n  reproducer: {}",
+                hex(s)
+            );
             std::process::exit(1);
         }
     }
@@ -246,7 +264,9 @@ fn main() {
             if let Some(what) = run_one(&input) {
                 let (key, version) = api_of(&input);
                 let slot = (key, version, what.starts_with("panic"));
-                let keep = findings.get(&slot).is_none_or(|f| input.len() < f.input.len());
+                let keep = findings
+                    .get(&slot)
+                    .is_none_or(|f| input.len() < f.input.len());
                 if keep {
                     findings.insert(slot, Finding { what, input });
                 }
@@ -254,7 +274,11 @@ fn main() {
         }
     }
     for ((key, version, _), f) in &findings {
-        println!("FINDING api_key={key} version={version}: {}\n  reproducer: {}", f.what, hex(&f.input));
+        println!(
+            "FINDING api_key={key} version={version}: {}\n  reproducer: {}",
+            f.what,
+            hex(&f.input)
+        );
     }
     println!(
         "decode_request_smoke: {runs} inputs from {} seeds in {seconds}s (seed {seed}), {} findings",

@@ -18,6 +18,8 @@ mod compact;
 mod index;
 mod scan;
 mod segment;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File};
 use std::io;
@@ -29,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::batch;
@@ -65,6 +67,10 @@ struct Shared {
     /// Whether durability advances the high watermark; a replication layer turns it off and
     /// drives it with `set_high_watermark`.
     auto_hw: AtomicBool,
+    /// Held by whoever advances the log start (retention, DeleteRecords) across writing the
+    /// checkpoint and exposing the new start, so checkpoints are written in order and never go
+    /// back, without an fsync under the state lock. Always taken before `state`.
+    log_start_lock: Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -129,13 +135,22 @@ impl State {
         }
     }
 
-    /// The first segment holding a batch at or after `offset`, with the position to scan from.
+    /// The first segment holding a batch at or after `offset`.
+    ///
+    /// Neither "the segment whose base is at or below `offset`" nor "the next base is the
+    /// previous last offset + 1" holds once compaction has run: a segment may end below the
+    /// next one's base, or hold nothing at all (an empty segment's `next_offset` is its base,
+    /// which can still be above `offset`). So the test is "non-empty and ends after `offset`":
+    /// a non-empty segment's last batch ends at `next_offset`, so it holds a batch at or after
+    /// `offset` exactly when `next_offset > offset`.
     fn locate(&self, offset: i64) -> Option<&Segment> {
         let i = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
-        self.segments[i..].iter().find(|s| s.next_offset > offset)
+        self.segments[i..]
+            .iter()
+            .find(|s| s.size > 0 && s.next_offset > offset)
     }
 }
 
@@ -167,6 +182,7 @@ impl FileLog {
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let mut torn = None;
         let mut dropped_segments = 0usize;
+        let mut dropped_empty = 0usize;
         for (i, &base) in bases.iter().enumerate() {
             if torn.is_some() {
                 // Everything after a corrupt batch goes with it: offsets must stay contiguous.
@@ -182,6 +198,14 @@ impl FileLog {
             if let Some(t) = seg_torn {
                 seg.remove_index_files()?;
                 torn = Some((base, t));
+            } else if seg.size == 0 && i > 0 && i + 1 < bases.len() {
+                // An empty sealed segment between two others (a crash while compaction removed a
+                // wholly superseded segment leaves one) owns no offsets: the next segment's base
+                // bounds its range either way. Not the first one, whose base may be the log
+                // start, nor the last, the active segment, whose base may be the log end.
+                seg.remove_files()?;
+                dropped_empty += 1;
+                continue;
             }
             segments.push(seg);
         }
@@ -220,6 +244,22 @@ impl FileLog {
             );
             log_start_offset = log_end_offset;
         }
+        // Segments wholly below the log start are what a crash between persisting a new log
+        // start and removing the files leaves (retention, DeleteRecords): finish the removal.
+        let below = (1..segments.len())
+            .take_while(|&i| segments[i].base_offset <= log_start_offset)
+            .count();
+        for seg in segments.drain(..below) {
+            seg.remove_files()?;
+        }
+        if dropped_empty > 0 || below > 0 {
+            tracing::info!(
+                dir = %dir.display(),
+                empty = dropped_empty,
+                below_log_start = below,
+                "removed leftover segments"
+            );
+        }
 
         let producers = recover_producers(&dir, &segments, log_end_offset)?;
 
@@ -232,7 +272,8 @@ impl FileLog {
             high_watermark: log_end_offset,
             durable_end: log_end_offset,
             unsynced: Vec::new(),
-            dir_dirty: false,
+            // Removals at recovery reach the disk with the first fsync round.
+            dir_dirty: dropped_empty > 0 || below > 0,
             truncations: 0,
             flush_in_flight: false,
             flush_failed: None,
@@ -249,6 +290,7 @@ impl FileLog {
                 flushed_tx: watch::Sender::new(0),
                 fsyncs: AtomicU64::new(1),
                 auto_hw: AtomicBool::new(true),
+                log_start_lock: Mutex::new(()),
             }),
         })
     }
@@ -423,9 +465,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Delete sealed segments past retention (time and size), never the active one and never
-    /// data at or above the high watermark.
-    fn apply_retention(&self, st: &mut State, now: i64) -> Vec<Segment> {
+    /// The log start retention (time and size) asks for: the base of the first segment to keep,
+    /// or `None` when nothing is due. Never removes the active segment nor data at or above the
+    /// high watermark. Nothing changes here; [`Shared::advance_log_start`] applies it durably.
+    fn retention_start(st: &State, now: i64) -> Option<i64> {
         let cfg = &st.config;
         let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
         let mut n = 0;
@@ -447,12 +490,36 @@ impl Shared {
             total -= seg.size as i64;
             n += 1;
         }
-        let removed: Vec<Segment> = st.segments.drain(..n).collect();
-        if !removed.is_empty() {
-            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
-            st.dir_dirty = true;
-        }
-        removed
+        let start = st.segments[n].base_offset;
+        (n > 0 && start > st.log_start_offset).then_some(start)
+    }
+
+    /// Move the log start to `offset` and remove the segments wholly below it. The caller holds
+    /// `log_start_lock` and has checked `log_start_offset < offset <= high_watermark`.
+    ///
+    /// The checkpoint is persisted before the new start is visible or any file goes: a restart
+    /// then neither moves the log start back nor resurrects removed records, whatever point a
+    /// crash lands at (recovery removes segments left below the checkpointed start).
+    fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        checkpoint::write(&self.dir, offset)?;
+        let (start, removed) = {
+            let mut st = self.state.write();
+            st.check_open()?;
+            // Only a truncation racing this call (replication) can have lowered the high
+            // watermark since the caller checked; the start must not pass it.
+            st.log_start_offset = st.log_start_offset.max(offset.min(st.high_watermark));
+            let start = st.log_start_offset;
+            let n = (1..st.segments.len())
+                .take_while(|&i| st.segments[i].base_offset <= start)
+                .count();
+            let removed: Vec<Segment> = st.segments.drain(..n).collect();
+            if !removed.is_empty() {
+                st.dir_dirty = true;
+            }
+            (start, removed)
+        };
+        self.remove_segments(removed)?;
+        Ok(start)
     }
 
     fn remove_segments(&self, removed: Vec<Segment>) -> Result<()> {
@@ -506,7 +573,8 @@ impl Shared {
 }
 
 /// Base offsets of the segment files in `dir`, ascending. Leftovers of interrupted work (a
-/// `.cleaned` file from compaction, index files without a log) are removed.
+/// `.cleaned` file from compaction that was never swapped in, a `.deleted` file whose removal
+/// was under way, index files without a log) are removed.
 fn list_segments(dir: &Path) -> Result<Vec<i64>> {
     let mut logs = Vec::new();
     let mut others = Vec::new();
@@ -515,7 +583,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name.ends_with(".cleaned") {
+        if name.ends_with(".cleaned") || name.ends_with(".deleted") {
             fs::remove_file(&path)?;
             continue;
         }
@@ -807,8 +875,10 @@ impl PartitionLog for FileLog {
 
     fn delete_records_before(&self, offset: i64) -> Result<i64> {
         let shared = &self.shared;
-        let removed = {
-            let mut st = shared.state.write();
+        // Held until the new start is visible: the start checked here cannot move meanwhile.
+        let _advancing = shared.log_start_lock.lock();
+        {
+            let st = shared.state.read();
             st.check_open()?;
             if offset > st.high_watermark || offset < 0 {
                 return Err(LogError::OffsetOutOfRange {
@@ -820,20 +890,8 @@ impl PartitionLog for FileLog {
             if offset <= st.log_start_offset {
                 return Ok(st.log_start_offset);
             }
-            // Persist first: a restart must never resurrect deleted records.
-            checkpoint::write(&shared.dir, offset)?;
-            st.log_start_offset = offset;
-            let n = (1..st.segments.len())
-                .take_while(|&i| st.segments[i].base_offset <= offset)
-                .count();
-            let removed: Vec<Segment> = st.segments.drain(..n).collect();
-            if !removed.is_empty() {
-                st.dir_dirty = true;
-            }
-            removed
-        };
-        shared.remove_segments(removed)?;
-        Ok(offset)
+        }
+        shared.advance_log_start(offset)
     }
 
     fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
@@ -922,7 +980,10 @@ impl PartitionLog for FileLog {
 
     fn run_maintenance(&self, now_ms: i64) -> Result<()> {
         let shared = &self.shared;
-        let (removed, compacts) = {
+        // Taken before the state lock (the order DeleteRecords uses) and held until retention's
+        // new start is applied.
+        let advancing = shared.log_start_lock.lock();
+        let (retention_start, compacts) = {
             let mut st = shared.state.write();
             if st.closed {
                 return Ok(());
@@ -936,14 +997,17 @@ impl PartitionLog for FileLog {
             }
             st.producers
                 .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
-            let removed = if st.config.cleanup_policy.deletes() {
-                shared.apply_retention(&mut st, now_ms)
+            let retention_start = if st.config.cleanup_policy.deletes() {
+                Shared::retention_start(&st, now_ms)
             } else {
-                Vec::new()
+                None
             };
-            (removed, st.config.cleanup_policy.compacts())
+            (retention_start, st.config.cleanup_policy.compacts())
         };
-        shared.remove_segments(removed)?;
+        if let Some(start) = retention_start {
+            shared.advance_log_start(start)?;
+        }
+        drop(advancing);
         if compacts {
             shared.compact(now_ms)?;
         }

@@ -5,13 +5,18 @@
 //! runs without the log lock. The swap takes the lock only to check the segment is still the one
 //! that was cleaned, then renames the cleaned file over it atomically; readers holding the old
 //! file keep reading the old bytes.
+//!
+//! Crash safety: a `.cleaned` file that was never renamed is removed at open, and a rename
+//! replaces the whole file, so a crash leaves either the old or the cleaned segment. A segment
+//! compacted to nothing is removed outright rather than swapped for an empty file, except the
+//! first, which stays (emptied) so that its base offset keeps the log start where it was.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::sync::Arc;
 
 use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
-use crate::Result;
+use crate::{LogError, Result};
 
 use super::checkpoint;
 use super::scan::{BatchCursor, Step, HEADER_WINDOW};
@@ -44,8 +49,13 @@ impl Shared {
         let (sources, sealed_end, delete_retention_ms, interval) = {
             let st = self.state.read();
             st.check_open()?;
-            let n = st.segments.len().saturating_sub(1);
-            let sealed_end = st.active()?.base_offset;
+            // Only segments wholly below the high watermark (Kafka's first uncleanable offset):
+            // a record above it may still be lost (not yet durable) or truncated (replication),
+            // so it must not supersede an older value that compaction would remove for good.
+            let n = (1..st.segments.len())
+                .take_while(|&i| st.segments[i].base_offset <= st.high_watermark)
+                .count();
+            let sealed_end = st.segments.get(n).ok_or(LogError::Closed)?.base_offset;
             let mark = &st.compaction;
             let expired = mark.next_tombstone_expiry.is_some_and(|t| now_ms >= t);
             if n == 0 || (sealed_end <= mark.cleaned_through && !expired) {
@@ -111,6 +121,26 @@ impl Shared {
         if !changed {
             return Ok(());
         }
+        if cleaned.is_empty() {
+            let mut st = self.state.write();
+            let Some(i) = sealed_position(&st.segments, source) else {
+                return Ok(());
+            };
+            if i > 0 {
+                // Nothing left: the files go directly, with no empty file swapped in first that a
+                // crash could leave behind. `.log` first: a crash after it leaves only index
+                // files, which recovery removes; before it, the original segment, which the next
+                // pass cleans again. The next segment's base bounds the offsets either way.
+                let seg = st.segments.remove(i);
+                st.dir_dirty = true;
+                drop(st);
+                seg.remove_files()?;
+                return Ok(());
+            }
+            // The first segment stays, emptied, as Kafka's cleaner keeps segments' base offsets:
+            // with no log start checkpoint its base is the log start a restart recovers, and
+            // compaction must never move the log start. The swap below empties it atomically.
+        }
 
         let log_path = self.dir.join(file_name(source.base_offset, "log"));
         let cleaned_path = self
@@ -130,12 +160,7 @@ impl Shared {
         };
 
         let mut st = self.state.write();
-        let Some(i) = st
-            .segments
-            .iter()
-            .position(|s| s.base_offset == source.base_offset && Arc::ptr_eq(&s.file, &source.file))
-            .filter(|&i| i + 1 < st.segments.len())
-        else {
+        let Some(i) = sealed_position(&st.segments, source) else {
             // Deleted, truncated or reactivated meanwhile: the cleaned copy is stale.
             drop(st);
             fs::remove_file(&cleaned_path)?;
@@ -146,13 +171,17 @@ impl Shared {
         fs::rename(&cleaned_path, &log_path)?;
         checkpoint::sync_dir(&self.dir)?;
         fresh.created_ms = st.segments[i].created_ms;
-        if fresh.size == 0 {
-            fresh.remove_files()?;
-            st.segments.remove(i);
-        } else {
-            fresh.persist_indexes()?;
-            st.segments[i] = fresh;
-        }
+        fresh.persist_indexes()?;
+        st.segments[i] = fresh;
         Ok(())
     }
+}
+
+/// Where the segment a pass read as `source` still is, if it is still that file and sealed
+/// (not deleted, truncated or reactivated meanwhile).
+fn sealed_position(segments: &[Segment], source: &Source) -> Option<usize> {
+    segments
+        .iter()
+        .position(|s| s.base_offset == source.base_offset && Arc::ptr_eq(&s.file, &source.file))
+        .filter(|&i| i + 1 < segments.len())
 }

@@ -156,7 +156,10 @@ impl Segment {
         ) else {
             return Ok(None);
         };
-        if file_size > 0 && times.last().is_none() {
+        // A sealed segment's time index ends with its largest timestamp, so it is empty exactly
+        // when the file is. An index left behind by a file that lost its bytes (or that
+        // compaction emptied) would otherwise leave a stale largest timestamp on an empty segment.
+        if (file_size == 0) != times.last().is_none() {
             return Ok(None);
         }
         let start = match offsets.last() {

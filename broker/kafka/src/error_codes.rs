@@ -12,6 +12,7 @@ pub fn for_log(e: &LogError) -> ResponseError {
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidBatch(_) => ResponseError::InvalidRecord,
+        LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // A closed log belongs to a topic that is being deleted.
         LogError::Closed => ResponseError::UnknownTopicOrPartition,

@@ -64,10 +64,17 @@ pub fn ensure_keys(batch: &Bytes) -> Result<()> {
     if header.is_control() {
         return Ok(());
     }
-    if records(batch)?.iter().any(|r| r.key.is_none()) {
-        return Err(LogError::InvalidBatch(
-            "compacted topics do not accept records with a null key".into(),
-        ));
+    let indexes: Vec<i32> = records(batch)?
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i as i32)
+        .collect();
+    if !indexes.is_empty() {
+        return Err(LogError::InvalidRecords {
+            reason: "compacted topics do not accept records with a null key".into(),
+            indexes,
+        });
     }
     Ok(())
 }

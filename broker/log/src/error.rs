@@ -13,6 +13,10 @@ pub enum LogError {
     /// A batch is well formed but not acceptable (e.g. empty, or a control batch from a client).
     #[error("invalid record batch: {0}")]
     InvalidBatch(String),
+    /// Some records of a batch are not acceptable (e.g. null keys on a compacted topic);
+    /// `indexes` are their positions within the batch, which Produce reports per record.
+    #[error("invalid records at {indexes:?}: {reason}")]
+    InvalidRecords { reason: String, indexes: Vec<i32> },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     /// The batch repeats one of its producer's last five batches: nothing was stored, and these

@@ -390,11 +390,14 @@ async fn compaction_keeps_the_latest_value_per_key(make: Factory) {
         Compression::Gzip,
     );
     produce(&*h.log, mixed).await;
-    let keyless = batch_of(&[(None, Some("v"), now)], Compression::None);
-    assert!(matches!(
-        h.log.append(keyless, 0),
-        Err(LogError::InvalidBatch(_))
-    ));
+    let keyless = batch_of(
+        &[(Some("k"), Some("v"), now), (None, Some("v"), now)],
+        Compression::None,
+    );
+    match h.log.append(keyless, 0) {
+        Err(LogError::InvalidRecords { indexes, .. }) => assert_eq!(indexes, vec![1]),
+        other => panic!("expected InvalidRecords for the null key, got {other:?}"),
+    }
 
     let later = now_ms();
     h.log.run_maintenance(later).expect("maintenance");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chronik_log::{BatchHeader, LogError, PartitionLog, BATCH_HEADER_LEN};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 
 use super::str_bytes;
@@ -24,7 +26,9 @@ enum Appended {
         last_offset: i64,
         log_start_offset: i64,
     },
-    Failed(ResponseError, Option<String>),
+    /// Refused: the code, a message for v8+ clients, and the indexes of the offending records
+    /// within the batch (record_errors) when only some records are at fault.
+    Failed(ResponseError, Option<String>, Vec<i32>),
 }
 
 pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
@@ -43,10 +47,12 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let outcome = if !acks_valid {
-                Appended::Failed(ResponseError::InvalidRequiredAcks, None)
+                Appended::Failed(ResponseError::InvalidRequiredAcks, None, Vec::new())
             } else {
                 match meta {
-                    None => Appended::Failed(ResponseError::UnknownTopicOrPartition, None),
+                    None => {
+                        Appended::Failed(ResponseError::UnknownTopicOrPartition, None, Vec::new())
+                    }
                     Some(meta) => append(broker, meta, data.index, data.records),
                 }
             };
@@ -89,16 +95,17 @@ fn append(
 ) -> Appended {
     let log = match broker.partition_log(topic, partition) {
         Ok(log) => log,
-        Err(code) => return Appended::Failed(code, None),
+        Err(code) => return Appended::Failed(code, None, Vec::new()),
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Appended::Failed(
             ResponseError::InvalidRecord,
             Some("produce request carries no records".into()),
+            Vec::new(),
         );
     };
     if let Some(reason) = refuse_from_client(&records) {
-        return Appended::Failed(ResponseError::InvalidRecord, Some(reason));
+        return Appended::Failed(ResponseError::InvalidRecord, Some(reason), Vec::new());
     }
     let leader_epoch = topic
         .partitions
@@ -136,7 +143,11 @@ fn append(
         }
         Err(e) => {
             tracing::debug!(topic = %topic.name, partition, error = %e, "produce refused");
-            Appended::Failed(error_codes::for_log(&e), Some(e.to_string()))
+            let record_errors = match &e {
+                LogError::InvalidRecords { indexes, .. } => indexes.clone(),
+                _ => Vec::new(),
+            };
+            Appended::Failed(error_codes::for_log(&e), Some(e.to_string()), record_errors)
         }
     }
 }
@@ -150,7 +161,7 @@ async fn respond(
     let base = PartitionProduceResponse::default()
         .with_index(index)
         .with_log_append_time_ms(-1);
-    let (code, message) = match outcome {
+    let (code, message, record_errors) = match outcome {
         Appended::Stored {
             log,
             base_offset,
@@ -164,35 +175,55 @@ async fn respond(
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "durability wait failed");
-                (error_codes::for_log(&e), Some(e.to_string()))
+                (error_codes::for_log(&e), Some(e.to_string()), Vec::new())
             }
             Err(_) => (
                 ResponseError::RequestTimedOut,
                 Some("timed out waiting for the write to become durable".to_string()),
+                Vec::new(),
             ),
         },
-        Appended::Failed(code, message) => (code, message),
+        Appended::Failed(code, message, record_errors) => (code, message, record_errors),
     };
     let response = base
         .with_error_code(code.code())
         .with_base_offset(-1)
         .with_log_start_offset(-1);
-    // error_message exists from v8
+    // error_message and record_errors exist from v8; clients fail the listed records with the
+    // code and the rest of the batch as collateral (librdkafka: _INVALID_DIFFERENT_RECORD).
     if version >= 8 {
-        response.with_error_message(message.map(str_bytes))
+        response
+            .with_record_errors(
+                record_errors
+                    .into_iter()
+                    .map(|i| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(i)
+                            .with_batch_index_error_message(message.clone().map(str_bytes))
+                    })
+                    .collect(),
+            )
+            .with_error_message(message.map(str_bytes))
     } else {
         response
     }
 }
 
-/// Control batches (transaction markers) are written by the broker, never by clients. Only
-/// headers are looked at; full validation is the log's.
+/// Control batches (transaction markers) are written by the broker, never by clients, and
+/// transactional batches need a transaction coordinator this build does not have. Only headers
+/// are looked at; full validation is the log's.
 fn refuse_from_client(records: &[u8]) -> Option<String> {
     let mut pos = 0;
     while pos + BATCH_HEADER_LEN <= records.len() {
         let header = BatchHeader::parse(&records[pos..]).ok()?;
         if header.is_control() {
             return Some("clients may not produce control batches".into());
+        }
+        if header.is_transactional() {
+            return Some(
+                "transactional batches need transactions, which are not available in this build yet"
+                    .into(),
+            );
         }
         // A nonsense length stops the walk; the log's validation reports it properly.
         pos = pos.checked_add(header.total_len().max(BATCH_HEADER_LEN))?;

@@ -119,6 +119,19 @@ mod tests {
     }
 
     #[test]
+    fn huge_array_count_is_malformed_not_an_abort() {
+        // Metadata v1 whose topic array claims 0x7fffffff entries in a 14-byte frame: the
+        // unpatched codec reserved 154 GB for it and the process aborted.
+        let frame = Bytes::from_static(&[
+            0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff,
+        ]);
+        assert!(matches!(
+            decode_request(frame),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn truncated_body_is_malformed_not_a_panic() {
         let frame = encode(ApiKey::Metadata, 12, &MetadataRequest::default());
         for cut in 8..frame.len() {

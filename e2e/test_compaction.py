@@ -9,9 +9,7 @@ import glob
 import os
 import time
 
-import pytest
-
-from clients import WAIT_S, consume_to_end, create_topic, producer
+from clients import WAIT_S, consume_to_end, create_topic, producer, watermarks
 
 SEGMENT_BYTES = 1024
 KEYS = [f"key-{i}".encode() for i in range(8)]
@@ -229,12 +227,6 @@ def test_compact_delete_policy_both_compacts_and_applies_retention(server, topic
     assert max(records) == len(KEYS) * ROUNDS + 1 + 40 - 1, "the newest record is always kept"
 
 
-@pytest.mark.xfail(
-    strict=False,  # the kill lands at a random point of cleaning: it reproduces in about half the runs
-    reason="broker bug: a SIGKILL during compaction leaves empty sealed segment files; with two "
-    "of them in a row a Fetch inside them returns no records forever and the consumer stalls "
-    "(deterministic reproduction: test_fetch_skips_consecutive_empty_segments_left_by_a_crash)",
-)
 def test_sigkill_during_compaction_never_loses_the_latest_value_of_a_key(start_server):
     """Kill the broker while the cleaner is busy (maintenance every 20 ms); after each restart
     every key's latest acknowledged value is still there, at its offset."""
@@ -271,12 +263,6 @@ def test_sigkill_during_compaction_never_loses_the_latest_value_of_a_key(start_s
         assert not missing, f"round {round_}: latest values lost or changed: {sorted(missing.items())[:5]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: FileLog::locate returns the next segment whose next_offset > offset even "
-    "when it holds no batches (an empty segment recovers with next_offset == base), so a Fetch "
-    "positioned before two consecutive empty segments returns nothing and never advances",
-)
 def test_fetch_skips_consecutive_empty_segments_left_by_a_crash(start_server):
     """Empty sealed segment files are what a SIGKILL during compaction leaves behind (seen in
     test_sigkill_during_compaction_...); reads must step over them to the next data."""
@@ -302,12 +288,6 @@ def test_fetch_skips_consecutive_empty_segments_left_by_a_crash(start_server):
     assert got == [o for o in range(40) if o not in hole]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: the log start of a compact-only topic is 0 while running but becomes the "
-    "first remaining segment's base after a restart (no log-start checkpoint; recovery uses the "
-    "first file's base), so consumers at offset 0 suddenly get OFFSET_OUT_OF_RANGE",
-)
 def test_compacted_topic_keeps_its_log_start_across_a_restart(start_server):
     server = start_server("compacted-start", CHRONIK_FLUSH="group")
     create_topic(server, "kept-start", config={"cleanup.policy": "compact", "segment.bytes": str(SEGMENT_BYTES)})

@@ -5,7 +5,6 @@ The server runs log maintenance every 200 ms (conftest)."""
 
 import time
 
-import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from clients import WAIT_S, admin, consume_to_end, consumer, create_topic, producer, wait_until, watermarks
@@ -165,12 +164,6 @@ def test_segment_bytes_set_later_applies_to_new_segments(server, topic_name):
     assert end == 90
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: retention moves the in-memory log start before the segment files are "
-    "removed and persists no log-start checkpoint, so a SIGKILL shortly after a retention pass "
-    "brings the deleted segments (and their records) back and the log start goes backwards",
-)
 def test_log_start_never_goes_back_after_sigkill_following_retention(start_server):
     """Kafka's log start offset only moves forward. Each round kills the broker right after a
     retention pass is visible, which is when a non-durable deletion would show."""

@@ -26,6 +26,7 @@ SERVED = {
     19: "CreateTopics",
     20: "DeleteTopics",
     21: "DeleteRecords",
+    22: "InitProducerId",
     32: "DescribeConfigs",
     33: "AlterConfigs",
     37: "CreatePartitions",

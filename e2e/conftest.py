@@ -54,6 +54,11 @@ class ChronikServer:
         self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
         self.log_path = os.path.abspath(self.log_path)
         self.port = free_port()
+        # Picked once, so restarts keep their ports, and distinct from the Kafka port (two calls
+        # to free_port() can return the same port, and the server refuses equal ports).
+        self.http_port = free_port()
+        while self.http_port == self.port:
+            self.http_port = free_port()
         self.env_overrides = {k: str(v) for k, v in env.items()}
         self.proc = None
         self.starts = 0
@@ -70,7 +75,7 @@ class ChronikServer:
                 "CHRONIK_KAFKA_PORT": str(self.port),
                 "CHRONIK_BIND_ADDR": "127.0.0.1",
                 # Free ports for the listeners this build may or may not open yet.
-                "CHRONIK_UNIFIED_API_PORT": str(free_port()),
+                "CHRONIK_UNIFIED_API_PORT": str(self.http_port),
                 "CHRONIK_CLUSTER_PORT": str(free_port()),
                 "CHRONIK_LOG_MAINTENANCE_MS": "200",
                 "RUST_LOG": os.environ.get("CHRONIK_E2E_RUST_LOG", "info"),

@@ -438,8 +438,16 @@ impl Shared {
                 tracing::warn!(segment = old_base, error = %e, "cannot fsync sealed segment");
             }
             if let Some(path) = snapshot {
-                if let Err(e) = File::open(&path).and_then(|f| f.sync_all()) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot fsync producer state snapshot");
+                match File::open(&path).and_then(|f| f.sync_all()) {
+                    // Rolls in quick succession prune older snapshots before this runs; a newer
+                    // snapshot (or a replay from the log) supersedes the missing one.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::debug!(path = %path.display(), "producer state snapshot already superseded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot fsync producer state snapshot");
+                    }
+                    Ok(()) => {}
                 }
             }
         });

@@ -1,12 +1,7 @@
 //! The group coordinator over a real socket: what a consumer-group client sees, including after
 //! the broker restarts on the same data directory.
 
-use std::sync::Arc;
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use chronik_kafka::{listener, Broker, KafkaConfig};
-use chronik_log::{FlushPolicy, LogManager};
-use chronik_meta::{BrokerInfo, Command, LocalMetadataStore, MetadataStore};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
@@ -15,107 +10,14 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use kafka_protocol::protocol::StrBytes;
 
-struct TestBroker {
-    addr: std::net::SocketAddr,
-    logs: Arc<LogManager>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-}
+mod support;
 
-impl TestBroker {
-    async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        self.logs.close_all().unwrap();
-    }
-}
+use support::{Client, TestBroker};
 
 async fn start(dir: &std::path::Path) -> TestBroker {
-    let meta: Arc<dyn MetadataStore> =
-        Arc::new(LocalMetadataStore::open(dir.join("meta")).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    if meta.state().cluster_id.is_none() {
-        meta.propose(Command::InitCluster {
-            cluster_id: "test-cluster".into(),
-        })
-        .await
-        .unwrap();
-    }
-    meta.propose(Command::RegisterBroker(BrokerInfo {
-        node_id: 1,
-        host: "127.0.0.1".into(),
-        port: addr.port() as i32,
-        rack: None,
-    }))
-    .await
-    .unwrap();
-    let logs = Arc::new(LogManager::open(dir.join("logs"), FlushPolicy::Group).unwrap());
-    let config = KafkaConfig {
-        advertised_port: addr.port() as i32,
-        group_initial_rebalance_delay_ms: 0,
-        ..KafkaConfig::default()
-    };
-    let broker = Arc::new(Broker::new(config, meta, logs.clone()));
-    broker.start_group_coordinator().await.unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(listener::serve(listener, broker, rx));
-    TestBroker {
-        addr,
-        logs,
-        shutdown: tx,
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Client {
-    async fn connect(b: &TestBroker) -> Client {
-        Client {
-            stream: TcpStream::connect(b.addr).await.unwrap(),
-            correlation: 0,
-        }
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("groups-test")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(buf.len() as i32);
-        frame.extend_from_slice(&buf);
-        self.stream.write_all(&frame).await.unwrap();
-
-        let size = self.stream.read_i32().await.unwrap() as usize;
-        let mut resp = vec![0u8; size];
-        self.stream.read_exact(&mut resp).await.unwrap();
-        let mut resp = Bytes::from(resp);
-        let header =
-            ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        let out = Resp::decode(&mut resp, version).unwrap();
-        assert!(!resp.has_remaining(), "trailing bytes in {key:?} response");
-        out
-    }
+    TestBroker::start(dir).await
 }
 
 fn s(v: &str) -> StrBytes {

@@ -1,117 +1,21 @@
 //! Idempotent producers over a real socket: InitProducerId, and Produce retries that must be
 //! stored once and answered with the original offsets, before and after a broker restart.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
-use chronik_kafka::{listener, Broker, KafkaConfig};
-use chronik_log::{FlushPolicy, LogManager};
-use chronik_meta::{BrokerInfo, Command, LocalMetadataStore, MetadataStore};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-/// A broker serving from `dir`; dropping it stops the listener without closing the logs, which
-/// is what a crash leaves behind.
-struct TestBroker {
-    addr: std::net::SocketAddr,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+mod support;
 
-impl TestBroker {
-    async fn start(dir: &Path) -> TestBroker {
-        let meta: Arc<dyn MetadataStore> =
-            Arc::new(LocalMetadataStore::open(dir.join("meta")).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        meta.propose(Command::InitCluster {
-            cluster_id: "test-cluster".into(),
-        })
-        .await
-        .unwrap();
-        meta.propose(Command::RegisterBroker(BrokerInfo {
-            node_id: 1,
-            host: "127.0.0.1".into(),
-            port: addr.port() as i32,
-            rack: None,
-        }))
-        .await
-        .unwrap();
-        let logs = Arc::new(LogManager::open(dir.join("logs"), FlushPolicy::Group).unwrap());
-        let config = KafkaConfig {
-            advertised_port: addr.port() as i32,
-            ..KafkaConfig::default()
-        };
-        let broker = Arc::new(Broker::new(config, meta, logs));
-        let (shutdown, rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(listener::serve(listener, broker, rx));
-        TestBroker {
-            addr,
-            shutdown,
-            server,
-        }
-    }
+use support::{Client, TestBroker};
 
-    /// Stop accepting and let go of everything without closing the logs.
-    async fn crash(self) {
-        self.shutdown.send(true).unwrap();
-        self.server.await.unwrap().unwrap();
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
+/// Requests this file sends beyond the shared client's.
 impl Client {
-    async fn connect(b: &TestBroker) -> Client {
-        Client {
-            stream: TcpStream::connect(b.addr).await.unwrap(),
-            correlation: 0,
-        }
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0; 4]);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("idempotence-test")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.unwrap();
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        Resp::decode(&mut body, version).unwrap()
-    }
-
     async fn init_producer_id(
         &mut self,
         version: i16,

@@ -70,7 +70,7 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let pending = match handle_frame(&broker, frame, permit).await {
+        let pending = match handle_frame(&broker, frame, permit, peer).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad request");
@@ -91,6 +91,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     frame: BytesMut,
     permit: OwnedSemaphorePermit,
+    peer: SocketAddr,
 ) -> Result<Pending, ProtocolError> {
     let started = Instant::now();
     let frame_len = frame.len() as u64;
@@ -125,7 +126,16 @@ async fn handle_frame(
         .request_bytes
         .with_label_values(&[api_label(key)])
         .inc_by(frame_len);
-    let reply = registry::dispatch(broker, request.body, request.version)
+    let client = registry::ClientInfo {
+        client_id: request
+            .header
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+            .to_string(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    let reply = registry::dispatch(broker, request.body, request.version, &client)
         .await
         .ok_or(ProtocolError::UnsupportedVersion {
             api: key,

@@ -18,6 +18,15 @@ use crate::Broker;
 /// A response still being worked on; `None` means no response is sent (Produce with acks=0).
 pub(crate) type Reply = BoxFuture<'static, Option<ResponseKind>>;
 
+/// Who sent a request, for handlers that keep it (Kafka shows it in DescribeGroups).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientInfo {
+    /// The request header's client id ("" when absent).
+    pub client_id: String,
+    /// Kafka's form of the peer address: "/<ip>".
+    pub client_host: String,
+}
+
 pub(crate) fn ready(response: ResponseKind) -> Reply {
     Box::pin(std::future::ready(Some(response)))
 }
@@ -41,18 +50,23 @@ macro_rules! registry {
             broker: &Arc<Broker>,
             body: RequestKind,
             version: i16,
+            client: &ClientInfo,
         ) -> Option<Reply> {
             match body {
-                $( RequestKind::$key(request) => Some(registry!(@call $flavour $key $module broker request version)), )*
+                $( RequestKind::$key(request) => Some(registry!(@call $flavour $key $module broker request version client)), )*
                 _ => None,
             }
         }
     };
-    (@call inline $key:ident $module:ident $broker:ident $request:ident $version:ident) => {
+    (@call inline $key:ident $module:ident $broker:ident $request:ident $version:ident $client:ident) => {
         ready(ResponseKind::$key(handlers::$module::handle($broker, $request, $version).await))
     };
-    (@call deferred $key:ident $module:ident $broker:ident $request:ident $version:ident) => {
+    (@call deferred $key:ident $module:ident $broker:ident $request:ident $version:ident $client:ident) => {
         handlers::$module::handle($broker, $request, $version).await
+    };
+    // Handlers that record who is asking (group members' client id and host).
+    (@call deferred_with_client $key:ident $module:ident $broker:ident $request:ident $version:ident $client:ident) => {
+        handlers::$module::handle($broker, $request, $version, $client).await
     };
 }
 
@@ -78,7 +92,7 @@ registry! {
     inline DescribeCluster => describe_cluster, 0..=1;
     inline InitProducerId => init_producer_id, 0..=5;
     inline FindCoordinator => find_coordinator, 0..=4;
-    deferred JoinGroup => join_group, 0..=9;
+    deferred_with_client JoinGroup => join_group, 0..=9;
     deferred SyncGroup => sync_group, 0..=5;
     inline Heartbeat => heartbeat, 0..=4;
     inline LeaveGroup => leave_group, 0..=5;

@@ -381,3 +381,60 @@ async fn pipelined_produces_are_answered_in_order_with_increasing_offsets() {
         assert!(!body.has_remaining());
     }
 }
+
+#[tokio::test]
+async fn only_the_first_batch_of_a_fetch_may_exceed_max_bytes() {
+    let (b, _dir) = start().await;
+    let mut c = Client::connect(&b).await;
+    assert_eq!(create_topic(&mut c, "big", 2, &[]).await, 0);
+    // Pseudo-random printable text, so the LZ4-compressed batch stays ~600 kB.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..600_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 94) as u8)
+        })
+        .collect();
+    for partition in 0..2 {
+        let resp: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_req("big", partition, batch(&[&big], 1), -1),
+            )
+            .await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1_000_000)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic("big"))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(20_000_000)
+                    })
+                    .collect(),
+            )]);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
+    let sizes: Vec<usize> = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert!(
+        sizes[0] > 0,
+        "the first batch is returned even though it is large"
+    );
+    assert_eq!(
+        sizes[1], 0,
+        "a second large batch would exceed max_bytes: {sizes:?}"
+    );
+    assert_eq!(resp.responses[0].partitions[1].high_watermark, 1);
+}

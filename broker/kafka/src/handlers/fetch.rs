@@ -95,6 +95,17 @@ fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
                 continue;
             }
             match log.read(p.fetch_offset, limit.max(1), true) {
+                // Only the response's first batch may exceed the limits (KIP-74); a later
+                // partition whose next batch does not fit gets nothing this time.
+                Ok(read) if round.bytes > 0 && read.records.len() > limit => {
+                    partitions.push(
+                        response
+                            .with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.high_watermark)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_records(Some(Bytes::new())),
+                    );
+                }
                 Ok(read) => {
                     round.bytes += read.records.len();
                     remaining = remaining.saturating_sub(read.records.len());

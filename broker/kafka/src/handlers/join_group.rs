@@ -10,10 +10,15 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, ResponseKind
 
 use super::str_bytes;
 use crate::coordinator::group::{JoinRequest, JoinResult};
-use crate::registry::{ready, Reply};
+use crate::registry::{ready, ClientInfo, Reply};
 use crate::Broker;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: JoinGroupRequest, version: i16) -> Reply {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: JoinGroupRequest,
+    version: i16,
+    client: &ClientInfo,
+) -> Reply {
     let group_id = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
     if group_id.is_empty() {
@@ -26,14 +31,14 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: JoinGroupRequest, vers
         .group_instance_id
         .map(|i| i.to_string())
         .filter(|i| !i.is_empty());
-    // Kafka prefixes generated ids with the client id (static members: the instance id); the
-    // handler does not see the request header, so dynamic members get a fixed prefix.
-    let prefix = instance_id.as_deref().unwrap_or("member");
+    // Kafka prefixes generated ids with the client id (static members: the instance id), so
+    // members sort by client id, which client-side assignors' tie-breaks rely on.
+    let prefix = instance_id.as_deref().unwrap_or(&client.client_id);
     let join = JoinRequest {
         member_id,
         instance_id: instance_id.clone(),
-        client_id: String::new(),
-        client_host: String::new(),
+        client_id: client.client_id.clone(),
+        client_host: client.client_host.clone(),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout; Kafka uses the session timeout for it.
         rebalance_timeout_ms: if version == 0 {

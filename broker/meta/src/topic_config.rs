@@ -488,6 +488,12 @@ pub struct TopicConfig {
     pub min_insync_replicas: i32,
     pub delete_retention_ms: i64,
     pub min_compaction_lag_ms: i64,
+    /// SQL over the topic (columnar.enabled).
+    pub columnar_enabled: bool,
+    /// Full-text search over the topic (searchable.enabled).
+    pub searchable_enabled: bool,
+    /// JSON paths indexed as text (search.fields); `None` means every string field.
+    pub search_fields: Option<Vec<String>>,
 }
 
 impl TopicConfig {
@@ -517,6 +523,18 @@ impl TopicConfig {
             min_insync_replicas: num("min.insync.replicas") as i32,
             delete_retention_ms: num("delete.retention.ms"),
             min_compaction_lag_ms: num("min.compaction.lag.ms"),
+            columnar_enabled: raw("columnar.enabled").trim().eq_ignore_ascii_case("true"),
+            searchable_enabled: raw("searchable.enabled")
+                .trim()
+                .eq_ignore_ascii_case("true"),
+            search_fields: {
+                let fields: Vec<String> = raw("search.fields")
+                    .split(',')
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                (!fields.is_empty()).then_some(fields)
+            },
         }
     }
 }

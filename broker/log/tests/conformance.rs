@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chronik_log::{
-    CleanupPolicy, FileLog, LogConfig, LogError, MemoryLog, PartitionLog, TimestampOffset,
+    AbortedTxn, CleanupPolicy, ControlKind, FileLog, LogConfig, LogError, MemoryLog, PartitionLog,
+    TimestampOffset,
 };
 use kafka_protocol::records::Compression;
-use support::{base_offsets, batch, batch_of, concat, headers, idempotent_batch, kv, now_ms};
+use support::{
+    base_offsets, batch, batch_of, concat, headers, idempotent_batch, kv, marker, now_ms,
+    transactional_batch,
+};
 
 /// A log under test and whatever must live as long as it.
 struct Harness {
@@ -546,6 +550,133 @@ async fn producer_state_outlives_deleted_records_and_follows_truncation(make: Fa
     produce(&*h.log, idempotent_batch(1, 3, 0, 100)).await;
 }
 
+/// Offsets of the batches a read_committed consumer would get from `offset`.
+fn committed_batches(log: &dyn PartitionLog, offset: i64) -> (Vec<i64>, Vec<AbortedTxn>) {
+    let read = log.read_committed(offset, 1 << 20).expect("read committed");
+    (base_offsets(&read.records), read.aborted_transactions)
+}
+
+async fn the_last_stable_offset_holds_at_the_oldest_open_transaction(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, batch(2, 1, Compression::None)).await; // 0..=1
+    produce(log, transactional_batch(2, 10, 0, 0)).await; // 2..=3, opens pid 10
+    produce(log, transactional_batch(1, 11, 0, 0)).await; // 4, opens pid 11
+    produce(log, batch(1, 1, Compression::None)).await; // 5
+    assert_eq!(log.high_watermark(), 6);
+    assert_eq!(log.last_stable_offset(), 2);
+    // read_uncommitted sees everything; read_committed stops at the LSO.
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, true).unwrap().records),
+        [0, 2, 4, 5]
+    );
+    assert_eq!(committed_batches(log, 0).0, [0]);
+    assert_eq!(committed_batches(log, 2).0, Vec::<i64>::new());
+    assert_eq!(
+        log.read_committed(0, 1 << 20).unwrap().last_stable_offset,
+        2
+    );
+
+    // pid 10 commits (marker at 6): the LSO moves to pid 11's transaction.
+    produce(log, marker(10, 0, ControlKind::Commit)).await;
+    assert_eq!(log.last_stable_offset(), 4);
+    assert_eq!(committed_batches(log, 0), (vec![0, 2], vec![]));
+    // pid 11 aborts (marker at 7): nothing is open, the LSO is the high watermark.
+    produce(log, marker(11, 0, ControlKind::Abort)).await;
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    let (batches, aborted) = committed_batches(log, 0);
+    assert_eq!(batches, [0, 2, 4, 5, 6, 7]);
+    assert_eq!(
+        aborted,
+        [AbortedTxn {
+            producer_id: 11,
+            first_offset: 4,
+            last_offset: 7
+        }]
+    );
+    // A read starting after the abort marker needs no aborted transactions.
+    assert_eq!(committed_batches(log, 8).1, []);
+    // A later transaction of the same producer opens anew.
+    produce(log, transactional_batch(1, 10, 0, 2)).await;
+    assert_eq!(log.last_stable_offset(), 8);
+}
+
+async fn aborted_transactions_listed_are_those_overlapping_the_read(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(1, 1, 0, 0)).await; // 0
+    produce(log, marker(1, 0, ControlKind::Abort)).await; // 1
+    produce(log, batch(3, 1, Compression::None)).await; // 2..=4
+    produce(log, transactional_batch(1, 2, 0, 0)).await; // 5
+    produce(log, transactional_batch(1, 1, 0, 1)).await; // 6
+    produce(log, marker(2, 0, ControlKind::Abort)).await; // 7
+    produce(log, marker(1, 0, ControlKind::Commit)).await; // 8
+    let abort = |pid, first, last| AbortedTxn {
+        producer_id: pid,
+        first_offset: first,
+        last_offset: last,
+    };
+    assert_eq!(
+        committed_batches(log, 0).1,
+        [abort(1, 0, 1), abort(2, 5, 7)]
+    );
+    assert_eq!(committed_batches(log, 2).1, [abort(2, 5, 7)]);
+    // A read that returns only offsets 2..=4 needs no entry for the abort at 5..=7.
+    let small = log.read_committed(2, 1).unwrap();
+    assert_eq!(base_offsets(&small.records), [2]);
+    assert_eq!(small.aborted_transactions, []);
+}
+
+async fn transactional_writes_follow_the_producer_epoch_and_transaction(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(2, 3, 1, 0)).await;
+    // A non-transactional batch of a producer in a transaction does not belong.
+    assert!(matches!(
+        log.append(idempotent_batch(1, 3, 1, 2), 0),
+        Err(LogError::InvalidTxnState { producer_id: 3, .. })
+    ));
+    // A marker of an older epoch is a zombie coordinator's.
+    assert!(matches!(
+        log.append(marker(3, 0, ControlKind::Commit), 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    // A fencing abort carries a bumped epoch; the old epoch is fenced afterwards.
+    produce(log, marker(3, 2, ControlKind::Abort)).await;
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    assert!(matches!(
+        log.append(transactional_batch(1, 3, 1, 2), 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    produce(log, transactional_batch(1, 3, 3, 0)).await;
+    // Retries of a transactional batch are duplicates, as for idempotent ones.
+    assert!(matches!(
+        log.append(transactional_batch(1, 3, 3, 0), 0),
+        Err(LogError::DuplicateSequence { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 4);
+    // A marker without an open transaction is stored and changes nothing.
+    produce(log, marker(3, 3, ControlKind::Commit)).await;
+    produce(log, marker(3, 3, ControlKind::Commit)).await;
+    assert_eq!(log.last_stable_offset(), 6);
+}
+
+async fn truncation_reopens_a_transaction_whose_marker_it_removed(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(2, 4, 0, 0)).await; // 0..=1
+    produce(log, marker(4, 0, ControlKind::Abort)).await; // 2
+    assert_eq!(committed_batches(log, 0).1.len(), 1);
+    log.truncate_to(2).expect("truncate");
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(
+        log.read_committed(0, 1 << 20).unwrap().aborted_transactions,
+        []
+    );
+    produce(log, marker(4, 0, ControlKind::Commit)).await;
+    assert_eq!(committed_batches(log, 0), (vec![0, 2], vec![]));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -585,4 +716,8 @@ conformance!(
     a_sequence_gap_is_out_of_order_and_stores_nothing,
     an_older_producer_epoch_is_fenced,
     producer_state_outlives_deleted_records_and_follows_truncation,
+    the_last_stable_offset_holds_at_the_oldest_open_transaction,
+    aborted_transactions_listed_are_those_overlapping_the_read,
+    transactional_writes_follow_the_producer_epoch_and_transaction,
+    truncation_reopens_a_transaction_whose_marker_it_removed,
 );

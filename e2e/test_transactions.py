@@ -2,7 +2,8 @@
 seen by read_committed consumers exactly once, aborted ones never (read_uncommitted still sees
 them), offsets sent with send_offsets_to_transaction commit atomically with the output, a second
 producer with the same transactional.id fences the first, a transaction left open past its
-timeout is aborted by the coordinator, and all of it survives a SIGKILL of the broker."""
+timeout is aborted by the coordinator, and all of it survives a SIGKILL of the broker. kafka-python's
+transactional producer and read_committed consumer work too."""
 
 import time
 import uuid
@@ -333,3 +334,47 @@ def test_transactions_survive_sigkill(start_server, topic_name):
     successor.commit_transaction(WAIT_S)
     got = sorted(values(read(server, topic_name, [0, 1], "read_committed")))
     assert got == sorted(expected + ["after-0", "after-1"])
+
+
+def test_kafka_python_transactional_producer_and_read_committed_consumer(server, topic_name):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KpTopicPartition
+
+    create_topic(server, topic_name)
+    p = KafkaProducer(
+        bootstrap_servers=server.bootstrap,
+        transactional_id=f"kp-{uuid.uuid4().hex[:8]}",
+        enable_idempotence=True,
+    )
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(5):
+            p.send(topic_name, f"kept-{i}".encode(), partition=0)
+        p.commit_transaction()
+        p.begin_transaction()
+        for i in range(5):
+            p.send(topic_name, f"dropped-{i}".encode(), partition=0)
+        p.flush()
+        p.abort_transaction()
+    finally:
+        p.close()
+
+    def kafka_python_values(isolation):
+        c = KafkaConsumer(
+            bootstrap_servers=server.bootstrap,
+            isolation_level=isolation,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=3000,
+        )
+        try:
+            c.assign([KpTopicPartition(topic_name, 0)])
+            return [m.value.decode() for m in c]
+        finally:
+            c.close()
+
+    kept = [f"kept-{i}" for i in range(5)]
+    assert kafka_python_values("read_committed") == kept
+    assert kafka_python_values("read_uncommitted") == kept + [f"dropped-{i}" for i in range(5)]
+    # And librdkafka's consumer agrees.
+    assert values(read(server, topic_name, [0], "read_committed")) == kept

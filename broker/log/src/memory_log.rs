@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::batch::{self, BatchHeader};
-use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
+use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy, TxnFilter};
 use crate::decode;
 use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset};
@@ -125,9 +125,11 @@ impl MemoryLog {
     }
 
     fn compact(st: &mut State, now_ms: i64) -> Result<()> {
+        let end = st.last_stable_offset();
+        let txns = TxnFilter::new(end, &st.producers.aborted_between(i64::MIN, end));
         let mut map = OffsetMap::default();
         for b in &st.batches {
-            map.add_batch(&b.bytes)?;
+            map.add_batch(&b.bytes, &txns)?;
         }
         let mut tombstones = TombstonePolicy {
             now_ms,
@@ -136,7 +138,7 @@ impl MemoryLog {
         };
         let mut kept = VecDeque::with_capacity(st.batches.len());
         for b in st.batches.drain(..) {
-            match compact_batch(&b.bytes, &map, &mut tombstones)? {
+            match compact_batch(&b.bytes, &map, &mut tombstones, &txns)? {
                 Compacted::Unchanged => kept.push_back(b),
                 Compacted::Removed => {}
                 Compacted::Rewritten(bytes) => {

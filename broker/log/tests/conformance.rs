@@ -677,6 +677,83 @@ async fn truncation_reopens_a_transaction_whose_marker_it_removed(make: Factory)
     assert_eq!(committed_batches(log, 0), (vec![0, 2], vec![]));
 }
 
+/// Everything below the last stable offset, read as a read_committed consumer would.
+fn read_all_committed(log: &dyn PartitionLog) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let got = log.read_committed(offset, 1 << 20).expect("read").records;
+        let Some(last) = headers(&got).last().copied() else {
+            return out.freeze();
+        };
+        out.extend_from_slice(&got);
+        offset = last.next_offset();
+    }
+}
+
+/// (offset, key, value) of the data records (no markers) of stored bytes.
+fn data_records(bytes: Bytes) -> Vec<(i64, String, String)> {
+    support::decode(bytes)
+        .into_iter()
+        .filter(|r| !r.control)
+        .map(|r| {
+            let s = |b: Option<Bytes>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+            (r.offset, s(r.key), s(r.value))
+        })
+        .collect()
+}
+
+async fn compaction_drops_aborted_data_and_leaves_open_transactions_alone(make: Factory) {
+    let now = now_ms();
+    let h = make(LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_ms: 0,
+        delete_retention_ms: 60_000,
+        ..LogConfig::default()
+    });
+    let log = &*h.log;
+    let rec =
+        |k: &'static str, v: &'static str| batch_of(&[(Some(k), Some(v), now)], Compression::None);
+    produce(log, rec("k0", "old")).await; // 0
+    produce(log, transactional_batch(1, 1, 0, 0)).await; // 1: k0, aborted below
+    produce(log, marker(1, 0, ControlKind::Abort)).await; // 2
+    produce(log, transactional_batch(2, 2, 0, 0)).await; // 3..=4: k0, k1, committed below
+    produce(log, marker(2, 0, ControlKind::Commit)).await; // 5
+    produce(log, transactional_batch(1, 3, 0, 0)).await; // 6: k0, stays open
+    produce(log, rec("k1", "newest")).await; // 7
+    assert_eq!(log.last_stable_offset(), 6);
+
+    log.run_maintenance(now_ms()).expect("maintenance");
+    // Below the LSO: the aborted k0 is gone and did not supersede anything; the committed k0
+    // superseded the old one. At or above it nothing moved: the open k0 (6) and the plain k1
+    // (7) supersede nothing yet, so the committed k1 (4) stays.
+    assert_eq!(
+        data_records(read_all_committed(log)),
+        [
+            (3, "k0".into(), "seq-0+0".into()),
+            (4, "k1".into(), "seq-0+1".into())
+        ]
+    );
+    assert_eq!(
+        data_records(read_all(log))
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        [3, 4, 6, 7]
+    );
+
+    // Once the open transaction commits, everything is stable and the newest values win.
+    produce(log, marker(3, 0, ControlKind::Commit)).await; // 8
+    log.run_maintenance(now_ms()).expect("maintenance");
+    assert_eq!(
+        data_records(read_all(log)),
+        [
+            (6, "k0".into(), "seq-0+0".into()),
+            (7, "k1".into(), "newest".into())
+        ]
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -720,4 +797,5 @@ conformance!(
     aborted_transactions_listed_are_those_overlapping_the_read,
     transactional_writes_follow_the_producer_epoch_and_transaction,
     truncation_reopens_a_transaction_whose_marker_it_removed,
+    compaction_drops_aborted_data_and_leaves_open_transactions_alone,
 );

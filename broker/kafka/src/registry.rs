@@ -77,7 +77,7 @@ macro_rules! registry {
 // classic groups do not have; FindCoordinator 5+ adds transaction-abortable and share-group
 // semantics; AddPartitionsToTxn 4+ is the brokers' batched verification of KIP-890, and
 // EndTxn 5 and TxnOffsetCommit 5 are KIP-890 part 2, whose epoch bump per transaction this
-// coordinator does not do).
+// coordinator does not do; ListTransactions 2 filters by a Java regex, which is not served).
 registry! {
     inline ApiVersions => api_versions, 0..=4;
     deferred Produce => produce, 3..=11;
@@ -108,6 +108,8 @@ registry! {
     inline AddOffsetsToTxn => add_offsets_to_txn, 0..=4;
     inline EndTxn => end_txn, 0..=4;
     deferred TxnOffsetCommit => txn_offset_commit, 0..=4;
+    inline DescribeTransactions => describe_transactions, 0..=0;
+    inline ListTransactions => list_transactions, 0..=1;
 }
 
 /// The APIs and versions this broker serves.

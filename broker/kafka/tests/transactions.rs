@@ -310,3 +310,82 @@ async fn clients_may_not_write_markers_or_unsequenced_producer_batches() {
     assert_eq!(c.produce(batch(Some((7, 0, -1)), &["x"])).await.0, 87);
     assert_eq!(c.produce(batch(None, &["ok"])).await, (0, 0));
 }
+
+#[tokio::test]
+async fn describe_and_list_transactions_report_the_coordinator_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.produce(batch(None, &["plain"])).await, (0, 0));
+    let (_, pid, epoch) = c.init("listed-open").await;
+    let (_, idle_pid, _) = c.init("listed-idle").await;
+    assert_eq!(
+        c.add_partitions("listed-open", pid, epoch, &[TOPIC]).await,
+        [0]
+    );
+
+    let req = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![tid("listed-open"), tid("never-seen")]);
+    let resp: DescribeTransactionsResponse = c.call(ApiKey::DescribeTransactions, 0, &req).await;
+    let open = &resp.transaction_states[0];
+    assert_eq!(open.error_code, 0);
+    assert_eq!(open.transaction_state.as_str(), "Ongoing");
+    assert_eq!((open.producer_id.0, open.producer_epoch), (pid, epoch));
+    assert_eq!(open.transaction_timeout_ms, 60_000);
+    assert!(open.transaction_start_time_ms > 0);
+    assert_eq!(open.topics.len(), 1);
+    assert_eq!(open.topics[0].topic.0.as_str(), TOPIC);
+    assert_eq!(open.topics[0].partitions, [0]);
+    assert_eq!(
+        resp.transaction_states[1].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+
+    let list = |states: &[&str], pids: &[i64]| {
+        ListTransactionsRequest::default()
+            .with_state_filters(
+                states
+                    .iter()
+                    .map(|s| StrBytes::from_string(s.to_string()))
+                    .collect(),
+            )
+            .with_producer_id_filters(pids.iter().map(|p| ProducerId(*p)).collect())
+            .with_duration_filter(-1)
+    };
+    let ids = |resp: &ListTransactionsResponse| -> Vec<(String, String)> {
+        resp.transaction_states
+            .iter()
+            .map(|t| {
+                (
+                    t.transactional_id.0.to_string(),
+                    t.transaction_state.to_string(),
+                )
+            })
+            .collect()
+    };
+    let all: ListTransactionsResponse = c.call(ApiKey::ListTransactions, 1, &list(&[], &[])).await;
+    assert_eq!(
+        ids(&all),
+        [
+            ("listed-idle".to_string(), "Empty".to_string()),
+            ("listed-open".to_string(), "Ongoing".to_string())
+        ]
+    );
+    let ongoing: ListTransactionsResponse = c
+        .call(
+            ApiKey::ListTransactions,
+            1,
+            &list(&["Ongoing", "Bogus"], &[]),
+        )
+        .await;
+    assert_eq!(ids(&ongoing).len(), 1);
+    assert_eq!(
+        ongoing.unknown_state_filters,
+        [StrBytes::from_static_str("Bogus")]
+    );
+    let by_pid: ListTransactionsResponse = c
+        .call(ApiKey::ListTransactions, 0, &list(&[], &[idle_pid]))
+        .await;
+    assert_eq!(ids(&by_pid)[0].0, "listed-idle");
+    assert_eq!(ids(&by_pid).len(), 1);
+}

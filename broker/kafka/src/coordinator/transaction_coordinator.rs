@@ -196,12 +196,23 @@ impl TransactionCoordinator {
         partition_for(transactional_id, count)
     }
 
+    /// The slot of an id, created empty for InitProducerId.
     fn slot(&self, transactional_id: &str) -> Slot {
         self.slots
             .lock()
             .entry(transactional_id.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The slot of an id InitProducerId has seen; other requests never create one, so unknown
+    /// ids cost no memory.
+    fn existing_slot(&self, transactional_id: &str) -> Result<Slot, TxnError> {
+        self.slots
+            .lock()
+            .get(transactional_id)
+            .cloned()
+            .ok_or(TxnError::InvalidProducerIdMapping)
     }
 
     /// Write `m` to `__transaction_state` and wait until it is durable.
@@ -386,7 +397,9 @@ impl TransactionCoordinator {
         fenced: ResponseError,
     ) -> Result<(), ResponseError> {
         self.ready(broker, transactional_id).await?;
-        let slot = self.slot(transactional_id);
+        let slot = self
+            .existing_slot(transactional_id)
+            .map_err(|e| error_codes::for_txn(e, fenced))?;
         let mut guard = slot.lock().await;
         let Some(m) = guard.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping);
@@ -417,7 +430,9 @@ impl TransactionCoordinator {
         fenced: ResponseError,
     ) -> Result<(), ResponseError> {
         self.ready(broker, transactional_id).await?;
-        let slot = self.slot(transactional_id);
+        let slot = self
+            .existing_slot(transactional_id)
+            .map_err(|e| error_codes::for_txn(e, fenced))?;
         let mut guard = slot.lock().await;
         let Some(m) = guard.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping);
@@ -450,7 +465,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<(), TxnError> {
-        let slot = self.slot(transactional_id);
+        let slot = self.existing_slot(transactional_id)?;
         let guard = slot.lock().await;
         match guard.as_ref() {
             None => Err(TxnError::InvalidProducerIdMapping),
@@ -458,6 +473,37 @@ impl TransactionCoordinator {
             Some(m) if m.producer_epoch != producer_epoch => Err(TxnError::ProducerFenced),
             Some(_) => Ok(()),
         }
+    }
+
+    /// DescribeTransactions of one id.
+    pub async fn describe(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+    ) -> Result<TxnMetadata, ResponseError> {
+        self.ready(broker, transactional_id).await?;
+        let slot = self
+            .existing_slot(transactional_id)
+            .map_err(|_| ResponseError::TransactionalIdNotFound)?;
+        let guard = slot.lock().await;
+        guard.clone().ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
+    /// ListTransactions: every transactional id this broker coordinates, by id.
+    pub async fn list(&self, broker: &Arc<Broker>) -> Result<Vec<TxnMetadata>, ResponseError> {
+        self.start(broker).await.map_err(|e| {
+            tracing::warn!(error = %e, "transaction coordinator not available");
+            error_codes::for_coordinator(&e)
+        })?;
+        let slots: Vec<Slot> = self.slots.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            if let Some(m) = slot.lock().await.clone() {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(out)
     }
 
     async fn finish_if_prepared(&self, broker: &Broker, m: &mut TxnMetadata) {

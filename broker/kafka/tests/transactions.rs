@@ -389,3 +389,115 @@ async fn describe_and_list_transactions_report_the_coordinator_state() {
     assert_eq!(ids(&by_pid)[0].0, "listed-idle");
     assert_eq!(ids(&by_pid).len(), 1);
 }
+
+/// A `__transaction_state` value (Kafka's v0 layout) for a transaction of `pid` on partition 0
+/// of `TOPIC` in state `code`.
+fn state_record(id: &str, pid: i64, epoch: i16, code: i8, start: i64) -> Bytes {
+    use bytes::BufMut;
+    let str16 = |buf: &mut BytesMut, s: &str| {
+        buf.put_i16(s.len() as i16);
+        buf.put_slice(s.as_bytes());
+    };
+    let mut key = BytesMut::new();
+    key.put_i16(0);
+    str16(&mut key, id);
+    let mut value = BytesMut::new();
+    value.put_i16(0);
+    value.put_i64(pid);
+    value.put_i16(epoch);
+    value.put_i32(60_000);
+    value.put_i8(code);
+    value.put_i32(1);
+    str16(&mut value, TOPIC);
+    value.put_i32(1);
+    value.put_i32(0);
+    value.put_i64(start);
+    value.put_i64(start);
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: start,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [record].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// A crash after a commit was decided (PrepareCommit durable) but before its markers were
+/// written: after the restart the coordinator finishes the commit on its own.
+#[tokio::test]
+async fn a_prepared_commit_is_finished_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.produce(batch(None, &["plain"])).await, (0, 0));
+    let (_, pid, epoch) = c.init("prepared").await;
+    assert_eq!(
+        c.add_partitions("prepared", pid, epoch, &[TOPIC]).await,
+        [0]
+    );
+    assert_eq!(
+        c.produce(batch(Some((pid, epoch, 0)), &["t1", "t2"])).await,
+        (0, 1)
+    );
+    assert_eq!(c.fetch(1).await.last_stable_offset, 1);
+
+    // The id's record is in exactly one partition of __transaction_state; append the decision
+    // there as the coordinator would have before writing markers.
+    let state_log = (0..8)
+        .filter_map(|p| broker.logs.get("__transaction_state", p))
+        .find(|log| log.log_end_offset() > 0)
+        .expect("the id's state partition");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let info = state_log
+        .append(state_record("prepared", pid, epoch, 2, now), 0)
+        .unwrap();
+    state_log.wait_durable(info.last_offset).await.unwrap();
+    drop(c);
+    broker.crash().await;
+
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let f = c.fetch(1).await;
+        if f.last_stable_offset == 4 {
+            assert_eq!(f.values, ["plain", "t1", "t2"]);
+            assert!(f.aborted.is_empty(), "committed, not aborted");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commit not finished: LSO {}",
+            f.last_stable_offset
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![tid("prepared")]);
+    let resp: DescribeTransactionsResponse = c.call(ApiKey::DescribeTransactions, 0, &req).await;
+    assert_eq!(
+        resp.transaction_states[0].transaction_state.as_str(),
+        "CompleteCommit"
+    );
+}

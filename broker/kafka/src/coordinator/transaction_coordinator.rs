@@ -215,13 +215,22 @@ impl TransactionCoordinator {
             .ok_or(TxnError::InvalidProducerIdMapping)
     }
 
-    /// Write `m` to `__transaction_state` and wait until it is durable.
-    async fn persist(&self, m: &TxnMetadata) -> Result<(), CoordinatorError> {
+    /// Append `m` to `__transaction_state`; returns what to wait on for durability.
+    fn append_state(
+        &self,
+        m: &TxnMetadata,
+    ) -> Result<(Arc<dyn PartitionLog>, i64), CoordinatorError> {
         let log = self.state_log(self.partition_of(&m.transactional_id))?;
         let key = txn_records::encode_key(&m.transactional_id);
         let batch = records::batch(&[(key, Some(txn_records::encode_value(m)))], now_ms())?;
         let info = log.append(batch, 0)?;
-        log.wait_durable(info.last_offset).await?;
+        Ok((log, info.last_offset))
+    }
+
+    /// Write `m` to `__transaction_state` and wait until it is durable.
+    async fn persist(&self, m: &TxnMetadata) -> Result<(), CoordinatorError> {
+        let (log, offset) = self.append_state(m)?;
+        log.wait_durable(offset).await?;
         Ok(())
     }
 
@@ -276,7 +285,10 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Finish a prepared transaction: markers, then the Complete state, durable.
+    /// Finish a prepared transaction: markers, durable, then the Complete state. The Complete
+    /// record is not waited for: if a crash loses it, replay finds the prepared state and
+    /// writes the markers again, which is harmless (a marker without an open transaction
+    /// changes nothing), and the id's next change is persisted after it anyway.
     async fn complete_prepared(
         &self,
         broker: &Broker,
@@ -285,7 +297,7 @@ impl TransactionCoordinator {
         self.write_markers(broker, m).await?;
         let mut done = m.clone();
         done.complete(now_ms());
-        self.persist(&done).await?;
+        self.append_state(&done)?;
         tracing::debug!(
             transactional_id = %m.transactional_id,
             state = ?done.state,

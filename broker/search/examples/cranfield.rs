@@ -1,7 +1,7 @@
 //! Search quality on the Cranfield collection, in process: index the documents through the
 //! Indexer seam, run every query as a multi_match over title and text, print NDCG@10.
 //!
-//! `cargo run -p chronik-search --example cranfield -- <cranfield dir> [multi_match type] [title boost]`
+//! `cargo run -p chronik-search --example cranfield -- <cranfield dir> [multi_match type, default cross_fields] [title boost, default 3]`
 //! (`make eval-search` measures the same thing end to end, through Kafka and HTTP.)
 
 use std::collections::HashMap;
@@ -41,8 +41,11 @@ fn ndcg_at_10(ranked: &[i64], gains: &HashMap<i64, f64>) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map_or("../shared/data/cranfield", |s| s));
-    let kind = args.get(2).cloned().unwrap_or_else(|| "best_fields".into());
-    let title_boost = args.get(3).cloned().unwrap_or_else(|| "1".into());
+    let kind = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "cross_fields".into());
+    let title_boost = args.get(3).cloned().unwrap_or_else(|| "3".into());
     let fields: Vec<String> = match args.get(4) {
         Some(list) => list.split(',').map(str::to_string).collect(),
         None => vec![format!("title^{title_boost}"), "text".to_string()],

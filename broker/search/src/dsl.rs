@@ -20,6 +20,7 @@ use tantivy::DateTime;
 
 use crate::analyzer;
 use crate::automaton::{wildcard_regex, KeyPatternQuery, ValuePattern};
+use crate::combined::{CombinedFieldsQuery, TermGroup};
 use crate::error::SearchError;
 use crate::query_string;
 use crate::schema::{self, Fields};
@@ -316,6 +317,7 @@ impl<'a> QueryBuilder<'a> {
             "match" => self.match_query(body),
             "match_phrase" => self.match_phrase(body),
             "multi_match" => self.multi_match(body),
+            "combined_fields" => self.combined_fields(body),
             "query_string" => self.query_string(body, false),
             "simple_query_string" => self.query_string(body, true),
             "term" => self.term(body),
@@ -338,7 +340,7 @@ impl<'a> QueryBuilder<'a> {
             }
             other => Err(SearchError::bad(format!(
                 "unknown query [{other}]: supported are match_all, match_none, match, \
-                 match_phrase, multi_match, query_string, simple_query_string, term, terms, \
+                 match_phrase, multi_match, combined_fields, query_string, simple_query_string, term, terms, \
                  range, exists, prefix, wildcard, ids, bool, constant_score"
             ))),
         }
@@ -717,33 +719,9 @@ impl<'a> QueryBuilder<'a> {
                 }
                 Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, tie_breaker.unwrap_or(0.0)))
             }
-            "cross_fields" => {
-                // Term-centric: each query term may be found in any of the fields; the
-                // operator and minimum_should_match apply to terms, not to fields.
-                let text = query_text(text, "multi_match")?;
-                let tokens = analyzer::analyze(&mut self.analyzer, &text);
-                let mut per_term = Vec::new();
-                for (_, tok) in &tokens {
-                    let mut alternatives = Vec::new();
-                    for (f, b) in &fields {
-                        match f {
-                            FieldRef::Text(_) | FieldRef::All => {
-                                self.highlight.terms.push((f.clone(), tok.clone()));
-                                alternatives.push(boosted(text_term_query(self.text_term(f, tok)), Some(*b)));
-                            }
-                            _ => {}
-                        }
-                    }
-                    if !alternatives.is_empty() {
-                        per_term.push(Box::new(DisjunctionMaxQuery::with_tie_breaker(alternatives, tie_breaker.unwrap_or(0.0))) as Q);
-                    }
-                }
-                match per_term.len() {
-                    0 => Box::new(EmptyQuery),
-                    1 => per_term.pop().expect("one"),
-                    _ => combine(per_term, opts.operator, opts.minimum_should_match)?,
-                }
-            }
+            // Term-centric: the fields are scored as one (BM25F); the operator and
+            // minimum_should_match apply to terms, not to fields.
+            "cross_fields" => self.combined(text, &fields, opts)?,
             other => {
                 return Err(SearchError::bad(format!(
                     "[multi_match] type [{other}] is not supported: best_fields, most_fields, cross_fields, phrase"
@@ -751,6 +729,73 @@ impl<'a> QueryBuilder<'a> {
             }
         };
         Ok(boosted(q, get_f32(o, "boost", "multi_match")?))
+    }
+
+    /// BM25F over `fields` (text fields only; exact-valued fields have no term frequencies).
+    fn combined(
+        &mut self,
+        text: &Value,
+        fields: &[(FieldRef, f32)],
+        opts: MatchOptions<'_>,
+    ) -> Result<Q, SearchError> {
+        let text = query_text(text, "combined_fields")?;
+        let tokens = analyzer::analyze(&mut self.analyzer, &text);
+        let mut groups: Vec<TermGroup> = Vec::new();
+        for (_, tok) in &tokens {
+            let mut group = Vec::new();
+            for (f, b) in fields {
+                if matches!(f, FieldRef::Text(_) | FieldRef::All) {
+                    self.highlight.terms.push((f.clone(), tok.clone()));
+                    group.push((self.text_term(f, tok), *b));
+                }
+            }
+            if !group.is_empty() {
+                groups.push(group);
+            }
+        }
+        if groups.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        let n = groups.len();
+        let minimum = match opts.operator {
+            Operator::And => n,
+            Operator::Or => match opts.minimum_should_match {
+                Some(v) => minimum_should_match(v, n)?.max(1),
+                None => 1,
+            },
+        };
+        Ok(Box::new(CombinedFieldsQuery::new(
+            groups,
+            self.fields.all,
+            minimum,
+        )))
+    }
+
+    fn combined_fields(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "combined_fields")?;
+        check_keys(
+            o,
+            "combined_fields",
+            &[
+                "query",
+                "fields",
+                "operator",
+                "minimum_should_match",
+                "zero_terms_query",
+                "auto_generate_synonyms_phrase_query",
+            ],
+        )?;
+        let text = o
+            .get("query")
+            .ok_or_else(|| SearchError::bad("[combined_fields] requires [query]"))?;
+        let fields = self.field_list(o.get("fields"), "combined_fields")?;
+        let opts = MatchOptions {
+            operator: operator(o, "operator", "combined_fields")?,
+            minimum_should_match: o.get("minimum_should_match"),
+            fuzziness: None,
+        };
+        let q = self.combined(text, &fields, opts)?;
+        Ok(boosted(q, get_f32(o, "boost", "combined_fields")?))
     }
 
     fn query_string(&mut self, body: &Value, simple: bool) -> Result<Q, SearchError> {

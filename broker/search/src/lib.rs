@@ -10,6 +10,7 @@ mod aggs;
 mod analyzer;
 mod automaton;
 mod collect;
+mod combined;
 mod dsl;
 mod engine;
 mod error;

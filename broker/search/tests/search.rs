@@ -249,6 +249,24 @@ async fn phrase_with_slop_and_multi_match_boosts() {
         json!({"query": {"multi_match": {"query": "red hiking", "fields": ["title", "desc"], "type": "cross_fields", "operator": "and"}}}),
     );
     assert_eq!(total(&none), 0);
+    // combined_fields (and cross_fields) score a term once over the fields together.
+    let r = search(
+        &e,
+        json!({"query": {"combined_fields": {"query": "backpack hiking", "fields": ["title", "desc"], "operator": "and"}}}),
+    );
+    assert_eq!(id_set(&r), set(&["1-1"]));
+    let one = search(
+        &e,
+        json!({"query": {"combined_fields": {"query": "shoes", "fields": ["title", "desc"]}}}),
+    );
+    assert_eq!(id_set(&one), set(&["0-0", "0-1"]));
+    let boosted = search(
+        &e,
+        json!({"query": {"combined_fields": {"query": "shoes", "fields": ["title^3", "desc"]}}}),
+    );
+    assert!(
+        boosted["hits"]["max_score"].as_f64().unwrap() > one["hits"]["max_score"].as_f64().unwrap()
+    );
     // No fields: every text field.
     let r = search(
         &e,

@@ -3,6 +3,7 @@
 
 mod config;
 mod node;
+mod search;
 
 use std::path::PathBuf;
 

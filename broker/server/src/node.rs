@@ -88,7 +88,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
-    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone());
+    let search_indexer = Arc::new(chronik_search::SearchIndexer::new(
+        config.data_dir.join("index").join("search"),
+    ));
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone()).with_search(
+        Arc::new(crate::search::SearchApi::new(search_indexer.clone())),
+    );
     tracing::info!(addr = %http_addr, "http api listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

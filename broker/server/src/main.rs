@@ -2,6 +2,7 @@
 //! configuration, and hands over to [`node`], the composition root.
 
 mod config;
+mod indexing;
 mod node;
 mod search;
 

@@ -131,8 +131,16 @@ impl Indexer for SearchIndexer {
 
     async fn index(&self, run: RecordRun<'_>) -> chronik_index::Result<()> {
         let part = self.get(run.topic, run.partition)?;
-        // Documents are built and handed to the writer's own thread; no fsync happens here.
-        part.add(&run).map_err(failed)
+        // Building documents is CPU work and handing them over can wait on the writer's
+        // thread: tell a multi-threaded runtime so its other tasks move elsewhere meanwhile.
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_thread {
+            tokio::task::block_in_place(|| part.add(&run)).map_err(failed)
+        } else {
+            part.add(&run).map_err(failed)
+        }
     }
 
     async fn publish(&self, topic: &str, partition: i32) -> chronik_index::Result<()> {

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from clients import WAIT_S, create_topic, produce_all, wait_until
+from clients import WAIT_S, create_topic, produce_all, producer, wait_until, watermarks
 
 FRESHNESS_S = 1.0
 
@@ -153,3 +153,29 @@ def test_bad_requests_are_400_with_a_reason(server, topic_name):
     assert status == 404, out
     # The broker is still fine afterwards.
     assert search(server, topic_name)["hits"]["total"]["value"] == 0
+
+
+def test_retention_removes_documents_below_the_log_start(server, topic_name):
+    segment = 1024
+    create_topic(
+        server,
+        topic_name,
+        config={"searchable.enabled": "true", "segment.bytes": str(segment), "retention.bytes": str(2 * segment)},
+    )
+    p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(60):
+        p.produce(topic_name, value=json.dumps({"i": i, "pad": "x" * 180}).encode(), partition=0)
+        p.poll(0)
+    assert p.flush(WAIT_S) == 0
+    wait_until(
+        lambda: watermarks(server, topic_name, 0)[0] > 0, what="retention to delete the oldest segments"
+    )
+
+    def index_matches_log():
+        start, end = watermarks(server, topic_name, 0)
+        return total(server, topic_name) == end - start and start
+
+    # The index follows the log start: exactly the records the log still has are found.
+    start = wait_until(index_matches_log, what="the index to drop what retention deleted")
+    assert total(server, topic_name, {"query": {"range": {"_offset": {"lt": start}}}}) == 0
+    assert total(server, topic_name, {"query": {"term": {"i": 59}}}) == 1

@@ -4,11 +4,12 @@ acknowledgement; a SIGKILL loses nothing and duplicates nothing; compaction supe
 the index; bad requests are 400s that say why."""
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
 
-from clients import WAIT_S, create_topic, produce_all, producer, wait_until, watermarks
+from clients import WAIT_S, admin, create_topic, produce_all, producer, wait_until, watermarks
 
 FRESHNESS_S = 1.0
 
@@ -179,3 +180,17 @@ def test_retention_removes_documents_below_the_log_start(server, topic_name):
     start = wait_until(index_matches_log, what="the index to drop what retention deleted")
     assert total(server, topic_name, {"query": {"range": {"_offset": {"lt": start}}}}) == 0
     assert total(server, topic_name, {"query": {"term": {"i": 59}}}) == 1
+
+
+def test_delete_topic_deletes_its_index(server, topic_name):
+    create_topic(server, topic_name, config={"searchable.enabled": "true"})
+    produce_all(server, topic_name, events(5, partitions=1))
+    wait_until(lambda: total(server, topic_name) == 5, what="5 events searchable")
+    index_dir = os.path.join(server.data_dir, "data", "index", "search", topic_name)
+    assert os.path.isdir(index_dir)
+    admin(server).delete_topics([topic_name], operation_timeout=10)[topic_name].result(timeout=WAIT_S)
+    wait_until(lambda: not os.path.exists(index_dir), what="the index directory to be removed")
+    status, out = http(server, "POST", f"/{topic_name}/_search", {})
+    assert status == 404, out
+    status, cat = http(server, "GET", "/_cat/indices?format=json")
+    assert all(row["index"] != topic_name for row in cat)

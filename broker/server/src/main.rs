@@ -2,7 +2,9 @@
 //! configuration, and hands over to [`node`], the composition root.
 
 mod config;
+mod indexing;
 mod node;
+mod search;
 
 use std::path::PathBuf;
 

@@ -86,7 +86,13 @@ impl Client {
     }
 
     async fn produce(&mut self, records: Bytes) -> (i16, i64) {
+        self.produce_as(None, records).await
+    }
+
+    /// Produce as a transactional producer does: the request names its transactional id.
+    async fn produce_as(&mut self, id: Option<&str>, records: Bytes) -> (i16, i64) {
         let req = ProduceRequest::default()
+            .with_transactional_id(id.map(tid))
             .with_acks(-1)
             .with_timeout_ms(5000)
             .with_topic_data(vec![TopicProduceData::default()
@@ -610,4 +616,40 @@ async fn transactional_offsets_take_effect_on_commit_only_also_across_a_crash() 
     let (_, _, new_epoch) = c.init("offsets-tx").await;
     assert_eq!(new_epoch, epoch + 1);
     assert_eq!(c.txn_commit("offsets-tx", pid, epoch, "g1", 9).await, 90);
+}
+
+#[tokio::test]
+async fn a_transactional_batch_outside_the_open_transaction_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.produce(batch(None, &["plain"])).await, (0, 0));
+    let (_, pid, epoch) = c.init("verified").await;
+    let early = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch, 0)), &["x"]))
+        .await;
+    assert_eq!(
+        early.0, 48,
+        "INVALID_TXN_STATE: the partition was not added"
+    );
+    assert_eq!(
+        c.add_partitions("verified", pid, epoch, &[TOPIC]).await,
+        [0]
+    );
+    let wrong_epoch = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch + 1, 0)), &["x"]))
+        .await;
+    assert_eq!(wrong_epoch.0, 47, "INVALID_PRODUCER_EPOCH");
+    assert_eq!(
+        c.produce_as(Some("verified"), batch(Some((pid, epoch, 0)), &["x"]))
+            .await,
+        (0, 1)
+    );
+    assert_eq!(c.end(3, "verified", pid, epoch, true).await, 0);
+    // The transaction is over: a late batch of it would never get a marker.
+    let late = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch, 1)), &["y"]))
+        .await;
+    assert_eq!(late.0, 48);
+    assert_eq!(c.fetch(1).await.last_stable_offset, 3, "nothing hangs");
 }

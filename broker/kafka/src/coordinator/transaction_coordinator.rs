@@ -493,6 +493,43 @@ impl TransactionCoordinator {
         }
     }
 
+    /// Produce of a transactional batch (KIP-890's verification, done locally): the producer
+    /// must own the id at this epoch and have added the partition to its open transaction.
+    /// Without this a batch written outside the transaction would never get a marker and hold
+    /// the partition's last stable offset for good (a hanging transaction). Ids coordinated
+    /// elsewhere are not checked here.
+    pub async fn verify_produce(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: (String, i32),
+    ) -> Result<(), ResponseError> {
+        if broker
+            .groups
+            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
+            != Some(self.node_id)
+        {
+            return Ok(());
+        }
+        let slot = self
+            .existing_slot(transactional_id)
+            .map_err(|_| ResponseError::InvalidProducerIdMapping)?;
+        let guard = slot.lock().await;
+        match guard.as_ref() {
+            None => Err(ResponseError::InvalidProducerIdMapping),
+            Some(m) if m.producer_id != producer_id => Err(ResponseError::InvalidProducerIdMapping),
+            Some(m) if m.producer_epoch != producer_epoch => {
+                Err(ResponseError::InvalidProducerEpoch)
+            }
+            Some(m) if m.state != TxnState::Ongoing || !m.partitions.contains(&partition) => {
+                Err(ResponseError::InvalidTxnState)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// DescribeTransactions of one id.
     pub async fn describe(
         &self,

@@ -133,9 +133,8 @@ impl Indexer for SearchIndexer {
         let part = self.get(run.topic, run.partition)?;
         // Building documents is CPU work and handing them over can wait on the writer's
         // thread: tell a multi-threaded runtime so its other tasks move elsewhere meanwhile.
-        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {
             tokio::task::block_in_place(|| part.add(&run)).map_err(failed)
         } else {

@@ -144,6 +144,7 @@ impl PartitionIndex {
             return Ok(());
         }
         let writer = self.writer.lock();
+        let mut analyzer = analyzer::english(None);
         for record in run.records.iter().filter(|r| r.offset >= progress.indexed) {
             if self.compacted {
                 if let Some(key) = &record.key {
@@ -156,6 +157,7 @@ impl PartitionIndex {
             let doc = schema::document(
                 &self.fields,
                 &self.text_paths,
+                &mut analyzer,
                 self.partition,
                 record.offset,
                 record.timestamp,

@@ -20,7 +20,7 @@ use tantivy::DateTime;
 
 use crate::analyzer;
 use crate::automaton::{wildcard_regex, KeyPatternQuery, ValuePattern};
-use crate::combined::{CombinedFieldsQuery, TermGroup};
+use crate::combined::{CombinedFieldsQuery, Length, TermGroup};
 use crate::error::SearchError;
 use crate::query_string;
 use crate::schema::{self, Fields};
@@ -512,6 +512,10 @@ impl<'a> QueryBuilder<'a> {
             return self.exact_query(&FieldRef::Keyword(path.clone()), text, clause);
         }
         let text = query_text(text, clause)?;
+        if let (FieldRef::Text(_), None) = (field, opts.fuzziness) {
+            // BM25 normalised by this field's own length (see combined.rs).
+            return self.combined(&Value::String(text), &[(field.clone(), 1.0)], opts);
+        }
         let tokens = self.analyze(field, &text);
         if tokens.is_empty() {
             return Ok(Box::new(EmptyQuery));
@@ -756,6 +760,16 @@ impl<'a> QueryBuilder<'a> {
         if groups.is_empty() {
             return Ok(Box::new(EmptyQuery));
         }
+        let mut length = Length::default();
+        for (f, b) in fields {
+            match f {
+                FieldRef::Text(path) => {
+                    length.columns.push((format!("{}.{path}", schema::LEN), *b))
+                }
+                FieldRef::All => length.fieldnorm = Some((self.fields.all, *b)),
+                _ => {}
+            }
+        }
         let n = groups.len();
         let minimum = match opts.operator {
             Operator::And => n,
@@ -764,11 +778,7 @@ impl<'a> QueryBuilder<'a> {
                 None => 1,
             },
         };
-        Ok(Box::new(CombinedFieldsQuery::new(
-            groups,
-            self.fields.all,
-            minimum,
-        )))
+        Ok(Box::new(CombinedFieldsQuery::new(groups, length, minimum)))
     }
 
     fn combined_fields(&mut self, body: &Value) -> Result<Q, SearchError> {

@@ -48,6 +48,24 @@ impl SearchIndexer {
             })
     }
 
+    /// A call on an open partition failed: forget the writer without committing, so nothing
+    /// of a half-added run becomes durable, and the next open starts from the last commit.
+    fn evict_on_error<T>(
+        &self,
+        part: &Arc<PartitionIndex>,
+        result: Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        if result.is_err() {
+            let mut partitions = self.partitions.write();
+            let key = (part.topic.clone(), part.partition);
+            if partitions.get(&key).is_some_and(|p| Arc::ptr_eq(p, part)) {
+                partitions.remove(&key);
+                tracing::warn!(topic = %part.topic, partition = part.partition, "search index call failed; uncommitted changes are dropped");
+            }
+        }
+        result
+    }
+
     /// The open partitions of `topic`, in partition order.
     pub fn partitions_of(&self, topic: &str) -> Vec<Arc<PartitionIndex>> {
         let mut out: Vec<Arc<PartitionIndex>> = self
@@ -133,24 +151,28 @@ impl Indexer for SearchIndexer {
         let part = self.get(run.topic, run.partition)?;
         // Building documents is CPU work and handing them over can wait on the writer's
         // thread: tell a multi-threaded runtime so its other tasks move elsewhere meanwhile.
-        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        if multi_thread {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread {
             tokio::task::block_in_place(|| part.add(&run)).map_err(failed)
         } else {
             part.add(&run).map_err(failed)
-        }
+        };
+        self.evict_on_error(&part, result)
     }
 
     async fn publish(&self, topic: &str, partition: i32) -> chronik_index::Result<()> {
         let part = self.get(topic, partition)?;
-        blocking(move || part.commit().map(|_| ())).await
+        let p = part.clone();
+        let result = blocking(move || p.commit().map(|_| ())).await;
+        self.evict_on_error(&part, result)
     }
 
     async fn persist(&self, topic: &str, partition: i32) -> chronik_index::Result<i64> {
         let part = self.get(topic, partition)?;
-        blocking(move || part.commit()).await
+        let p = part.clone();
+        let result = blocking(move || p.commit()).await;
+        self.evict_on_error(&part, result)
     }
 
     async fn forget_before(
@@ -160,7 +182,8 @@ impl Indexer for SearchIndexer {
         offset: i64,
     ) -> chronik_index::Result<()> {
         let part = self.get(topic, partition)?;
-        part.forget_before(offset).map_err(failed)
+        let result = part.forget_before(offset).map_err(failed);
+        self.evict_on_error(&part, result)
     }
 
     async fn close_partition(&self, topic: &str, partition: i32) -> chronik_index::Result<()> {

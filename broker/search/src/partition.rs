@@ -13,6 +13,7 @@ use chronik_index::RecordRun;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::RangeQuery;
 use tantivy::schema::Term;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher};
@@ -102,7 +103,15 @@ impl PartitionIndex {
             }
             None => log_start,
         };
-        let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        // One indexing and one merge thread per partition: a broker indexes many partitions
+        // at once, and the pipeline already spreads them over its workers.
+        let writer: IndexWriter = index.writer_with_options(
+            IndexWriterOptions::builder()
+                .memory_budget_per_thread(WRITER_HEAP_BYTES)
+                .num_worker_threads(1)
+                .num_merge_threads(1)
+                .build(),
+        )?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -144,6 +153,7 @@ impl PartitionIndex {
             return Ok(());
         }
         let writer = self.writer.lock();
+        let mut analyzer = analyzer::english(None);
         for record in run.records.iter().filter(|r| r.offset >= progress.indexed) {
             if self.compacted {
                 if let Some(key) = &record.key {
@@ -156,6 +166,7 @@ impl PartitionIndex {
             let doc = schema::document(
                 &self.fields,
                 &self.text_paths,
+                &mut analyzer,
                 self.partition,
                 record.offset,
                 record.timestamp,

@@ -8,6 +8,9 @@
 //!   as fast columns for sort, range and aggregations. A query names it as `field.keyword`
 //!   (strings) or plainly (numbers, dates, booleans).
 //!
+//! `len` holds each text path's token count (a fast column per path), the field length BM25
+//! needs and that a JSON field does not keep per path.
+//!
 //! `_all` holds every indexed string (the default field when a query names none). The record's
 //! coordinates are fields of their own: `_partition`, `_offset`, `_timestamp`, `_key`, and the
 //! raw value is stored as `_source`.
@@ -19,6 +22,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextFieldIndexing,
     TextOptions, FAST, INDEXED, STORED,
 };
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DateTime, TantivyDocument};
 
 use crate::analyzer::{KEYWORD_ANALYZER, TEXT_ANALYZER};
@@ -29,6 +33,7 @@ pub const KEYWORD_MAX_LEN: usize = 256;
 pub const BODY: &str = "body";
 pub const KW: &str = "kw";
 pub const ALL: &str = "_all";
+pub const LEN: &str = "len";
 pub const PARTITION: &str = "_partition";
 pub const OFFSET: &str = "_offset";
 pub const TIMESTAMP: &str = "_timestamp";
@@ -41,6 +46,7 @@ pub struct Fields {
     pub body: Field,
     pub kw: Field,
     pub all: Field,
+    pub len: Field,
     pub partition: Field,
     pub offset: Field,
     pub timestamp: Field,
@@ -72,6 +78,7 @@ pub fn build() -> (Schema, Fields) {
         ALL,
         TextOptions::default().set_indexing_options(text_indexing),
     );
+    let len = b.add_json_field(LEN, JsonObjectOptions::default().set_fast(KEYWORD_ANALYZER));
     let partition = b.add_i64_field(PARTITION, INDEXED | FAST);
     let offset = b.add_i64_field(OFFSET, INDEXED | FAST | STORED);
     let timestamp = b.add_date_field(TIMESTAMP, INDEXED | FAST | STORED);
@@ -83,6 +90,7 @@ pub fn build() -> (Schema, Fields) {
             body,
             kw,
             all,
+            len,
             partition,
             offset,
             timestamp,
@@ -138,6 +146,7 @@ impl TextPaths {
 pub fn document(
     fields: &Fields,
     text_paths: &TextPaths,
+    analyzer: &mut TextAnalyzer,
     partition: i32,
     offset: i64,
     timestamp_ms: i64,
@@ -165,11 +174,13 @@ pub fn document(
         }
     };
     let mut texts = Vec::new();
+    let mut lengths = BTreeMap::new();
     let mut body = BTreeMap::new();
     let mut kw = BTreeMap::new();
     for (name, v) in &object {
         if let Some(t) = text_tree(v, name, text_paths, &mut texts) {
             body.insert(name.clone(), t);
+            count_tokens(v, name, text_paths, analyzer, &mut lengths);
         }
         if let Some(k) = keyword_tree(v) {
             kw.insert(name.clone(), k);
@@ -184,7 +195,78 @@ pub fn document(
     for t in texts {
         doc.add_text(fields.all, t);
     }
+    if !lengths.is_empty() {
+        doc.add_object(fields.len, nest(lengths));
+    }
     doc
+}
+
+/// Token counts of the text paths under `path` (array elements add up).
+fn count_tokens(
+    v: &Value,
+    path: &str,
+    paths: &TextPaths,
+    analyzer: &mut TextAnalyzer,
+    out: &mut BTreeMap<String, u64>,
+) {
+    match v {
+        Value::String(s) if paths.includes(path) => {
+            let mut stream = analyzer.token_stream(s);
+            let mut n = 0u64;
+            while stream.advance() {
+                n += 1;
+            }
+            *out.entry(path.to_string()).or_default() += n;
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| count_tokens(i, path, paths, analyzer, out)),
+        Value::Object(map) => {
+            for (k, i) in map {
+                count_tokens(i, &format!("{path}.{k}"), paths, analyzer, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Dotted paths with counts as a nested object, so the columns are `len.<path>`.
+fn nest(flat: BTreeMap<String, u64>) -> BTreeMap<String, OwnedValue> {
+    let mut root = serde_json::Map::new();
+    for (path, n) in flat {
+        let parts: Vec<&str> = path.split('.').collect();
+        insert_path(&mut root, &parts, n);
+    }
+    root.into_iter().map(|(k, v)| (k, owned(v))).collect()
+}
+
+fn insert_path(map: &mut serde_json::Map<String, Value>, parts: &[&str], n: u64) {
+    match parts {
+        [] => {}
+        [leaf] => {
+            map.insert(leaf.to_string(), Value::from(n));
+        }
+        [head, rest @ ..] => {
+            let entry = map
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !entry.is_object() {
+                // A key that is text in one place and an object in another: the object wins.
+                *entry = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(child) = entry {
+                insert_path(child, rest, n);
+            }
+        }
+    }
+}
+
+fn owned(v: Value) -> OwnedValue {
+    match v {
+        Value::Number(n) => OwnedValue::U64(n.as_u64().unwrap_or_default()),
+        Value::Object(m) => OwnedValue::Object(m.into_iter().map(|(k, v)| (k, owned(v))).collect()),
+        _ => OwnedValue::Null,
+    }
 }
 
 /// The string leaves of `v` that are text, keeping structure; collects them for `_all`.

@@ -924,3 +924,47 @@ async fn search_fields_restrict_text_indexing() {
     // Exact values are still there for filters.
     assert_eq!(q(json!({"term": {"notes.keyword": "secret wing"}})), 1);
 }
+
+#[tokio::test]
+async fn match_normalises_by_the_fields_own_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let ix = Arc::new(SearchIndexer::new(dir.path()));
+    let e = SearchEngine::new(ix.clone());
+    let cfg = config(&[("searchable.enabled", "true")]);
+    ix.open_partition("t", 0, &cfg, 0).await.unwrap();
+    // Same title term frequency; 0-0 has a short title but a long body, 0-1 a long title and
+    // no body. Elasticsearch normalises by the title's length, so the short title wins.
+    let long_body = "unrelated words ".repeat(200);
+    feed(
+        &ix,
+        "t",
+        0,
+        &[
+            rec(
+                0,
+                None,
+                Some(&json!({"title": "wing", "body": long_body}).to_string()),
+            ),
+            rec(
+                1,
+                None,
+                Some(&json!({"title": "wing tip vortex drag reduction study"}).to_string()),
+            ),
+        ],
+    )
+    .await;
+    let r = e
+        .search(
+            &["t".to_string()],
+            &json!({"query": {"match": {"title": "wing"}}}),
+        )
+        .unwrap();
+    assert_eq!(ids(&r), vec!["0-0", "0-1"]);
+    let s: Vec<f64> = r["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_score"].as_f64().unwrap())
+        .collect();
+    assert!(s[0] > s[1], "{s:?}");
+}

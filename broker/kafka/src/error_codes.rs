@@ -40,6 +40,8 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
         MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
+        // Retriable: clients try again once the Raft quorum has a leader.
+        MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
     }
 }
 

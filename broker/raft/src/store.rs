@@ -192,11 +192,12 @@ impl MetadataStore for RaftMetadataStore {
         let members = membership
             .nodes()
             .map(|(id, node)| {
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id))
-                    .map(|l| l.map_or(0, |l| l.index));
+                let matched = match &m.replication {
+                    // The leader holds its own log; openraft may not list itself.
+                    Some(_) if *id == self.node_id => Some(leader_last.unwrap_or(0)),
+                    Some(r) => r.get(id).map(|l| l.map_or(0, |l| l.index)),
+                    None => None,
+                };
                 QuorumMember {
                     node_id: *id as i32,
                     address: node.addr.clone(),

@@ -157,6 +157,20 @@ async fn three_voters_forward_fail_over_and_recover() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // The leader reports every voter with its lag; followers know the leader.
+    let q = nodes[&leader].store().quorum().unwrap();
+    assert_eq!(q.leader_id, Some(leader as i32));
+    assert_eq!(q.members.len(), 3);
+    assert!(
+        q.members.iter().all(|m| m.voter && m.lag.is_some()),
+        "{q:?}"
+    );
+    let q = nodes[&follower].store().quorum().unwrap();
+    assert_eq!(
+        (q.role.as_str(), q.leader_id),
+        ("follower", Some(leader as i32))
+    );
+
     // Lose the leader: the other two elect a new one and keep committing.
     nodes.remove(&leader).unwrap().shutdown().await;
     let rest: Vec<&RaftNode> = nodes.values().collect();

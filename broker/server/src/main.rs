@@ -1,6 +1,7 @@
 //! chronik-server: the broker binary. Parses the command line, loads and validates the
 //! configuration, and hands over to [`node`], the composition root.
 
+mod cluster;
 mod config;
 mod node;
 
@@ -62,8 +63,20 @@ struct StartArgs {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    Status,
+    /// Show the Raft leader, each node's role, state and replication lag, and partition health
+    /// (asks the local broker's HTTP API, GET /admin/cluster).
+    Status {
+        /// The broker's configuration file (for its HTTP port and admin key); environment
+        /// variables override it as for `start`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a broker to the Raft voters (not available in this build yet).
     AddNode,
+    /// Drain and remove a broker (not available in this build yet).
     RemoveNode,
 }
 
@@ -74,8 +87,16 @@ fn main() -> anyhow::Result<()> {
             println!("chronik-server {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Commands::Cluster { .. } => anyhow::bail!(
-            "cluster commands need a multi-node cluster, which is not available in this build yet"
+        Commands::Cluster {
+            action: ClusterAction::Status { config, json },
+        } => {
+            let config = ServerConfig::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cluster::print_status(&config, json)
+        }
+        Commands::Cluster {
+            action: ClusterAction::AddNode | ClusterAction::RemoveNode,
+        } => anyhow::bail!(
+            "adding and removing nodes is not available in this build yet; list the initial voters in CHRONIK_PEERS"
         ),
         Commands::Start(args) => {
             init_tracing();
@@ -109,8 +130,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // openraft narrates every vote and membership step at info; its warnings are what an
+    // operator needs unless RUST_LOG asks for it by name.
+    let mut spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if !spec.contains("openraft") {
+        spec.push_str(",openraft=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -2,6 +2,7 @@
 //! and membership changes. Guarded by CHRONIK_ADMIN_API_KEY (header X-API-Key); without a key
 //! configured it answers only on loopback.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -44,26 +45,54 @@ pub(crate) async fn status(
             }
         }
     }
-    // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract").
-    let nodes: Vec<Value> = meta
-        .brokers
-        .values()
-        .map(|b| {
-            json!({
-                "id": b.node_id,
-                "role": "voter",
-                "state": "active",
-                "host": b.host,
-                "port": b.port,
-                "rack": b.rack,
-            })
-        })
-        .collect();
+    // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract");
+    // the Raft view (roles, lag) comes from the metadata store's quorum.
+    let quorum = state.broker.meta.quorum();
+    let mut nodes: BTreeMap<i32, Value> = BTreeMap::new();
+    if let Some(q) = &quorum {
+        for m in &q.members {
+            let raft_state = if q.leader_id == Some(m.node_id) {
+                "leader"
+            } else if m.voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            nodes.insert(
+                m.node_id,
+                json!({
+                    "id": m.node_id,
+                    "role": if m.voter { "voter" } else { "learner" },
+                    "state": "active",
+                    "raft_state": raft_state,
+                    "cluster_address": m.address,
+                    "matched_index": m.matched_index,
+                    "lag": m.lag,
+                }),
+            );
+        }
+    }
+    for b in meta.brokers.values() {
+        let node = nodes.entry(b.node_id).or_insert_with(|| {
+            // A registered broker outside the Raft membership (only without a quorum view).
+            json!({"id": b.node_id, "role": "voter", "state": "active"})
+        });
+        node["host"] = json!(b.host);
+        node["port"] = json!(b.port);
+        node["rack"] = json!(b.rack);
+        node["registered"] = json!(true);
+    }
+    let (leader_id, term, role) = match &quorum {
+        Some(q) => (q.leader_id, Some(q.term), Some(q.role.clone())),
+        None => (Some(state.broker.config.node_id), None, None),
+    };
     Ok(Json(json!({
         "cluster_id": meta.cluster_id,
         "node_id": state.broker.config.node_id,
-        "leader_id": state.broker.config.node_id,
-        "nodes": nodes,
+        "leader_id": leader_id,
+        "term": term,
+        "raft_role": role,
+        "nodes": nodes.into_values().collect::<Vec<_>>(),
         "topics": meta.topics.len(),
         "partitions": {
             "total": partitions,
@@ -80,7 +109,8 @@ pub(crate) async fn add_node(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
     Err(ApiError::NotImplemented(
-        "adding nodes needs Raft clustering, which is not available in this build yet".into(),
+        "adding nodes is not available in this build yet; list the initial voters in CHRONIK_PEERS"
+            .into(),
     ))
 }
 
@@ -92,6 +122,6 @@ pub(crate) async fn remove_node(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
     Err(ApiError::NotImplemented(
-        "removing nodes needs Raft clustering, which is not available in this build yet".into(),
+        "removing nodes is not available in this build yet (partitions cannot be drained before partition replication exists)".into(),
     ))
 }

@@ -9,7 +9,11 @@ and that the metadata quorum survives losing its leader and a full restart.
 """
 
 import json
+import os
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -19,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
 from clients import WAIT_S, admin, wait_until
-from conftest import ChronikCluster
+from conftest import ChronikCluster, ChronikServer, free_port
 from kafka_wire import WireClient, record_batch
 
 NOT_LEADER_OR_FOLLOWER = 6
@@ -336,4 +340,78 @@ def test_raft_leader_loss_restart_and_full_restart():
         assert sorted(int(m.value()) for m in got) == list(range(30))
         create_topic(c.nodes[3], unique("post-restart"), partitions=1)
     finally:
+        c.cleanup()
+
+
+def cli(node, *args):
+    """Run `chronik-server cluster ...` against `node`'s HTTP API."""
+    env = dict(os.environ, CHRONIK_UNIFIED_API_PORT=str(node.http_port), CHRONIK_BIND_ADDR="127.0.0.1")
+    return subprocess.run(
+        [node.binary, "cluster", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_add_node_joins_as_learner_then_becomes_a_voter():
+    c = ChronikCluster(3, name="grow", **CLUSTER_ENV)
+    newcomer = None
+    try:
+        c.start()
+        peers = c.nodes[1].env_overrides["CHRONIK_PEERS"]
+        port = free_port()
+        newcomer = ChronikServer(
+            "grow-4",
+            CHRONIK_NODE_ID=4,
+            CHRONIK_PEERS=peers,
+            CHRONIK_CLUSTER_PORT=port,
+            **CLUSTER_ENV,
+        )
+        newcomer.launch()
+        # Not in the initial voters: it waits to be added and serves no Kafka clients yet.
+        time.sleep(1.5)
+        assert newcomer.alive()
+        with pytest.raises(RuntimeError):
+            newcomer.wait_ready(timeout=0.5)
+
+        status = cli(c.nodes[2], "status")
+        assert status.returncode == 0, status.stderr
+        assert "raft leader" in status.stdout
+
+        added = cli(c.nodes[2], "add-node", "--node-id", "4", "--address", f"127.0.0.1:{port}")
+        assert added.returncode == 0, added.stdout + added.stderr
+        newcomer.wait_ready(timeout=30)
+        for i in (1, 2, 3):
+            nodes = {n["id"]: n for n in c.status(i)["nodes"]}
+            assert set(nodes) == {1, 2, 3, 4}
+            assert nodes[4]["role"] == "voter"
+        wait_until(
+            lambda: {n["id"] for n in c.status(1)["nodes"] if n.get("registered")} == {1, 2, 3, 4},
+            what="node 4 registered as a broker",
+        )
+
+        # Placement now spreads over four brokers, as every node (the newcomer included) says.
+        topic = unique("four")
+        create_topic(newcomer, topic, partitions=8)
+        for node in [*c.nodes.values(), newcomer]:
+            brokers, leaders = topic_metadata(node, topic)
+            assert brokers == {1, 2, 3, 4}
+            assert sorted(leaders.values()) == [1, 1, 2, 2, 3, 3, 4, 4]
+
+        # Adding a member twice is a conflict; a malformed body is a bad request.
+        url = f"http://127.0.0.1:{c.nodes[1].http_port}/admin/cluster/nodes"
+        for body, code in [
+            ({"node_id": 4, "address": f"127.0.0.1:{port}"}, 409),
+            ({"node_id": 5}, 400),
+        ]:
+            req = urllib.request.Request(
+                url, data=json.dumps(body).encode(), method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=30)
+            assert e.value.code == code, e.value.read()
+        removed = cli(c.nodes[1], "remove-node")
+        assert removed.returncode != 0 and "not available" in removed.stderr
+    finally:
+        if newcomer is not None:
+            newcomer.cleanup()
         c.cleanup()

@@ -42,6 +42,10 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
         // Retriable: clients try again once the Raft quorum has a leader.
         MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
+        // Membership is not changed through Kafka APIs.
+        MetaError::AlreadyMember(_) | MetaError::MembershipUnsupported(_) => {
+            ResponseError::UnknownServerError
+        }
     }
 }
 

@@ -24,6 +24,12 @@ pub enum MetaError {
     ProducerIdsExhausted(String),
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// A membership change for a node that is already a member.
+    #[error("already a member: {0}")]
+    AlreadyMember(String),
+    /// The store cannot change its membership (it does not replicate).
+    #[error("membership changes are not supported: {0}")]
+    MembershipUnsupported(String),
     /// No metadata quorum could commit the command in time (no Raft leader reachable).
     #[error("metadata quorum unavailable: {0}")]
     Unavailable(String),

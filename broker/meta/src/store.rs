@@ -33,6 +33,13 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn quorum(&self) -> Option<QuorumStatus> {
         None
     }
+    /// Add a node (by its id and cluster-port address) to the replication quorum as a voter.
+    async fn add_voter(&self, node_id: i32, address: String) -> Result<()> {
+        let _ = (node_id, address);
+        Err(MetaError::MembershipUnsupported(
+            "this metadata store does not replicate".into(),
+        ))
+    }
 }
 
 /// What a replicated store knows about its quorum, as seen from this node.

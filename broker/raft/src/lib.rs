@@ -9,7 +9,8 @@
 //!   clients openraft uses to reach peers;
 //! - [`store`]: [`RaftMetadataStore`], the `chronik_meta::MetadataStore` the broker uses,
 //!   which forwards proposals from followers to the leader;
-//! - [`node`]: [`RaftNode`], which wires the above together and bootstraps the cluster.
+//! - [`node`]: [`RaftNode`], which wires the above together and bootstraps the cluster;
+//! - `membership`: adding a voter on the leader (learner first, promoted once caught up).
 //!
 //! A single broker is a one-voter cluster on exactly the same path.
 //!
@@ -17,6 +18,7 @@
 
 mod error;
 pub mod log_store;
+mod membership;
 pub mod network;
 pub mod node;
 pub mod state_machine;

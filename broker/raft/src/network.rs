@@ -20,10 +20,17 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::membership::{self, AddVoter};
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::raft_service_server::RaftService;
-use crate::proto::{propose_reply, NotLeader, ProposeReply, ProposeRequest, RaftMessage};
+use crate::proto::{
+    membership_reply, propose_reply, AddVoterRequest, MembershipReply, NotLeader, ProposeReply,
+    ProposeRequest, RaftMessage,
+};
 use crate::{NodeId, Raft, TypeConfig};
+
+/// How long a new voter may take to catch up as a learner before it is promoted.
+pub(crate) const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long to wait for a TCP connection to a peer before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -108,6 +115,32 @@ impl RaftService for RaftGrpc {
             Err(e) => return Err(Status::unavailable(e.to_string())),
         };
         Ok(Response::new(ProposeReply {
+            result: Some(result),
+        }))
+    }
+
+    async fn add_voter(
+        &self,
+        request: Request<AddVoterRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let r = request.into_inner();
+        let result = match membership::add_voter(
+            &self.raft,
+            r.node_id,
+            &r.address,
+            CATCH_UP_TIMEOUT,
+        )
+        .await
+        {
+            AddVoter::Added => membership_reply::Result::Done(true),
+            AddVoter::NotLeader(leader) => membership_reply::Result::NotLeader(NotLeader {
+                leader_id: leader.map(|(id, _)| id),
+            }),
+            AddVoter::Refused(e) => membership_reply::Result::Refused(
+                serde_json::to_vec(&e).map_err(|e| Status::internal(e.to_string()))?,
+            ),
+        };
+        Ok(Response::new(MembershipReply {
             result: Some(result),
         }))
     }

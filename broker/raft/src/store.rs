@@ -22,9 +22,10 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::membership::{self, AddVoter};
 use crate::network;
 use crate::proto::raft_service_client::RaftServiceClient;
-use crate::proto::{propose_reply, ProposeRequest};
+use crate::proto::{membership_reply, propose_reply, AddVoterRequest, ProposeRequest};
 use crate::state_machine::StateMachine;
 use crate::{NodeId, Raft};
 
@@ -91,6 +92,68 @@ impl RaftMetadataStore {
             Err(OpenraftError::Fatal(e)) => {
                 Attempt::Done(Err(MetaError::Unavailable(format!("raft stopped: {e}"))))
             }
+        }
+    }
+
+    fn leader_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<tonic::transport::Channel>, String> {
+        let mut leaders = self.leaders.lock();
+        match leaders.get(addr) {
+            Some(c) => Ok(c.clone()),
+            None => match network::client(addr) {
+                Ok(c) => Ok(leaders.entry(addr.to_string()).or_insert(c).clone()),
+                Err(e) => Err(format!("bad leader address {addr}: {e}")),
+            },
+        }
+    }
+
+    /// One attempt at adding a voter: on the leader, or forwarded to it.
+    async fn attempt_add_voter(&self, node_id: NodeId, address: &str) -> Attempt {
+        let leader =
+            match membership::add_voter(&self.raft, node_id, address, network::CATCH_UP_TIMEOUT)
+                .await
+            {
+                AddVoter::Added => return Attempt::Done(Ok(())),
+                AddVoter::Refused(e) => return Attempt::Done(Err(e)),
+                AddVoter::NotLeader(leader) => leader,
+            };
+        let Some((leader, addr)) = leader.filter(|(id, _)| *id != self.node_id) else {
+            return Attempt::Retry("no raft leader elected yet".into());
+        };
+        let mut client = match self.leader_client(&addr) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Retry(e),
+        };
+        let mut request = tonic::Request::new(AddVoterRequest {
+            node_id,
+            address: address.to_string(),
+        });
+        request.set_timeout(network::CATCH_UP_TIMEOUT + self.propose_timeout);
+        match client.add_voter(request).await {
+            Ok(reply) => match reply.into_inner().result {
+                Some(membership_reply::Result::Done(_)) => Attempt::Done(Ok(())),
+                Some(membership_reply::Result::Refused(bytes)) => {
+                    Attempt::Done(Err(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                        MetaError::Storage(format!("undecodable refusal from the leader: {e}"))
+                    })))
+                }
+                Some(membership_reply::Result::NotLeader(_)) => {
+                    Attempt::Retry(format!("node {leader} is no longer the raft leader"))
+                }
+                None => Attempt::Done(Err(MetaError::Unavailable(format!(
+                    "empty reply from raft leader {leader}"
+                )))),
+            },
+            Err(status) if status.code() == tonic::Code::Unavailable => Attempt::Retry(format!(
+                "raft leader {leader} at {addr} unreachable: {}",
+                status.message()
+            )),
+            Err(status) => Attempt::Done(Err(MetaError::Unavailable(format!(
+                "adding node {node_id} through raft leader {leader}: {}",
+                status.message()
+            )))),
         }
     }
 
@@ -172,6 +235,27 @@ impl MetadataStore for RaftMetadataStore {
                 )));
             }
             tracing::debug!(reason = %why, "retrying metadata proposal");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn add_voter(&self, node_id: i32, address: String) -> Result<(), MetaError> {
+        let id = u64::try_from(node_id).map_err(|_| {
+            MetaError::InvalidReplicaAssignment(format!("node id {node_id} must not be negative"))
+        })?;
+        let deadline = Instant::now() + self.propose_timeout;
+        loop {
+            let why = match self.attempt_add_voter(id, &address).await {
+                Attempt::Done(result) => return result,
+                Attempt::AppliedAt(_) => return Ok(()),
+                Attempt::Retry(why) => why,
+            };
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(MetaError::Unavailable(format!(
+                    "no raft leader took the membership change within {:?}: {why}",
+                    self.propose_timeout
+                )));
+            }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }

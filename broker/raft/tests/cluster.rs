@@ -225,3 +225,59 @@ async fn proposals_without_a_quorum_fail_as_unavailable() {
     assert!(started.elapsed() < Duration::from_secs(5));
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outside_the_voters_waits_then_joins_when_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+        .collect();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(
+            RaftNode::start(config(id, dir.path(), &voters))
+                .await
+                .unwrap(),
+        );
+    }
+    for n in &nodes {
+        n.wait_joined().await;
+    }
+    nodes[0].store().propose(broker(1)).await.unwrap();
+    let addr4 = format!("127.0.0.1:{}", free_port());
+    let mut cfg4 = config(1, dir.path(), &voters);
+    cfg4.node_id = 4;
+    cfg4.dir = dir.path().join("n4");
+    cfg4.listen = addr4.clone();
+    let newcomer = RaftNode::start(cfg4).await.unwrap();
+    // Not a member: joining does not complete on its own.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), newcomer.wait_joined())
+            .await
+            .is_err()
+    );
+
+    let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
+    let follower = nodes
+        .iter()
+        .find(|n| n.store().quorum().unwrap().node_id as u64 != leader)
+        .unwrap();
+    follower.store().add_voter(4, addr4.clone()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), newcomer.wait_joined())
+        .await
+        .expect("added node joins");
+    assert!(newcomer.store().state().brokers.contains_key(&1));
+    newcomer.store().propose(broker(4)).await.unwrap();
+    let q = nodes[0].store().quorum().unwrap();
+    assert_eq!(q.members.iter().filter(|m| m.voter).count(), 4, "{q:?}");
+    assert_eq!(
+        follower.store().add_voter(4, addr4.clone()).await,
+        Err(MetaError::AlreadyMember(format!(
+            "node 4 is already a voter (at {addr4})"
+        )))
+    );
+    newcomer.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

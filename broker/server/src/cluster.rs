@@ -85,17 +85,7 @@ pub async fn wait_for_brokers(
 /// `chronik-server cluster status`: ask the local broker's HTTP API (GET /admin/cluster) and
 /// print it as a table, or as JSON with `json`.
 pub fn print_status(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
-    let host = if config.bind_addr == "0.0.0.0" || config.bind_addr == "::" {
-        "127.0.0.1".to_string()
-    } else {
-        config.bind_addr.clone()
-    };
-    let body = http_get(
-        &host,
-        config.unified_api_port,
-        "/admin/cluster",
-        config.admin_api_key.as_deref(),
-    )?;
+    let body = http_request(config, "GET", "/admin/cluster", None)?;
     let status: Value = serde_json::from_str(&body)
         .with_context(|| format!("unexpected answer from /admin/cluster: {body}"))?;
     if json {
@@ -103,6 +93,14 @@ pub fn print_status(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", render_status(&status));
+    Ok(())
+}
+
+/// `chronik-server cluster add-node`: POST /admin/cluster/nodes on the local broker.
+pub fn add_node(config: &ServerConfig, node_id: i32, address: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({"node_id": node_id, "address": address}).to_string();
+    http_request(config, "POST", "/admin/cluster/nodes", Some(&body))?;
+    println!("node {node_id} ({address}) is a voter");
     Ok(())
 }
 
@@ -150,19 +148,34 @@ pub fn render_status(status: &Value) -> String {
     out
 }
 
-/// A minimal HTTP/1.1 GET (the CLI needs nothing more, and no HTTP client crate for it).
-fn http_get(host: &str, port: u16, path: &str, api_key: Option<&str>) -> anyhow::Result<String> {
-    let addr = format!("{host}:{port}");
+/// A minimal HTTP/1.1 request to the local broker's API (the CLI needs nothing more, and no
+/// HTTP client crate for it).
+fn http_request(
+    config: &ServerConfig,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<String> {
+    let host = if config.bind_addr == "0.0.0.0" || config.bind_addr == "::" {
+        "127.0.0.1"
+    } else {
+        config.bind_addr.as_str()
+    };
+    let addr = format!("{host}:{}", config.unified_api_port);
     let mut stream = TcpStream::connect(&addr).with_context(|| {
         format!("cannot reach the broker's HTTP API at {addr} (is chronik-server running? CHRONIK_UNIFIED_API_PORT)")
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let key = api_key
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let key = config
+        .admin_api_key
+        .as_deref()
         .map(|k| format!("X-API-Key: {k}\r\n"))
         .unwrap_or_default();
+    let body = body.unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -176,7 +189,7 @@ fn http_get(host: &str, port: u16, path: &str, api_key: Option<&str>) -> anyhow:
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     if !(200..300).contains(&code) {
-        anyhow::bail!("GET {path} on {addr}: {status_line}: {body}");
+        anyhow::bail!("{method} {path} on {addr}: {status_line}: {body}");
     }
     Ok(body.to_string())
 }

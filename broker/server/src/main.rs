@@ -74,8 +74,19 @@ enum ClusterAction {
         #[arg(long)]
         json: bool,
     },
-    /// Add a broker to the Raft voters (not available in this build yet).
-    AddNode,
+    /// Add a running broker (started with its CHRONIK_NODE_ID, waiting to be added) to the Raft
+    /// voters: it joins as a learner, catches up, then is promoted.
+    AddNode {
+        /// The new broker's CHRONIK_NODE_ID.
+        #[arg(long)]
+        node_id: i32,
+        /// host:port of the new broker's cluster port.
+        #[arg(long)]
+        address: String,
+        /// This (existing) broker's configuration file, for its HTTP port and admin key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Drain and remove a broker (not available in this build yet).
     RemoveNode,
 }
@@ -94,9 +105,20 @@ fn main() -> anyhow::Result<()> {
             cluster::print_status(&config, json)
         }
         Commands::Cluster {
-            action: ClusterAction::AddNode | ClusterAction::RemoveNode,
+            action:
+                ClusterAction::AddNode {
+                    node_id,
+                    address,
+                    config,
+                },
+        } => {
+            let config = ServerConfig::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cluster::add_node(&config, node_id, &address)
+        }
+        Commands::Cluster {
+            action: ClusterAction::RemoveNode,
         } => anyhow::bail!(
-            "adding and removing nodes is not available in this build yet; list the initial voters in CHRONIK_PEERS"
+            "removing nodes is not available in this build yet: a broker's partitions cannot be drained before partition replication exists"
         ),
         Commands::Start(args) => {
             init_tracing();

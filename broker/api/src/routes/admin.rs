@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{ApiError, ApiState};
@@ -102,16 +104,50 @@ pub(crate) async fn status(
     })))
 }
 
+/// `POST /admin/cluster/nodes` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewNode {
+    node_id: i32,
+    /// host:port of the new broker's cluster port.
+    address: String,
+}
+
+/// Adds a broker to the Raft voters: it joins as a learner, catches up, then is promoted. The
+/// broker must already be running with that CHRONIK_NODE_ID (it waits to be added).
 pub(crate) async fn add_node(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: Result<Json<NewNode>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
-    Err(ApiError::NotImplemented(
-        "adding nodes is not available in this build yet; list the initial voters in CHRONIK_PEERS"
-            .into(),
-    ))
+    let Json(node) = body?;
+    if node.node_id < 0 {
+        return Err(ApiError::BadRequest(
+            "node_id must be zero or positive".into(),
+        ));
+    }
+    match node.address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "address '{}' must be <host>:<cluster port>",
+                node.address
+            )))
+        }
+    }
+    state
+        .broker
+        .meta
+        .add_voter(node.node_id, node.address.clone())
+        .await?;
+    Ok(Json(json!({
+        "id": node.node_id,
+        "address": node.address,
+        "role": "voter",
+        "state": "active",
+    })))
 }
 
 pub(crate) async fn remove_node(

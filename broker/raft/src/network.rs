@@ -25,7 +25,7 @@ use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{
     membership_reply, propose_reply, AddVoterRequest, MembershipReply, NotLeader, ProposeReply,
-    ProposeRequest, RaftMessage,
+    ProposeRequest, RaftMessage, Refused,
 };
 use crate::{NodeId, Raft, TypeConfig};
 
@@ -103,9 +103,11 @@ impl RaftService for RaftGrpc {
         let result = match self.raft.client_write(command).await {
             Ok(written) => match written.data {
                 Ok(()) => propose_reply::Result::AppliedIndex(written.log_id.index),
-                Err(refused) => propose_reply::Result::Refused(
-                    serde_json::to_vec(&refused).map_err(|e| Status::internal(e.to_string()))?,
-                ),
+                Err(refused) => propose_reply::Result::Refused(Refused {
+                    error: serde_json::to_vec(&refused)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                    index: written.log_id.index,
+                }),
             },
             Err(OpenraftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 propose_reply::Result::NotLeader(NotLeader {

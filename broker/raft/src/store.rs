@@ -53,8 +53,9 @@ impl std::fmt::Debug for RaftMetadataStore {
 /// What one attempt at a proposal came to.
 enum Attempt {
     Done(Result<(), MetaError>),
-    /// Applied by the leader at this index; wait for the local state machine.
-    AppliedAt(u64),
+    /// Applied (or refused) by the leader at this index with this result; wait for the local
+    /// state machine to get there too, so what follows reads a state that includes it.
+    AppliedAt(u64, Result<(), MetaError>),
     /// Not accepted; try again after a pause.
     Retry(String),
 }
@@ -177,12 +178,15 @@ impl RaftMetadataStore {
         let mut client = client;
         match client.propose(request).await {
             Ok(reply) => match reply.into_inner().result {
-                Some(propose_reply::Result::AppliedIndex(index)) => Attempt::AppliedAt(index),
-                Some(propose_reply::Result::Refused(bytes)) => {
-                    Attempt::Done(Err(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                        MetaError::Storage(format!("undecodable refusal from the leader: {e}"))
-                    })))
+                Some(propose_reply::Result::AppliedIndex(index)) => {
+                    Attempt::AppliedAt(index, Ok(()))
                 }
+                Some(propose_reply::Result::Refused(refused)) => Attempt::AppliedAt(
+                    refused.index,
+                    Err(serde_json::from_slice(&refused.error).unwrap_or_else(|e| {
+                        MetaError::Storage(format!("undecodable refusal from the leader: {e}"))
+                    })),
+                ),
                 Some(propose_reply::Result::NotLeader(_)) => {
                     Attempt::Retry(format!("node {leader} is no longer the raft leader"))
                 }
@@ -225,7 +229,10 @@ impl MetadataStore for RaftMetadataStore {
         loop {
             let why = match self.attempt(&command).await {
                 Attempt::Done(result) => return result,
-                Attempt::AppliedAt(index) => return self.wait_applied(index, deadline).await,
+                Attempt::AppliedAt(index, result) => {
+                    self.wait_applied(index, deadline).await?;
+                    return result;
+                }
                 Attempt::Retry(why) => why,
             };
             if Instant::now() + RETRY_PAUSE >= deadline {
@@ -247,7 +254,7 @@ impl MetadataStore for RaftMetadataStore {
         loop {
             let why = match self.attempt_add_voter(id, &address).await {
                 Attempt::Done(result) => return result,
-                Attempt::AppliedAt(_) => return Ok(()),
+                Attempt::AppliedAt(_, result) => return result,
                 Attempt::Retry(why) => why,
             };
             if Instant::now() + RETRY_PAUSE >= deadline {

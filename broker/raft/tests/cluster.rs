@@ -142,6 +142,18 @@ async fn three_voters_forward_fail_over_and_recover() {
         nodes[&follower].store().propose(topic("orders")).await,
         Err(MetaError::TopicAlreadyExists("orders".into()))
     );
+    // A command refused because of an entry this follower has not applied yet: once the
+    // refusal arrives, the follower's state shows that entry too.
+    let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    for i in 0..20 {
+        let name = format!("race-{i}");
+        nodes[&leader].store().propose(topic(&name)).await.unwrap();
+        assert_eq!(
+            nodes[&other].store().propose(topic(&name)).await,
+            Err(MetaError::TopicAlreadyExists(name.clone()))
+        );
+        assert!(nodes[&other].store().state().topics.contains_key(&name));
+    }
     for n in nodes.values() {
         assert!(n.catch_up(Duration::from_secs(5)).await);
     }

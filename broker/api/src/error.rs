@@ -75,6 +75,16 @@ impl From<MetaError> for ApiError {
     }
 }
 
+impl From<crate::SearchFailure> for ApiError {
+    fn from(e: crate::SearchFailure) -> Self {
+        match e {
+            crate::SearchFailure::BadRequest(m) => ApiError::BadRequest(m),
+            crate::SearchFailure::NotFound(m) => ApiError::NotFound(m),
+            crate::SearchFailure::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 /// Malformed JSON or a field of the wrong shape is a 400 whose reason says what is wrong
 /// (axum's message names the field and position).
 impl From<JsonRejection> for ApiError {

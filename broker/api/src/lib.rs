@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
+pub use routes::search::{SearchBackend, SearchFailure, SearchIndexStats};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// CHRONIK_ADMIN_API_KEY: required by /admin; without it /admin answers only on loopback.
     pub admin_api_key: Option<String>,
+    /// Full-text search; `None` answers the search routes with 501.
+    pub search: Option<Arc<dyn SearchBackend>>,
 }
 
 impl ApiState {
@@ -35,7 +38,14 @@ impl ApiState {
             broker,
             ready: Arc::new(AtomicBool::new(false)),
             admin_api_key,
+            search: None,
         }
+    }
+
+    /// Serve the search routes from `backend`.
+    pub fn with_search(mut self, backend: Arc<dyn SearchBackend>) -> Self {
+        self.search = Some(backend);
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -11,9 +11,17 @@
 //! crash the data and the checkpoint agree. The pipeline asks [`Indexer::open_partition`] where
 //! to resume and replays the log from there; it never writes an indexer's state itself.
 
+#[cfg(feature = "testing")]
+pub mod conformance;
+mod decode;
 mod error;
+mod metrics;
+pub mod pipeline;
 
+pub use decode::{decode_batches, Decoded};
 pub use error::IndexError;
+pub use metrics::{metrics, IndexMetrics};
+pub use pipeline::{PartitionLogs, Pipeline, PipelineConfig};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -107,4 +115,11 @@ pub trait Indexer: Send + Sync + std::fmt::Debug {
 
     /// Delete every trace of the topic (DeleteTopics, or the index was disabled).
     async fn drop_topic(&self, topic: &str) -> Result<()>;
+
+    /// Topics this index holds data for (open or only on disk). At start-up the pipeline drops
+    /// those whose topic was deleted, or whose index disabled, while the broker was down. The
+    /// default (nothing known) leaves such leftovers in place.
+    async fn known_topics(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }

@@ -150,8 +150,6 @@ fn check_provider(v: &str) -> Result<(), String> {
     }
 }
 
-const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
-const NO_SEARCH: Option<&str> = Some("full-text search is not available in this build yet");
 const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
 
@@ -271,24 +269,21 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "SQL over the topic",
-        NO_SQL
+        "SQL over the topic"
     ),
     def!(
         "searchable.enabled",
         Boolean,
         "false",
         check_bool,
-        "full-text search over the topic",
-        NO_SEARCH
+        "full-text search over the topic"
     ),
     def!(
         "search.fields",
         List,
         "",
         check_any,
-        "JSON paths indexed as text",
-        NO_SEARCH
+        "JSON paths indexed as text"
     ),
     def!(
         "vector.enabled",
@@ -582,10 +577,28 @@ mod tests {
 
     #[test]
     fn capabilities_not_in_this_build_are_refused_honestly() {
-        let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
+        let err = validate(&map(&[("vector.enabled", "true")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
-        let err = validate(&map(&[("searchable", "true")])).unwrap_err();
-        assert!(err.to_string().contains("searchable"), "{err}");
+    }
+
+    #[test]
+    fn search_keys_and_the_alias_are_accepted() {
+        let out = validate(&map(&[
+            ("searchable", "true"),
+            ("search.fields", "title, $.body"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            out.get("searchable.enabled").map(String::as_str),
+            Some("true")
+        );
+        let cfg = TopicConfig::from_overrides(&out);
+        assert!(cfg.searchable_enabled);
+        assert_eq!(
+            cfg.search_fields,
+            Some(vec!["title".to_string(), "$.body".to_string()])
+        );
+        assert!(validate(&map(&[("searchable.enabled", "yes")])).is_err());
     }
 
     #[test]
@@ -617,6 +630,11 @@ mod tests {
         );
         let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
         assert_eq!(s.source, ConfigSource::Default);
-        assert!(all.iter().all(|c| c.name != "columnar.enabled"));
+        assert!(all.iter().all(|c| c.name != "vector.enabled"));
+        let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
+        assert_eq!(
+            (c.value.as_str(), c.source),
+            ("false", ConfigSource::Default)
+        );
     }
 }

@@ -101,6 +101,17 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Settings of the product contract whose capability is not in this build. Setting one stops
+/// start-up: ignoring it would be worse (a broker told to require SASL must not quietly accept
+/// anonymous clients, and one told to tier to S3 must not quietly keep everything local).
+const UNAVAILABLE_SETTINGS: &[(&str, &str)] = &[
+    ("CHRONIK_SASL_USERS", "SASL authentication"),
+    ("CHRONIK_TLS_CERT", "TLS"),
+    ("CHRONIK_TLS_KEY", "TLS"),
+    ("OBJECT_STORE_URL", "tiered storage"),
+    ("CHRONIK_LOCAL_RETENTION_MS", "tiered storage"),
+];
+
 fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         setting: setting.to_string(),
@@ -137,6 +148,14 @@ impl ServerConfig {
                 .map_err(|e: T::Err| invalid(name, format!("'{v}': {e}")))
         }
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        for (name, capability) in UNAVAILABLE_SETTINGS {
+            if get(name).is_some() {
+                return Err(invalid(
+                    name,
+                    format!("{capability} is not available in this build yet; unset it"),
+                ));
+            }
+        }
         if let Some(v) = get("CHRONIK_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -452,6 +471,17 @@ mod tests {
         )
         .unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn settings_for_absent_capabilities_stop_start_up() {
+        for name in ["CHRONIK_SASL_USERS", "CHRONIK_TLS_CERT", "OBJECT_STORE_URL"] {
+            let e = ServerConfig::load(None, env(&[(name, "x")])).unwrap_err();
+            assert_eq!(e.setting, name);
+            assert!(e.reason.contains("not available"), "{e}");
+        }
+        // Empty means unset, as for every other variable.
+        ServerConfig::load(None, env(&[("CHRONIK_SASL_USERS", " ")])).unwrap();
     }
 
     #[test]

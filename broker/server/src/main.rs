@@ -3,7 +3,9 @@
 
 mod cluster;
 mod config;
+mod indexing;
 mod node;
+mod search;
 
 use std::path::PathBuf;
 

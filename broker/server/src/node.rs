@@ -93,7 +93,23 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
-    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone());
+    let search_indexer = Arc::new(chronik_search::SearchIndexer::new(
+        config.data_dir.join("index").join("search"),
+    ));
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone()).with_search(
+        Arc::new(crate::search::SearchApi::new(search_indexer.clone())),
+    );
+    // Indexes tail the logs after the write; the produce path never waits for them.
+    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer];
+    let pipeline = chronik_index::Pipeline::start(
+        meta.clone(),
+        Arc::new(crate::indexing::BrokerLogs(broker.clone())),
+        indexers,
+        chronik_index::PipelineConfig {
+            node_id: config.node_id,
+            ..chronik_index::PipelineConfig::default()
+        },
+    );
     tracing::info!(addr = %http_addr, "http api listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -111,6 +127,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     api.set_ready(false);
     let _ = server.await;
     let _ = http.await;
+    // Every index persists its checkpoint before the logs close.
+    pipeline.shutdown().await;
     maintenance.abort();
     partition_sync.abort();
     raft.shutdown().await;

@@ -209,9 +209,10 @@ async fn respond(
     }
 }
 
-/// Control batches (transaction markers) are written by the broker, never by clients, and
-/// transactional batches need a transaction coordinator this build does not have. Only headers
-/// are looked at; full validation is the log's.
+/// Control batches (transaction markers) are written by the transaction coordinator, never by
+/// clients; and a client batch with a producer id must carry a sequence (the log lets
+/// transactional batches go without one only because the group coordinator writes such batches
+/// for TxnOffsetCommit). Only headers are looked at; full validation is the log's.
 fn refuse_from_client(records: &[u8]) -> Option<String> {
     let mut pos = 0;
     while pos + BATCH_HEADER_LEN <= records.len() {
@@ -219,11 +220,11 @@ fn refuse_from_client(records: &[u8]) -> Option<String> {
         if header.is_control() {
             return Some("clients may not produce control batches".into());
         }
-        if header.is_transactional() {
-            return Some(
-                "transactional batches need transactions, which are not available in this build yet"
-                    .into(),
-            );
+        if header.has_producer_id() && header.base_sequence < 0 {
+            return Some(format!(
+                "batch of producer {} has no sequence number",
+                header.producer_id
+            ));
         }
         // A nonsense length stops the walk; the log's validation reports it properly.
         pos = pos.checked_add(header.total_len().max(BATCH_HEADER_LEN))?;

@@ -1,0 +1,1 @@
+//! SQL over columnar topics (being built).

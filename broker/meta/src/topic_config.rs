@@ -150,6 +150,7 @@ fn check_provider(v: &str) -> Result<(), String> {
     }
 }
 
+const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
 const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
 
@@ -269,7 +270,8 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "SQL over the topic"
+        "SQL over the topic",
+        NO_SQL
     ),
     def!(
         "searchable.enabled",
@@ -579,6 +581,8 @@ mod tests {
     fn capabilities_not_in_this_build_are_refused_honestly() {
         let err = validate(&map(&[("vector.enabled", "true")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
+        let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
+        assert!(err.to_string().contains("not available"), "{err}");
     }
 
     #[test]
@@ -631,10 +635,6 @@ mod tests {
         let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
         assert_eq!(s.source, ConfigSource::Default);
         assert!(all.iter().all(|c| c.name != "vector.enabled"));
-        let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
-        assert_eq!(
-            (c.value.as_str(), c.source),
-            ("false", ConfigSource::Default)
-        );
+        assert!(all.iter().all(|c| c.name != "columnar.enabled"));
     }
 }

@@ -1,1 +1,0 @@
-//! SQL over columnar topics (being built).

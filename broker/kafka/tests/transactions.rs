@@ -86,7 +86,13 @@ impl Client {
     }
 
     async fn produce(&mut self, records: Bytes) -> (i16, i64) {
+        self.produce_as(None, records).await
+    }
+
+    /// Produce as a transactional producer does: the request names its transactional id.
+    async fn produce_as(&mut self, id: Option<&str>, records: Bytes) -> (i16, i64) {
         let req = ProduceRequest::default()
+            .with_transactional_id(id.map(tid))
             .with_acks(-1)
             .with_timeout_ms(5000)
             .with_topic_data(vec![TopicProduceData::default()
@@ -500,4 +506,150 @@ async fn a_prepared_commit_is_finished_after_a_crash() {
         resp.transaction_states[0].transaction_state.as_str(),
         "CompleteCommit"
     );
+}
+
+impl Client {
+    async fn add_offsets(&mut self, id: &str, pid: i64, epoch: i16, group: &str) -> i16 {
+        let req = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(tid(id))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_string(group.into())));
+        let resp: AddOffsetsToTxnResponse = self.call(ApiKey::AddOffsetsToTxn, 3, &req).await;
+        resp.error_code
+    }
+
+    async fn txn_commit(
+        &mut self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        group: &str,
+        offset: i64,
+    ) -> i16 {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let req = TxnOffsetCommitRequest::default()
+            .with_transactional_id(tid(id))
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name(TOPIC))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let resp: TxnOffsetCommitResponse = self.call(ApiKey::TxnOffsetCommit, 3, &req).await;
+        resp.topics[0].partitions[0].error_code
+    }
+
+    /// OffsetFetch v7 of partition 0: (error code, offset).
+    async fn committed(&mut self, group: &str, require_stable: bool) -> (i16, i64) {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_require_stable(require_stable)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(topic_name(TOPIC))
+                .with_partition_indexes(vec![0])]));
+        let resp: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &req).await;
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    }
+}
+
+#[tokio::test]
+async fn transactional_offsets_take_effect_on_commit_only_also_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.produce(batch(None, &["plain"])).await, (0, 0));
+    let (_, pid, epoch) = c.init("offsets-tx").await;
+    assert_eq!(
+        c.add_partitions("offsets-tx", pid, epoch, &[TOPIC]).await,
+        [0]
+    );
+    assert_eq!(
+        c.txn_commit("offsets-tx", pid, epoch, "g1", 5).await,
+        48,
+        "INVALID_TXN_STATE: the group is not in the transaction"
+    );
+    assert_eq!(c.add_offsets("offsets-tx", pid, epoch, "g1").await, 0);
+    assert_eq!(c.txn_commit("offsets-tx", pid, epoch, "g1", 5).await, 0);
+    assert_eq!(
+        c.committed("g1", true).await,
+        (88, -1),
+        "UNSTABLE_OFFSET_COMMIT"
+    );
+    assert_eq!(c.committed("g1", false).await, (0, -1), "not committed yet");
+    assert_eq!(c.end(3, "offsets-tx", pid, epoch, false).await, 0);
+    assert_eq!(
+        c.committed("g1", true).await,
+        (0, -1),
+        "aborted offsets are dropped"
+    );
+
+    assert_eq!(c.add_offsets("offsets-tx", pid, epoch, "g1").await, 0);
+    assert_eq!(c.txn_commit("offsets-tx", pid, epoch, "g1", 7).await, 0);
+    drop(c);
+    broker.crash().await;
+
+    // Still pending after the restart (replayed from __consumer_offsets), then committed.
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.committed("g1", true).await, (88, -1));
+    assert_eq!(c.end(3, "offsets-tx", pid, epoch, true).await, 0);
+    assert_eq!(c.committed("g1", true).await, (0, 7));
+    drop(c);
+    broker.crash().await;
+
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(
+        c.committed("g1", true).await,
+        (0, 7),
+        "committed offsets are replayed"
+    );
+    // A fenced producer's offsets are refused.
+    let (_, _, new_epoch) = c.init("offsets-tx").await;
+    assert_eq!(new_epoch, epoch + 1);
+    assert_eq!(c.txn_commit("offsets-tx", pid, epoch, "g1", 9).await, 90);
+}
+
+#[tokio::test]
+async fn a_transactional_batch_outside_the_open_transaction_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
+    assert_eq!(c.produce(batch(None, &["plain"])).await, (0, 0));
+    let (_, pid, epoch) = c.init("verified").await;
+    let early = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch, 0)), &["x"]))
+        .await;
+    assert_eq!(
+        early.0, 48,
+        "INVALID_TXN_STATE: the partition was not added"
+    );
+    assert_eq!(
+        c.add_partitions("verified", pid, epoch, &[TOPIC]).await,
+        [0]
+    );
+    let wrong_epoch = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch + 1, 0)), &["x"]))
+        .await;
+    assert_eq!(wrong_epoch.0, 47, "INVALID_PRODUCER_EPOCH");
+    assert_eq!(
+        c.produce_as(Some("verified"), batch(Some((pid, epoch, 0)), &["x"]))
+            .await,
+        (0, 1)
+    );
+    assert_eq!(c.end(3, "verified", pid, epoch, true).await, 0);
+    // The transaction is over: a late batch of it would never get a marker.
+    let late = c
+        .produce_as(Some("verified"), batch(Some((pid, epoch, 1)), &["y"]))
+        .await;
+    assert_eq!(late.0, 48);
+    assert_eq!(c.fetch(1).await.last_stable_offset, 3, "nothing hangs");
 }

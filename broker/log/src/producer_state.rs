@@ -726,6 +726,80 @@ mod tests {
         assert!(ProducerStates::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
+    fn txn(mut h: BatchHeader) -> BatchHeader {
+        h.attributes |= 1 << 4;
+        h
+    }
+
+    fn marker_at(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        let mut h = header(pid, epoch, -1, 1, offset);
+        h.attributes |= (1 << 4) | (1 << 5);
+        h
+    }
+
+    #[test]
+    fn transactions_open_close_and_abort_into_the_index() {
+        let mut s = ProducerStates::default();
+        append(&mut s, txn(header(1, 0, 0, 2, 10))).unwrap();
+        append(&mut s, txn(header(2, 0, 0, 1, 12))).unwrap();
+        append(&mut s, txn(header(1, 0, 2, 1, 13))).unwrap();
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        // `append` marks control batches as ABORT markers.
+        append(&mut s, marker_at(1, 0, 14)).unwrap();
+        assert_eq!(s.first_unstable_offset(), Some(12));
+        let staged = s
+            .check([(&marker_at(2, 0, 15), Some(ControlKind::Commit))].into_iter())
+            .unwrap();
+        s.commit(staged);
+        assert_eq!(s.first_unstable_offset(), None);
+        let aborted = AbortedTxn {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 14,
+        };
+        assert_eq!(s.aborted_between(0, 100), [aborted]);
+        assert_eq!(s.aborted_between(15, 100), []);
+        assert_eq!(
+            s.aborted_between(0, 10),
+            [],
+            "the range ends before the transaction"
+        );
+        // Producers with an open transaction never expire; closed ones do.
+        append(&mut s, txn(header(3, 0, 0, 1, 16))).unwrap();
+        s.remove_expired(i64::MAX, PRODUCER_ID_EXPIRATION_MS);
+        assert_eq!(s.first_unstable_offset(), Some(16));
+        assert_eq!(s.producers.len(), 1);
+        s.prune_aborted(15);
+        assert!(s.aborted_between(0, 100).is_empty());
+    }
+
+    #[test]
+    fn snapshots_keep_open_and_aborted_transactions_and_read_version_one() {
+        let mut s = ProducerStates::default();
+        append(&mut s, txn(header(1, 0, 0, 2, 0))).unwrap();
+        append(&mut s, marker_at(1, 0, 2)).unwrap();
+        append(&mut s, txn(header(2, 0, 0, 1, 3))).unwrap();
+        let decoded = ProducerStates::decode(&s.encode()).unwrap();
+        assert_eq!(decoded, s);
+        assert_eq!(decoded.first_unstable_offset(), Some(3));
+        assert_eq!(decoded.aborted_between(0, 10).len(), 1);
+
+        // A version 1 snapshot (before transactions): magic, one producer without the open
+        // transaction field, no aborted list.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"CPS1");
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&7i64.to_be_bytes());
+        v1.extend_from_slice(&0i16.to_be_bytes());
+        v1.extend_from_slice(&5i64.to_be_bytes());
+        v1.push(0);
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let old = ProducerStates::decode(&v1).unwrap();
+        assert_eq!(old.epoch(7), Some(0));
+        assert_eq!(old.first_unstable_offset(), None);
+    }
+
     #[test]
     fn newest_readable_snapshot_at_or_below_the_end_is_loaded() {
         let dir = tempfile::tempdir().unwrap();

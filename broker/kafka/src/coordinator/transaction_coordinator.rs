@@ -25,7 +25,7 @@ use chronik_meta::{MetaError, MetadataStore};
 use kafka_protocol::error::ResponseError;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::transaction::{EndStep, InitStep, TxnError, TxnMetadata};
+use super::transaction::{EndStep, InitStep, TxnError, TxnMetadata, TxnState};
 use super::transaction_records as txn_records;
 use super::{now_ms, partition_for, records, CoordinatorError, OFFSETS_TOPIC, TRANSACTION_TOPIC};
 use crate::error_codes;
@@ -469,13 +469,16 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Check that `producer_id`/`producer_epoch` own `transactional_id` (TxnOffsetCommit is
-    /// sent to the group coordinator, which asks here before storing offsets).
+    /// Check that `producer_id`/`producer_epoch` own `transactional_id` and that its open
+    /// transaction includes `partition` (TxnOffsetCommit is sent to the group coordinator,
+    /// which asks here before storing offsets: offsets outside the transaction would never get
+    /// a marker and stay pending for good).
     pub async fn check_producer(
         &self,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
+        partition: (String, i32),
     ) -> Result<(), TxnError> {
         let slot = self.existing_slot(transactional_id)?;
         let guard = slot.lock().await;
@@ -483,6 +486,46 @@ impl TransactionCoordinator {
             None => Err(TxnError::InvalidProducerIdMapping),
             Some(m) if m.producer_id != producer_id => Err(TxnError::InvalidProducerIdMapping),
             Some(m) if m.producer_epoch != producer_epoch => Err(TxnError::ProducerFenced),
+            Some(m) if m.state != TxnState::Ongoing || !m.partitions.contains(&partition) => {
+                Err(TxnError::InvalidTxnState)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Produce of a transactional batch (KIP-890's verification, done locally): the producer
+    /// must own the id at this epoch and have added the partition to its open transaction.
+    /// Without this a batch written outside the transaction would never get a marker and hold
+    /// the partition's last stable offset for good (a hanging transaction). Ids coordinated
+    /// elsewhere are not checked here.
+    pub async fn verify_produce(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: (String, i32),
+    ) -> Result<(), ResponseError> {
+        if broker
+            .groups
+            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
+            != Some(self.node_id)
+        {
+            return Ok(());
+        }
+        let slot = self
+            .existing_slot(transactional_id)
+            .map_err(|_| ResponseError::InvalidProducerIdMapping)?;
+        let guard = slot.lock().await;
+        match guard.as_ref() {
+            None => Err(ResponseError::InvalidProducerIdMapping),
+            Some(m) if m.producer_id != producer_id => Err(ResponseError::InvalidProducerIdMapping),
+            Some(m) if m.producer_epoch != producer_epoch => {
+                Err(ResponseError::InvalidProducerEpoch)
+            }
+            Some(m) if m.state != TxnState::Ongoing || !m.partitions.contains(&partition) => {
+                Err(ResponseError::InvalidTxnState)
+            }
             Some(_) => Ok(()),
         }
     }

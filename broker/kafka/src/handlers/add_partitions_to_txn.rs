@@ -22,19 +22,25 @@ pub(crate) async fn handle(
     version: i16,
 ) -> AddPartitionsToTxnResponse {
     let state = broker.meta.state();
-    let mut wanted = Vec::new();
-    let mut unknown = false;
-    for topic in &request.v3_and_below_topics {
-        let meta = state.topics.get(topic.name.0.as_str());
-        for &p in &topic.partitions {
-            let exists = meta.is_some_and(|m| p >= 0 && (p as usize) < m.partitions.len());
-            unknown |= !exists;
-            wanted.push((topic.name.0.to_string(), p, exists));
-        }
-    }
-    let outcome = if unknown {
-        Err(ResponseError::OperationNotAttempted)
-    } else {
+    // Per topic, per partition (request order): whether it exists.
+    let exists: Vec<Vec<bool>> = request
+        .v3_and_below_topics
+        .iter()
+        .map(|topic| {
+            let meta = state.topics.get(topic.name.0.as_str());
+            topic
+                .partitions
+                .iter()
+                .map(|&p| meta.is_some_and(|m| p >= 0 && (p as usize) < m.partitions.len()))
+                .collect()
+        })
+        .collect();
+    let outcome = if exists.iter().flatten().all(|e| *e) {
+        let partitions = request
+            .v3_and_below_topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+            .collect();
         broker
             .transactions
             .add_partitions(
@@ -42,10 +48,12 @@ pub(crate) async fn handle(
                 &request.v3_and_below_transactional_id,
                 request.v3_and_below_producer_id.0,
                 request.v3_and_below_producer_epoch,
-                wanted.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
+                partitions,
                 error_codes::fenced_code(version, 2),
             )
             .await
+    } else {
+        Err(ResponseError::OperationNotAttempted)
     };
     let code_for = |exists: bool| match (&outcome, exists) {
         (Ok(()), _) => 0,
@@ -55,17 +63,16 @@ pub(crate) async fn handle(
     let topics = request
         .v3_and_below_topics
         .iter()
-        .map(|topic| {
+        .zip(&exists)
+        .map(|(topic, exists)| {
             let results = topic
                 .partitions
                 .iter()
-                .map(|&p| {
-                    let exists = wanted
-                        .iter()
-                        .any(|(t, wp, e)| *e && *wp == p && t.as_str() == topic.name.0.as_str());
+                .zip(exists)
+                .map(|(&p, &e)| {
                     AddPartitionsToTxnPartitionResult::default()
                         .with_partition_index(p)
-                        .with_partition_error_code(code_for(exists))
+                        .with_partition_error_code(code_for(e))
                 })
                 .collect();
             AddPartitionsToTxnTopicResult::default()

@@ -33,6 +33,11 @@ enum Appended {
 
 pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
+    let transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty());
     let acks_valid = matches!(acks, -1..=1);
     let mut state = broker.meta.state();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -53,7 +58,25 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
                     None => {
                         Appended::Failed(ResponseError::UnknownTopicOrPartition, None, Vec::new())
                     }
-                    Some(meta) => append(broker, meta, data.index, data.records),
+                    Some(meta) => {
+                        let verified = match (&transactional_id, &data.records) {
+                            (Some(id), Some(records)) => {
+                                verify_transaction(broker, id, &name, data.index, records).await
+                            }
+                            _ => Ok(()),
+                        };
+                        match verified {
+                            Ok(()) => append(broker, meta, data.index, data.records),
+                            Err(code) => Appended::Failed(
+                                code,
+                                Some(
+                                    "the partition is not part of the producer's open transaction"
+                                        .into(),
+                                ),
+                                Vec::new(),
+                            ),
+                        }
+                    }
                 }
             };
             partitions.push((data.index, outcome));
@@ -207,6 +230,34 @@ async fn respond(
     } else {
         response
     }
+}
+
+/// A transactional producer's batch must belong to its open transaction (see
+/// `TransactionCoordinator::verify_produce`). Requests without a transactional id, the plain
+/// and idempotent produce path, never get here.
+async fn verify_transaction(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), ResponseError> {
+    let Some(header) = BatchHeader::parse(records)
+        .ok()
+        .filter(|h| h.is_transactional() && h.has_producer_id())
+    else {
+        return Ok(());
+    };
+    broker
+        .transactions
+        .verify_produce(
+            broker,
+            transactional_id,
+            header.producer_id,
+            header.producer_epoch,
+            (topic.to_string(), partition),
+        )
+        .await
 }
 
 /// Control batches (transaction markers) are written by the transaction coordinator, never by

@@ -2,7 +2,8 @@
 //! (send_offsets_to_transaction). They are stored as pending and become the group's committed
 //! offsets only when the transaction commits (see `coordinator::transaction_offsets`). The
 //! producer id and epoch must own the transactional id (a fenced producer's offsets are
-//! refused); from v3 the consumer's generation and member id are checked too (KIP-447).
+//! refused) and its open transaction must include the group (AddOffsetsToTxn first, else
+//! INVALID_TXN_STATE); from v3 the consumer's generation and member id are checked too (KIP-447).
 //! Deferred: acknowledged once the records are durable.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::coordinator::group::CommittedOffset;
+use crate::coordinator::OFFSETS_TOPIC;
 use crate::error_codes;
 use crate::registry::Reply;
 use crate::Broker;
@@ -117,18 +119,21 @@ async fn commit(
     offsets: Vec<(String, i32, CommittedOffset)>,
 ) -> Result<futures::future::BoxFuture<'static, Result<(), ResponseError>>, ResponseError> {
     // The transaction coordinator is local on a single node: a producer that no longer owns
-    // the transactional id (fenced, or timed out and bumped) stores nothing.
+    // the transactional id (fenced, or timed out and bumped), or whose transaction does not
+    // include the group (no AddOffsetsToTxn), stores nothing.
     broker
         .transactions
         .start(broker)
         .await
         .map_err(|e| error_codes::for_coordinator(&e))?;
+    let offsets_partition = broker.groups.offsets_partition(&request.group_id);
     broker
         .transactions
         .check_producer(
             &request.transactional_id,
             request.producer_id.0,
             request.producer_epoch,
+            (OFFSETS_TOPIC.to_string(), offsets_partition),
         )
         .await
         .map_err(|e| error_codes::for_txn(e, error_codes::fenced_code(version, 3)))?;

@@ -58,9 +58,14 @@ impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::UnknownTopic(_) => ApiError::NotFound(e.to_string()),
-            MetaError::TopicAlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            MetaError::TopicAlreadyExists(_) | MetaError::AlreadyMember(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            MetaError::MembershipUnsupported(_) => ApiError::NotImplemented(e.to_string()),
             MetaError::Storage(_) => ApiError::Internal(e.to_string()),
-            MetaError::ProducerIdsExhausted(_) => ApiError::Unavailable(e.to_string()),
+            MetaError::ProducerIdsExhausted(_) | MetaError::Unavailable(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             MetaError::InvalidTopicName { .. }
             | MetaError::InvalidPartitions(_)
             | MetaError::InvalidReplicationFactor(_)

@@ -42,6 +42,12 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
         MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
+        // Retriable: clients try again once the Raft quorum has a leader.
+        MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
+        // Membership is not changed through Kafka APIs.
+        MetaError::AlreadyMember(_) | MetaError::MembershipUnsupported(_) => {
+            ResponseError::UnknownServerError
+        }
     }
 }
 

@@ -37,6 +37,19 @@ fn column(name: &str) -> Result<String, SearchError> {
     })
 }
 
+/// Calendar minutes, hours and days (in UTC) are fixed lengths; weeks, months, quarters and
+/// years are not, and are refused by the aggregation with a message saying so.
+fn calendar_to_fixed(params: &mut Map<String, Value>) {
+    let fixed = match params.get("calendar_interval").and_then(Value::as_str) {
+        Some("minute" | "1m") => "1m",
+        Some("hour" | "1h") => "1h",
+        Some("day" | "1d") => "1d",
+        _ => return,
+    };
+    params.remove("calendar_interval");
+    params.insert("fixed_interval".into(), Value::from(fixed));
+}
+
 fn rewrite_level(aggs: &Value, depth: usize) -> Result<Value, SearchError> {
     let obj = aggs
         .as_object()
@@ -84,6 +97,9 @@ fn rewrite_level(aggs: &Value, depth: usize) -> Result<Value, SearchError> {
                             )))
                         }
                     }
+                    if kind == "date_histogram" {
+                        calendar_to_fixed(&mut params);
+                    }
                     new_body.insert(kind.to_string(), Value::Object(params));
                 }
                 other => {
@@ -124,6 +140,13 @@ mod tests {
         .unwrap();
         assert_eq!(a["by"]["terms"]["field"], "kw.status");
         assert_eq!(a["by"]["aggs"]["p"]["avg"]["field"], "kw.price");
+        let a = rewrite_level(
+            &json!({"d": {"date_histogram": {"field": "ts", "calendar_interval": "day"}}}),
+            1,
+        )
+        .unwrap();
+        assert_eq!(a["d"]["date_histogram"]["fixed_interval"], "1d");
+        assert!(a["d"]["date_histogram"].get("calendar_interval").is_none());
         let err = rewrite_level(&json!({"x": {"geo_bounds": {"field": "loc"}}}), 1).unwrap_err();
         assert!(err.to_string().contains("geo_bounds"), "{err}");
         assert!(parse(&json!({"x": {"terms": {"field": "a", "size": "many"}}})).is_err());

@@ -665,6 +665,18 @@ async fn aggregations_over_all_partitions() {
         .map(|b| b["doc_count"].as_u64().unwrap())
         .collect();
     assert_eq!(parts, vec![3, 3]);
+    let r = search(
+        &e,
+        json!({"size": 0, "aggs": {"days": {"date_histogram": {"field": "_timestamp", "calendar_interval": "day"}}}}),
+    );
+    let days = r["aggregations"]["days"]["buckets"].as_array().unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0]["doc_count"], 6);
+    let m = bad(
+        &e,
+        json!({"size": 0, "aggs": {"m": {"date_histogram": {"field": "created", "calendar_interval": "month"}}}}),
+    );
+    assert!(m.contains("calendar_interval"), "{m}");
     // Aggregations see the query's matches only.
     let r = search(
         &e,

@@ -13,6 +13,29 @@
 //! group maps to the same partition number as on a Kafka cluster with the same count.
 
 pub(crate) mod group;
+
+/// The log of partition `partition` of an internal topic (`__consumer_offsets`,
+/// `__transaction_state`), opened on first use; NotLeader unless this broker leads it.
+pub(crate) fn internal_partition_log(
+    logs: &LogManager,
+    meta: &Arc<dyn MetadataStore>,
+    node_id: i32,
+    topic_name: &str,
+    partition: i32,
+) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
+    if let Some(log) = logs.get(topic_name, partition) {
+        return Ok(log);
+    }
+    let state = meta.state();
+    let topic = state.topic(topic_name)?;
+    match topic.partitions.get(partition as usize) {
+        Some(p) if p.leader == node_id => {}
+        _ => return Err(CoordinatorError::NotLeader(partition)),
+    }
+    let config = log_config_for(&topic.config(), FlushPolicy::Group);
+    Ok(logs.get_or_create(topic_name, partition, config)?)
+}
+
 #[cfg(test)]
 mod group_tests;
 mod records;
@@ -292,17 +315,13 @@ impl Coordinator {
     }
 
     fn offsets_log(&self, partition: i32) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-        if let Some(log) = self.logs.get(OFFSETS_TOPIC, partition) {
-            return Ok(log);
-        }
-        let state = self.meta.state();
-        let topic = state.topic(OFFSETS_TOPIC)?;
-        match topic.partitions.get(partition as usize) {
-            Some(p) if p.leader == self.node_id => {}
-            _ => return Err(CoordinatorError::NotLeader(partition)),
-        }
-        let config = log_config_for(&topic.config(), FlushPolicy::Group);
-        Ok(self.logs.get_or_create(OFFSETS_TOPIC, partition, config)?)
+        internal_partition_log(
+            &self.logs,
+            &self.meta,
+            self.node_id,
+            OFFSETS_TOPIC,
+            partition,
+        )
     }
 
     /// Append records for `group` to its partition (in the caller's lock, so the log's order

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chronik_log::{control_batch, BatchHeader, FlushPolicy, LogError, LogManager, PartitionLog};
+use chronik_log::{control_batch, BatchHeader, LogError, LogManager, PartitionLog};
 use chronik_meta::plan::{self, CreateTopic};
 use chronik_meta::{MetaError, MetadataStore};
 use kafka_protocol::error::ResponseError;
@@ -27,9 +27,11 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::transaction::{EndStep, InitStep, TxnError, TxnMetadata, TxnState};
 use super::transaction_records as txn_records;
-use super::{now_ms, partition_for, records, CoordinatorError, OFFSETS_TOPIC, TRANSACTION_TOPIC};
+use super::{
+    internal_partition_log, now_ms, partition_for, records, CoordinatorError, OFFSETS_TOPIC,
+    TRANSACTION_TOPIC,
+};
 use crate::error_codes;
-use crate::partitions::log_config_for;
 use crate::Broker;
 
 /// How often prepared transactions are finished and timeouts checked (Kafka's
@@ -171,19 +173,13 @@ impl TransactionCoordinator {
     }
 
     fn state_log(&self, partition: i32) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-        if let Some(log) = self.logs.get(TRANSACTION_TOPIC, partition) {
-            return Ok(log);
-        }
-        let state = self.meta.state();
-        let topic = state.topic(TRANSACTION_TOPIC)?;
-        match topic.partitions.get(partition as usize) {
-            Some(p) if p.leader == self.node_id => {}
-            _ => return Err(CoordinatorError::NotLeader(partition)),
-        }
-        let config = log_config_for(&topic.config(), FlushPolicy::Group);
-        Ok(self
-            .logs
-            .get_or_create(TRANSACTION_TOPIC, partition, config)?)
+        internal_partition_log(
+            &self.logs,
+            &self.meta,
+            self.node_id,
+            TRANSACTION_TOPIC,
+            partition,
+        )
     }
 
     fn partition_of(&self, transactional_id: &str) -> i32 {

@@ -6,11 +6,13 @@ VENV ?= $(HOME)/.cache/chronik-venv
 PY := $(VENV)/bin/python
 SERVER := $(CARGO_TARGET_DIR)/release/chronik-server
 export CHRONIK_SERVER_BIN ?= $(SERVER)
+# The local embedding model (all-MiniLM-L6-v2), fetched once by `make model`, outside the repo.
+export CHRONIK_EMBEDDING_MODEL_DIR ?= $(HOME)/.cache/chronik-models/all-minilm-l6-v2
 
-.PHONY: run build test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench eval-search fuzz venv clean
+.PHONY: run build model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench eval-search fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
-run: build
+run: build model
 	$(SERVER) start
 
 build:
@@ -20,10 +22,10 @@ build:
 ## integration tests (allow-list), and the Helm chart tests.
 test: unit e2e e2e-librdkafka chart-test
 
-unit:
+unit: model
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-e2e: build venv
+e2e: build venv model
 	$(PY) -m pytest -q e2e
 
 e2e-librdkafka: build
@@ -31,6 +33,11 @@ e2e-librdkafka: build
 
 chart-test: venv
 	$(PY) -m pytest -q operator/tests/chart
+
+## Fetch the local embedding model into CHRONIK_EMBEDDING_MODEL_DIR (idempotent).
+model:
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) broker/vector/model/fetch.py $(CHRONIK_EMBEDDING_MODEL_DIR)
 
 venv:
 	@test -x $(PY) || python3 -m venv $(VENV)

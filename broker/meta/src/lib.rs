@@ -17,6 +17,9 @@ pub mod topic_config;
 pub use error::MetaError;
 pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, ProducerIdBlock, TopicMeta};
 pub use store::{LocalMetadataStore, MetadataStore, QuorumMember, QuorumStatus};
-pub use topic_config::{CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig};
+pub use topic_config::{
+    CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig, VectorField,
+    VectorMetric, VectorSettings,
+};
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

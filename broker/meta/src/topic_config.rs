@@ -145,13 +145,46 @@ fn check_vector_metric(v: &str) -> Result<(), String> {
 }
 fn check_provider(v: &str) -> Result<(), String> {
     match v {
-        "local" | "openai" | "none" => Ok(()),
-        _ => Err(format!("'{v}' is not local, openai or none")),
+        "local" => Ok(()),
+        "openai" => Err("the openai embedding provider is not available in this build yet".into()),
+        _ => Err(format!("'{v}' is not local or openai")),
+    }
+}
+fn check_embedding_model(v: &str) -> Result<(), String> {
+    match v {
+        "" | "all-MiniLM-L6-v2" | "sentence-transformers/all-MiniLM-L6-v2" => Ok(()),
+        _ => Err(format!(
+            "'{v}' is not a model of the local provider (all-MiniLM-L6-v2)"
+        )),
+    }
+}
+fn check_embedding_dimensions(v: &str) -> Result<(), String> {
+    match v.trim() {
+        "0" | "384" => Ok(()),
+        _ => Err(format!(
+            "'{v}' does not match the local model's 384 dimensions (0 means the model's own)"
+        )),
+    }
+}
+fn check_hnsw_m(v: &str) -> Result<(), String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if (2..=256).contains(&n) => Ok(()),
+        Ok(n) => Err(format!("{n} is outside 2..=256")),
+        Err(_) => Err(format!("'{v}' is not an integer")),
+    }
+}
+fn check_hnsw_ef(v: &str) -> Result<(), String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(()),
+        Ok(n) => Err(format!("{n} is outside 1..=10000")),
+        Err(_) => Err(format!("'{v}' is not an integer")),
     }
 }
 
 const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
 const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
+const NO_OPENAI: Option<&str> =
+    Some("the openai embedding provider is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
 
 macro_rules! def {
@@ -300,24 +333,21 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         String,
         "value",
         check_vector_field,
-        "what is embedded: value, key or a JSON path",
-        NO_VECTOR
+        "what is embedded: value, key or a JSON path"
     ),
     def!(
         "vector.embedding.provider",
         String,
         "local",
         check_provider,
-        "embedding provider",
-        NO_VECTOR
+        "embedding provider"
     ),
     def!(
         "vector.embedding.model",
         String,
         "",
-        check_any,
-        "embedding model",
-        NO_VECTOR
+        check_embedding_model,
+        "embedding model"
     ),
     def!(
         "vector.embedding.endpoint",
@@ -325,47 +355,42 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         "",
         check_any,
         "embedding endpoint",
-        NO_VECTOR
+        NO_OPENAI
     ),
     def!(
         "vector.embedding.dimensions",
         Int,
         "0",
-        check_int_min0,
-        "embedding dimensions",
-        NO_VECTOR
+        check_embedding_dimensions,
+        "embedding dimensions"
     ),
     def!(
         "vector.metric",
         String,
         "cosine",
         check_vector_metric,
-        "cosine, l2 or dot",
-        NO_VECTOR
+        "cosine, l2 or dot"
     ),
     def!(
         "vector.hnsw.m",
         Int,
         "16",
-        check_int_min1,
-        "HNSW links per node",
-        NO_VECTOR
+        check_hnsw_m,
+        "HNSW links per node"
     ),
     def!(
         "vector.hnsw.ef_construction",
         Int,
         "200",
-        check_int_min1,
-        "HNSW build beam width",
-        NO_VECTOR
+        check_hnsw_ef,
+        "HNSW build beam width"
     ),
     def!(
         "vector.hnsw.ef_search",
         Int,
         "64",
-        check_int_min1,
-        "HNSW query beam width",
-        NO_VECTOR
+        check_hnsw_ef,
+        "HNSW query beam width"
     ),
 ];
 
@@ -491,6 +516,52 @@ pub struct TopicConfig {
     pub searchable_enabled: bool,
     /// JSON paths indexed as text (search.fields); `None` means every string field.
     pub search_fields: Option<Vec<String>>,
+    /// Vector search over the topic (vector.enabled) and how it is built.
+    pub vector: VectorSettings,
+}
+
+/// What is embedded for vector search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorField {
+    Value,
+    Key,
+    /// A JSON path into the value, `$.a.b` as the segments `["a", "b"]`.
+    Path(Vec<String>),
+}
+
+impl VectorField {
+    pub fn parse(v: &str) -> VectorField {
+        match v.trim() {
+            "key" => VectorField::Key,
+            p if p.starts_with("$.") && p.len() > 2 => {
+                VectorField::Path(p[2..].split('.').map(str::to_string).collect())
+            }
+            _ => VectorField::Value,
+        }
+    }
+}
+
+/// Similarity of vectors (vector.metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorMetric {
+    Cosine,
+    L2,
+    Dot,
+}
+
+/// The vector.* keys of a topic, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorSettings {
+    pub enabled: bool,
+    pub field: VectorField,
+    /// vector.embedding.model; empty is the provider's default model.
+    pub model: String,
+    /// vector.embedding.dimensions; 0 is the model's own.
+    pub dimensions: usize,
+    pub metric: VectorMetric,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
 }
 
 impl TopicConfig {
@@ -531,6 +602,20 @@ impl TopicConfig {
                     .filter(|f| !f.is_empty())
                     .collect();
                 (!fields.is_empty()).then_some(fields)
+            },
+            vector: VectorSettings {
+                enabled: raw("vector.enabled").trim().eq_ignore_ascii_case("true"),
+                field: VectorField::parse(&raw("vector.field")),
+                model: raw("vector.embedding.model").trim().to_string(),
+                dimensions: num("vector.embedding.dimensions").max(0) as usize,
+                metric: match raw("vector.metric").trim() {
+                    "l2" => VectorMetric::L2,
+                    "dot" => VectorMetric::Dot,
+                    _ => VectorMetric::Cosine,
+                },
+                m: num("vector.hnsw.m").max(2) as usize,
+                ef_construction: num("vector.hnsw.ef_construction").max(1) as usize,
+                ef_search: num("vector.hnsw.ef_search").max(1) as usize,
             },
         }
     }
@@ -603,6 +688,51 @@ mod tests {
             Some(vec!["title".to_string(), "$.body".to_string()])
         );
         assert!(validate(&map(&[("searchable.enabled", "yes")])).is_err());
+    }
+
+    #[test]
+    fn vector_keys_are_typed_and_checked() {
+        let cfg = TopicConfig::from_overrides(&map(&[
+            ("vector.enabled", "true"),
+            ("vector.field", "$.doc.title"),
+            ("vector.metric", "dot"),
+            ("vector.hnsw.m", "8"),
+        ]));
+        assert!(cfg.vector.enabled);
+        assert_eq!(
+            cfg.vector.field,
+            VectorField::Path(vec!["doc".into(), "title".into()])
+        );
+        assert_eq!(cfg.vector.metric, VectorMetric::Dot);
+        assert_eq!(
+            (
+                cfg.vector.m,
+                cfg.vector.ef_construction,
+                cfg.vector.ef_search
+            ),
+            (8, 200, 64)
+        );
+        let defaults = TopicConfig::from_overrides(&BTreeMap::new());
+        assert!(!defaults.vector.enabled);
+        assert_eq!(defaults.vector.field, VectorField::Value);
+        assert_eq!(defaults.vector.metric, VectorMetric::Cosine);
+        for (k, v) in [
+            ("vector.field", "title"),
+            ("vector.metric", "hamming"),
+            ("vector.hnsw.m", "1"),
+            ("vector.hnsw.m", "1000"),
+            ("vector.hnsw.ef_search", "0"),
+            ("vector.embedding.provider", "openai"),
+            ("vector.embedding.provider", "magic"),
+            ("vector.embedding.model", "bge-large"),
+            ("vector.embedding.dimensions", "768"),
+            ("vector.embedding.endpoint", "http://x"),
+        ] {
+            match validate(&map(&[(k, v)])) {
+                Err(MetaError::InvalidConfig { key, .. }) => assert_eq!(key, k),
+                other => panic!("{k}={v}: expected InvalidConfig, got {other:?}"),
+            }
+        }
     }
 
     #[test]

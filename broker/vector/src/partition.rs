@@ -1,0 +1,384 @@
+//! One partition's vector index: the HNSW graph, what each point is (offset, timestamp, key,
+//! the event), the visibility rules applied at query time, and its [`Store`].
+//!
+//! Points are inserted into the graph as runs arrive (no rebuilds) but are visible only below
+//! the published offset. Nothing is removed from the graph: records gone from the log
+//! (retention) and records a compacted topic has superseded or deleted are filtered out while
+//! searching, so the beam keeps looking until it has `k` visible hits.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use chronik_meta::VectorMetric;
+use parking_lot::{Mutex, RwLock};
+
+use crate::graph::{Graph, HnswParams};
+use crate::metric::{prepare, score};
+use crate::store::{encode, Checkpoint, Store, StoredRecord};
+use crate::VectorError;
+
+/// How a partition's index is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionSettings {
+    pub metric: VectorMetric,
+    pub params: HnswParams,
+    pub model: String,
+    pub dimensions: usize,
+    /// cleanup.policy includes compact: a newer record for a key replaces older ones.
+    pub compacted: bool,
+}
+
+fn metric_name(m: VectorMetric) -> &'static str {
+    match m {
+        VectorMetric::Cosine => "cosine",
+        VectorMetric::L2 => "l2",
+        VectorMetric::Dot => "dot",
+    }
+}
+
+/// A graph point.
+#[derive(Debug, Clone)]
+struct Point {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+}
+
+/// Query-time restrictions besides the partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Inclusive lower bound, epoch milliseconds.
+    pub from: Option<i64>,
+    /// Inclusive upper bound.
+    pub to: Option<i64>,
+}
+
+impl TimeRange {
+    fn contains(&self, ts: i64) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
+    }
+}
+
+/// One search hit of a partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionHit {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub score: f32,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    points: Vec<Point>,
+    /// Compacted topics: the latest offset of each key (a tombstone's included).
+    latest: HashMap<Bytes, i64>,
+    /// Next offset to index (everything below is in the graph or skipped).
+    indexed: i64,
+    /// Points below this offset are visible.
+    published: i64,
+    forgotten_before: i64,
+    skipped: u64,
+    /// Encoded records not yet in the store.
+    pending: Vec<u8>,
+}
+
+/// A partition's index.
+#[derive(Debug)]
+pub struct PartitionIndex {
+    pub partition: i32,
+    settings: PartitionSettings,
+    graph: Graph,
+    state: RwLock<State>,
+    store: Mutex<Store>,
+}
+
+/// A record to add: its vector is `None` for a compacted topic's tombstone.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub vector: Option<Vec<f32>>,
+}
+
+impl PartitionIndex {
+    /// Open the partition under `dir` and return it with the offset to resume from.
+    pub(crate) fn open(
+        dir: &Path,
+        partition: i32,
+        settings: PartitionSettings,
+        log_start: i64,
+    ) -> Result<(PartitionIndex, i64), VectorError> {
+        let metric = metric_name(settings.metric);
+        let (store, checkpoint, records) = Store::open(dir, |c| {
+            c.model == settings.model && c.dimensions == settings.dimensions && c.metric == metric
+        })?;
+        let graph = Graph::new(settings.metric, settings.params, records.len());
+        let mut state = State::default();
+        let mut points: Vec<(Vec<f32>, usize)> = Vec::with_capacity(records.len());
+        for r in records {
+            let vector = track(&mut state, &settings, &r.key, r.offset, r.vector);
+            if let Some(v) = vector {
+                points.push((v, state.points.len()));
+                state.points.push(Point {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                });
+            }
+        }
+        let refs: Vec<(&[f32], usize)> = points.iter().map(|(v, id)| (v.as_slice(), *id)).collect();
+        graph.insert_many(&refs);
+        let resume = match &checkpoint {
+            Some(c) => {
+                state.forgotten_before = c.forgotten_before;
+                state.skipped = c.skipped;
+                c.next_offset
+            }
+            None => log_start,
+        };
+        state.forgotten_before = state.forgotten_before.max(log_start);
+        let resume = resume.max(log_start);
+        state.indexed = resume;
+        state.published = resume;
+        Ok((
+            PartitionIndex {
+                partition,
+                settings,
+                graph,
+                state: RwLock::new(state),
+                store: Mutex::new(store),
+            },
+            resume,
+        ))
+    }
+
+    pub fn settings(&self) -> &PartitionSettings {
+        &self.settings
+    }
+
+    /// Next offset to index.
+    pub fn indexed(&self) -> i64 {
+        self.state.read().indexed
+    }
+
+    /// Add records (vectors already embedded, `dimensions` long) up to `next_offset`, and count
+    /// `skipped` events that had nothing to embed. Records at offsets already indexed are
+    /// ignored (a replay).
+    pub(crate) fn add(
+        &self,
+        records: Vec<NewRecord>,
+        skipped: u64,
+        next_offset: i64,
+    ) -> Result<(), VectorError> {
+        let mut st = self.state.write();
+        let from = st.indexed;
+        for mut r in records.into_iter().filter(|r| r.offset >= from) {
+            if let Some(v) = &mut r.vector {
+                if v.len() != self.settings.dimensions {
+                    return Err(VectorError::Embedding(format!(
+                        "a vector of {} dimensions for an index of {}",
+                        v.len(),
+                        self.settings.dimensions
+                    )));
+                }
+                if !prepare(self.settings.metric, v) {
+                    st.skipped += 1;
+                    continue;
+                }
+            }
+            let stored = StoredRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                vector: r.vector,
+            };
+            encode(&stored, &mut st.pending);
+            let vector = track(
+                &mut st,
+                &self.settings,
+                &stored.key,
+                stored.offset,
+                stored.vector,
+            );
+            if let Some(v) = vector {
+                let id = st.points.len();
+                st.points.push(Point {
+                    offset: stored.offset,
+                    timestamp: stored.timestamp,
+                    key: stored.key,
+                    value: stored.value,
+                });
+                self.graph.insert(&v, id);
+            }
+        }
+        st.skipped += skipped;
+        st.indexed = st.indexed.max(next_offset);
+        Ok(())
+    }
+
+    /// Make everything added so far visible.
+    pub fn publish(&self) {
+        let mut st = self.state.write();
+        st.published = st.indexed;
+    }
+
+    /// Write what was added, with its checkpoint; returns the checkpoint offset.
+    pub fn persist(&self) -> Result<i64, VectorError> {
+        let mut store = self.store.lock();
+        let (pending, checkpoint) = {
+            let mut st = self.state.write();
+            let cp = Checkpoint {
+                next_offset: st.indexed,
+                length: 0,
+                forgotten_before: st.forgotten_before,
+                skipped: st.skipped,
+                model: self.settings.model.clone(),
+                dimensions: self.settings.dimensions,
+                metric: metric_name(self.settings.metric).to_string(),
+            };
+            (std::mem::take(&mut st.pending), cp)
+        };
+        let next = checkpoint.next_offset;
+        if let Err(e) = store.commit(&pending, checkpoint) {
+            // Keep the records for the next attempt (the caller drops the index on error, so
+            // this only matters to a caller that retries).
+            let mut st = self.state.write();
+            let mut back = pending;
+            back.extend_from_slice(&st.pending);
+            st.pending = back;
+            return Err(e);
+        }
+        Ok(next)
+    }
+
+    pub fn forget_before(&self, offset: i64) {
+        let mut st = self.state.write();
+        st.forgotten_before = st.forgotten_before.max(offset);
+    }
+
+    /// Visible points (published, not forgotten, not superseded); counts the graph otherwise.
+    pub fn stats(&self) -> PartitionStats {
+        let st = self.state.read();
+        let visible = st
+            .points
+            .iter()
+            .filter(|p| visible(&st, self.settings.compacted, p))
+            .count() as u64;
+        PartitionStats {
+            partition: self.partition,
+            vectors: visible,
+            graph_points: self.graph.len() as u64,
+            skipped: st.skipped,
+            indexed_offset: st.indexed,
+            published_offset: st.published,
+            disk_bytes: self.store.lock().size(),
+            memory_bytes: (self.graph.len()
+                * (self.settings.dimensions * 4 + self.settings.params.m * 2 * 8 + 64))
+                as u64
+                + st.points
+                    .iter()
+                    .map(|p| {
+                        p.key.as_ref().map_or(0, Bytes::len)
+                            + p.value.as_ref().map_or(0, Bytes::len)
+                            + 48
+                    })
+                    .sum::<usize>() as u64,
+        }
+    }
+
+    /// The `k` best visible points for the prepared query `q` within `time`, best first.
+    pub fn search(&self, q: &[f32], k: usize, ef: usize, time: TimeRange) -> Vec<PartitionHit> {
+        let st = self.state.read();
+        let compacted = self.settings.compacted;
+        let keep = |id: &usize| {
+            st.points
+                .get(*id)
+                .is_some_and(|p| visible(&st, compacted, p) && time.contains(p.timestamp))
+        };
+        let mut ef = ef.max(k);
+        let candidates = st.points.len();
+        let mut found = self.graph.search(q, k, ef, &keep);
+        // A restrictive filter can starve the beam: widen it until k hits or the whole graph.
+        while found.len() < k && ef < candidates {
+            ef = (ef * 4).min(candidates.max(k));
+            found = self.graph.search(q, k, ef, &keep);
+        }
+        found
+            .into_iter()
+            .filter_map(|n| {
+                let p = st.points.get(n.d_id)?;
+                Some(PartitionHit {
+                    partition: self.partition,
+                    offset: p.offset,
+                    timestamp: p.timestamp,
+                    score: score(self.settings.metric, n.distance),
+                    key: p.key.clone(),
+                    value: p.value.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Offsets visible now, ascending (tests).
+    pub fn visible_offsets(&self) -> Vec<i64> {
+        let st = self.state.read();
+        let mut out: Vec<i64> = st
+            .points
+            .iter()
+            .filter(|p| visible(&st, self.settings.compacted, p))
+            .map(|p| p.offset)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Record a key's latest offset; returns the vector when the record becomes a graph point.
+fn track(
+    st: &mut State,
+    settings: &PartitionSettings,
+    key: &Option<Bytes>,
+    offset: i64,
+    vector: Option<Vec<f32>>,
+) -> Option<Vec<f32>> {
+    if settings.compacted {
+        if let Some(k) = key {
+            st.latest.insert(k.clone(), offset);
+        }
+    }
+    vector
+}
+
+fn visible(st: &State, compacted: bool, p: &Point) -> bool {
+    p.offset < st.published
+        && p.offset >= st.forgotten_before
+        && (!compacted
+            || p.key
+                .as_ref()
+                .is_none_or(|k| st.latest.get(k).is_none_or(|l| *l == p.offset)))
+}
+
+/// Counters of one partition's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub partition: i32,
+    /// Vectors a query can find.
+    pub vectors: u64,
+    /// Points in the graph, hidden ones included.
+    pub graph_points: u64,
+    pub skipped: u64,
+    pub indexed_offset: i64,
+    pub published_offset: i64,
+    pub disk_bytes: u64,
+    /// Estimate: vectors, graph links and stored events.
+    pub memory_bytes: u64,
+}

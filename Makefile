@@ -58,9 +58,10 @@ fix:
 bench: build
 	bash broker/bench/suite.sh
 
-## Search quality: Cranfield through Kafka and POST /_search, NDCG@10 beside the reference BM25.
+## Search quality: Cranfield through Kafka and POST /_search, /_vector/{topic}/search and
+## /_vector/{topic}/hybrid: NDCG@10 of each beside the references.
 CRANFIELD_DIR ?= ../shared/data/cranfield
-eval-search: build venv
+eval-search: build venv model
 	CRANFIELD_DIR=$(CRANFIELD_DIR) $(PY) broker/search/eval/cranfield.py
 
 ## Regenerate crds/, the chart's CRD copy and manifests/operator/ (never edit those by hand).

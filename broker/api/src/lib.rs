@@ -1,11 +1,12 @@
 //! The HTTP API on the unified port (6092): liveness and readiness, Prometheus metrics, topic
-//! administration and cluster status. Each endpoint family lives in its own file under
+//! administration and cluster status, full-text and vector search and their fusion. Each endpoint family lives in its own file under
 //! `routes/`; errors of every family become HTTP statuses in one place, [`ApiError`].
 //!
 //! Topic changes go through the same metadata commands as the Kafka admin APIs (via
 //! chronik-kafka's [`Broker`]), so both doors always agree.
 
 mod error;
+pub mod fusion;
 mod routes;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use routes::search::{SearchBackend, SearchFailure, SearchIndexStats};
+pub use routes::vector::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct ApiState {
     pub admin_api_key: Option<String>,
     /// Full-text search; `None` answers the search routes with 501.
     pub search: Option<Arc<dyn SearchBackend>>,
+    /// Vector search and embeddings; `None` answers the vector routes with 501.
+    pub vector: Option<Arc<dyn VectorBackend>>,
 }
 
 impl ApiState {
@@ -39,12 +43,19 @@ impl ApiState {
             ready: Arc::new(AtomicBool::new(false)),
             admin_api_key,
             search: None,
+            vector: None,
         }
     }
 
     /// Serve the search routes from `backend`.
     pub fn with_search(mut self, backend: Arc<dyn SearchBackend>) -> Self {
         self.search = Some(backend);
+        self
+    }
+
+    /// Serve the vector routes from `backend`.
+    pub fn with_vector(mut self, backend: Arc<dyn VectorBackend>) -> Self {
+        self.vector = Some(backend);
         self
     }
 

@@ -247,3 +247,38 @@ async fn metrics_are_prometheus_text_with_partition_gauges() {
     );
     assert!(text.contains("chronik_kafka_connections"), "{text}");
 }
+
+#[tokio::test]
+async fn vector_routes_without_a_backend_answer_501_and_query_validates() {
+    let a = api(None).await;
+    for (method, uri) in [
+        (Method::POST, "/_vector/t/search"),
+        (Method::POST, "/_vector/t/hybrid"),
+        (Method::GET, "/_vector/t/stats"),
+        (Method::POST, "/v1/embeddings"),
+    ] {
+        let (status, body) = a.local(method, uri, Some(r#"{"query": "x"}"#)).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{uri}: {body}");
+        assert_eq!(body["error"]["type"], "not_implemented");
+    }
+    let (status, body) = a
+        .local(
+            Method::POST,
+            "/_query",
+            Some(r#"{"query": "x", "topics": ["missing"]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = a
+        .local(
+            Method::POST,
+            "/_query",
+            Some(r#"{"query": "x", "topics": []}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("[topics]"));
+}

@@ -182,7 +182,6 @@ fn check_hnsw_ef(v: &str) -> Result<(), String> {
 }
 
 const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
-const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
 const NO_OPENAI: Option<&str> =
     Some("the openai embedding provider is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
@@ -325,8 +324,7 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "vector search over the topic",
-        NO_VECTOR
+        "vector search over the topic"
     ),
     def!(
         "vector.field",
@@ -664,7 +662,7 @@ mod tests {
 
     #[test]
     fn capabilities_not_in_this_build_are_refused_honestly() {
-        let err = validate(&map(&[("vector.enabled", "true")])).unwrap_err();
+        let err = validate(&map(&[("vector.embedding.provider", "openai")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
         let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
@@ -764,7 +762,8 @@ mod tests {
         );
         let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
         assert_eq!(s.source, ConfigSource::Default);
-        assert!(all.iter().all(|c| c.name != "vector.enabled"));
+        assert!(all.iter().any(|c| c.name == "vector.enabled"));
+        assert!(all.iter().all(|c| c.name != "vector.embedding.endpoint"));
         assert!(all.iter().all(|c| c.name != "columnar.enabled"));
     }
 }

@@ -56,6 +56,15 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
     pub offsets_retention_minutes: u64,
+    /// CHRONIK_EMBEDDING_PROVIDER: `local` (the in-process model) or `none`.
+    pub embedding_provider: String,
+    /// CHRONIK_EMBEDDING_MODEL: the model of the provider (local: all-MiniLM-L6-v2).
+    pub embedding_model: Option<String>,
+    /// CHRONIK_EMBEDDING_MODEL_DIR: where the local model's files are (`make model` fills it);
+    /// default `$HOME/.cache/chronik-models/all-minilm-l6-v2`.
+    pub embedding_model_dir: Option<PathBuf>,
+    /// CHRONIK_EMBEDDING_WORKERS: embedding batches run at once (each uses every core).
+    pub embedding_workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +91,10 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
+            embedding_provider: "local".into(),
+            embedding_model: None,
+            embedding_model_dir: None,
+            embedding_workers: 1,
         }
     }
 }
@@ -110,6 +123,10 @@ const UNAVAILABLE_SETTINGS: &[(&str, &str)] = &[
     ("CHRONIK_TLS_KEY", "TLS"),
     ("OBJECT_STORE_URL", "tiered storage"),
     ("CHRONIK_LOCAL_RETENTION_MS", "tiered storage"),
+    (
+        "CHRONIK_EMBEDDING_ENDPOINT",
+        "the openai embedding provider",
+    ),
 ];
 
 fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
@@ -221,6 +238,18 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
             self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
         }
+        if let Some(v) = get("CHRONIK_EMBEDDING_PROVIDER") {
+            self.embedding_provider = v.trim().to_string();
+        }
+        if let Some(v) = get("CHRONIK_EMBEDDING_MODEL") {
+            self.embedding_model = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("CHRONIK_EMBEDDING_MODEL_DIR") {
+            self.embedding_model_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CHRONIK_EMBEDDING_WORKERS") {
+            self.embedding_workers = parse("CHRONIK_EMBEDDING_WORKERS", &v)?;
+        }
         Ok(())
     }
 
@@ -317,7 +346,47 @@ impl ServerConfig {
         if self.log_maintenance_ms == 0 {
             return Err(invalid("CHRONIK_LOG_MAINTENANCE_MS", "must be positive"));
         }
+        match self.embedding_provider.as_str() {
+            "local" | "none" => {}
+            "openai" => {
+                return Err(invalid(
+                    "CHRONIK_EMBEDDING_PROVIDER",
+                    "the openai embedding provider is not available in this build yet; use local or none",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "CHRONIK_EMBEDDING_PROVIDER",
+                    format!("'{other}' is not local, openai or none"),
+                ))
+            }
+        }
+        if let Some(m) = &self.embedding_model {
+            if !matches!(
+                m.as_str(),
+                "all-MiniLM-L6-v2" | "sentence-transformers/all-MiniLM-L6-v2"
+            ) {
+                return Err(invalid(
+                    "CHRONIK_EMBEDDING_MODEL",
+                    format!("'{m}' is not a model of the local provider (all-MiniLM-L6-v2)"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.embedding_workers) {
+            return Err(invalid(
+                "CHRONIK_EMBEDDING_WORKERS",
+                "must be between 1 and 64",
+            ));
+        }
         Ok(())
+    }
+
+    /// Where the local embedding model is read from.
+    pub fn model_dir(&self) -> PathBuf {
+        self.embedding_model_dir.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".cache/chronik-models/all-minilm-l6-v2")
+        })
     }
 
     pub fn flush_policy(&self) -> Result<FlushPolicy, ConfigError> {
@@ -482,6 +551,34 @@ mod tests {
         }
         // Empty means unset, as for every other variable.
         ServerConfig::load(None, env(&[("CHRONIK_SASL_USERS", " ")])).unwrap();
+    }
+
+    #[test]
+    fn embedding_settings_are_checked() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("CHRONIK_EMBEDDING_MODEL_DIR", "/models/minilm"),
+                ("CHRONIK_EMBEDDING_WORKERS", "2"),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.embedding_provider, "local");
+        assert_eq!(c.model_dir(), PathBuf::from("/models/minilm"));
+        assert_eq!(c.embedding_workers, 2);
+        for (name, value) in [
+            ("CHRONIK_EMBEDDING_PROVIDER", "openai"),
+            ("CHRONIK_EMBEDDING_PROVIDER", "magic"),
+            ("CHRONIK_EMBEDDING_MODEL", "bge-large"),
+            ("CHRONIK_EMBEDDING_WORKERS", "0"),
+        ] {
+            let c = ServerConfig::load(None, env(&[(name, value)])).unwrap();
+            assert_eq!(c.validate().unwrap_err().setting, name, "{name}={value}");
+        }
+        let e = ServerConfig::load(None, env(&[("CHRONIK_EMBEDDING_ENDPOINT", "http://x")]))
+            .unwrap_err();
+        assert_eq!(e.setting, "CHRONIK_EMBEDDING_ENDPOINT");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod config;
 mod indexing;
 mod node;
 mod search;
+mod vector;
 
 use std::path::PathBuf;
 

@@ -99,8 +99,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone()).with_search(
         Arc::new(crate::search::SearchApi::new(search_indexer.clone())),
     );
+    let vector_indexer = Arc::new(chronik_vector::VectorIndexer::new(
+        config.data_dir.join("index").join("vector"),
+        crate::vector::embedding_pool(&config),
+    ));
+    let api = api.with_vector(Arc::new(crate::vector::VectorApi::new(
+        vector_indexer.clone(),
+    )));
     // Indexes tail the logs after the write; the produce path never waits for them.
-    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer];
+    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer, vector_indexer];
     let pipeline = chronik_index::Pipeline::start(
         meta.clone(),
         Arc::new(crate::indexing::BrokerLogs(broker.clone())),

@@ -94,6 +94,63 @@ impl Graph {
     }
 }
 
+/// A standalone HNSW graph over one metric, ids being insertion positions: what a partition
+/// index runs on, for benchmarks and tools.
+#[derive(Debug)]
+pub struct HnswGraph {
+    graph: Graph,
+    metric: VectorMetric,
+}
+
+impl HnswGraph {
+    pub fn new(metric: VectorMetric, params: HnswParams, expected: usize) -> HnswGraph {
+        HnswGraph {
+            graph: Graph::new(metric, params, expected),
+            metric,
+        }
+    }
+
+    /// Insert `vectors` (ids continue from the current size) using every core. Vectors the
+    /// metric cannot use (zero for cosine, not finite) are refused with their position.
+    pub fn insert_many(&self, vectors: &[Vec<f32>]) -> Result<(), usize> {
+        let first = self.graph.len();
+        let mut prepared = vectors.to_vec();
+        for (i, v) in prepared.iter_mut().enumerate() {
+            if !crate::metric::prepare(self.metric, v) {
+                return Err(i);
+            }
+        }
+        let points: Vec<(&[f32], usize)> = prepared
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.as_slice(), first + i))
+            .collect();
+        self.graph.insert_many(&points);
+        Ok(())
+    }
+
+    /// The `k` nearest ids with their scores (larger is better), best first.
+    pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
+        let mut q = q.to_vec();
+        if !crate::metric::prepare(self.metric, &mut q) {
+            return Vec::new();
+        }
+        self.graph
+            .search(&q, k, ef.max(k), &|_| true)
+            .into_iter()
+            .map(|n| (n.d_id, crate::metric::score(self.metric, n.distance)))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.graph.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod provider;
 mod store;
 
 pub use error::VectorError;
-pub use graph::HnswParams;
+pub use graph::{HnswGraph, HnswParams};
 pub use indexer::{TopicStats, VectorIndexer, VectorQuery, MAX_EF, MAX_K};
 pub use local::{LocalProvider, LOCAL_MODEL_DIMENSIONS, LOCAL_MODEL_ID, MAX_TOKENS};
 pub use partition::{PartitionHit, PartitionStats, TimeRange};

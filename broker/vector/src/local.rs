@@ -67,6 +67,20 @@ impl LocalProvider {
         (provider, loaded)
     }
 
+    /// A provider over `dir` that loads the model on first use (a broker without vector topics
+    /// never pays for it). Returns the provider and whether the model files are there.
+    pub fn lazy(dir: impl Into<PathBuf>) -> (LocalProvider, Result<(), VectorError>) {
+        let dir = dir.into();
+        let present = missing_file(&dir).map_or(Ok(()), Err);
+        (
+            LocalProvider {
+                dir,
+                state: Mutex::new(None),
+            },
+            present,
+        )
+    }
+
     /// The directory the model is read from.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -105,15 +119,20 @@ impl LocalProvider {
     }
 }
 
+fn missing_file(dir: &Path) -> Option<VectorError> {
+    FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| !p.is_file())
+        .map(|path| VectorError::ModelMissing {
+            dir: dir.to_path_buf(),
+            path,
+        })
+}
+
 fn load_model(dir: &Path) -> Result<Model, VectorError> {
-    for f in FILES {
-        let path = dir.join(f);
-        if !path.is_file() {
-            return Err(VectorError::ModelMissing {
-                dir: dir.to_path_buf(),
-                path,
-            });
-        }
+    if let Some(e) = missing_file(dir) {
+        return Err(e);
     }
     let invalid = |reason: String| VectorError::ModelInvalid {
         dir: dir.to_path_buf(),

@@ -149,3 +149,16 @@ fn missing_model_names_the_directory() {
         "{again}"
     );
 }
+
+#[test]
+fn lazy_provider_checks_files_and_loads_on_first_use() {
+    let (p, present) = LocalProvider::lazy(model_dir());
+    present.expect("model files present");
+    assert_eq!(
+        p.embed(&["hello"]).expect("embed")[0].len(),
+        LOCAL_MODEL_DIMENSIONS
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, present) = LocalProvider::lazy(dir.path());
+    assert!(matches!(present, Err(VectorError::ModelMissing { .. })));
+}

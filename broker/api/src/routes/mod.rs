@@ -3,8 +3,10 @@
 mod admin;
 mod health;
 mod metrics;
+mod query;
 pub(crate) mod search;
 mod topics;
+pub(crate) mod vector;
 
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
@@ -33,6 +35,11 @@ pub(crate) fn router() -> Router<ApiState> {
         )
         .route("/{topics}/_count", get(search::count).post(search::count))
         .route("/{topics}/_mapping", get(search::mapping))
+        .route("/_vector/{topic}/search", post(vector::search))
+        .route("/_vector/{topic}/hybrid", post(vector::hybrid))
+        .route("/_vector/{topic}/stats", get(vector::stats))
+        .route("/v1/embeddings", post(vector::embeddings))
+        .route("/_query", post(query::query))
         .fallback(not_found)
 }
 

@@ -1,0 +1,172 @@
+//! Vector search wiring: the local embedding model and the chronik-vector indexes behind the
+//! API's [`VectorBackend`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chronik_api::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
+use chronik_meta::VectorMetric;
+use chronik_vector::{
+    EmbeddingPool, LocalProvider, TimeRange, VectorError, VectorIndexer, VectorQuery,
+};
+use serde_json::{json, Value};
+
+use crate::config::ServerConfig;
+
+/// The embedding pool the server runs with, or `None` for CHRONIK_EMBEDDING_PROVIDER=none. The
+/// model loads on first use; a missing model is logged here and reported per topic, and the
+/// broker still starts.
+pub fn embedding_pool(config: &ServerConfig) -> Option<EmbeddingPool> {
+    if config.embedding_provider == "none" {
+        tracing::info!("no embedding provider: vector topics cannot be indexed");
+        return None;
+    }
+    let (provider, present) = LocalProvider::lazy(config.model_dir());
+    if let Err(e) = present {
+        tracing::error!(error = %e, "the local embedding model is not available; vector topics report this error until it is");
+    }
+    Some(EmbeddingPool::new(
+        Arc::new(provider),
+        config.embedding_workers,
+    ))
+}
+
+/// Adapts [`VectorIndexer`] to the HTTP API's seam.
+#[derive(Debug)]
+pub struct VectorApi {
+    indexer: Arc<VectorIndexer>,
+}
+
+impl VectorApi {
+    pub fn new(indexer: Arc<VectorIndexer>) -> Self {
+        VectorApi { indexer }
+    }
+}
+
+fn failure(e: VectorError) -> VectorFailure {
+    match e {
+        VectorError::BadRequest(m) => VectorFailure::BadRequest(m),
+        VectorError::NotFound(m) => VectorFailure::NotFound(m),
+        e @ (VectorError::ModelMissing { .. }
+        | VectorError::ModelInvalid { .. }
+        | VectorError::Embedding(_)
+        | VectorError::Unsupported(_)) => VectorFailure::Unavailable(e.to_string()),
+        e => VectorFailure::Internal(e.to_string()),
+    }
+}
+
+fn metric_name(m: VectorMetric) -> &'static str {
+    match m {
+        VectorMetric::Cosine => "cosine",
+        VectorMetric::L2 => "l2",
+        VectorMetric::Dot => "dot",
+    }
+}
+
+#[async_trait]
+impl VectorBackend for VectorApi {
+    async fn search(&self, topic: &str, q: VectorSearch) -> Result<Vec<VectorHit>, VectorFailure> {
+        let hits = self
+            .indexer
+            .search(
+                topic,
+                VectorQuery {
+                    text: q.text,
+                    vector: q.vector,
+                    k: q.k,
+                    ef: q.ef,
+                    partitions: q.partitions,
+                    time: TimeRange {
+                        from: q.from_ms,
+                        to: q.to_ms,
+                    },
+                },
+            )
+            .await
+            .map_err(failure)?;
+        Ok(hits
+            .into_iter()
+            .map(|h| VectorHit {
+                partition: h.partition,
+                offset: h.offset,
+                score: f64::from(h.score),
+                timestamp: h.timestamp,
+                key: h.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                source: match h.value {
+                    None => Value::Null,
+                    Some(v) => serde_json::from_slice(&v).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&v).into_owned())
+                    }),
+                },
+            })
+            .collect())
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, VectorFailure> {
+        let pool = self.indexer.pool().ok_or_else(|| {
+            VectorFailure::Unavailable(
+                "no embedding provider is configured on this broker (CHRONIK_EMBEDDING_PROVIDER=none)"
+                    .into(),
+            )
+        })?;
+        let provider = pool.provider().clone();
+        let vectors = pool.embed(texts.clone()).await.map_err(failure)?;
+        let tokens = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            provider.count_tokens(&refs)
+        })
+        .await
+        .ok()
+        .flatten();
+        Ok(Embeddings {
+            model: pool.provider().model_id().to_string(),
+            vectors,
+            tokens,
+        })
+    }
+
+    fn stats(&self, topic: &str) -> Result<Value, VectorFailure> {
+        let Some(s) = self.indexer.stats(topic) else {
+            return Err(VectorFailure::Unavailable(
+                "no embedding provider is configured on this broker (CHRONIK_EMBEDDING_PROVIDER=none)"
+                    .into(),
+            ));
+        };
+        let lag = |p: i32| {
+            chronik_index::metrics()
+                .lag_records
+                .get_metric_with_label_values(&[topic, &p.to_string(), "vector"])
+                .map(|g| g.get())
+                .unwrap_or(0)
+        };
+        let partitions: Vec<Value> = s
+            .partitions
+            .iter()
+            .map(|p| {
+                json!({
+                    "partition": p.partition,
+                    "vectors": p.vectors,
+                    "graph_points": p.graph_points,
+                    "skipped": p.skipped,
+                    "indexed_offset": p.indexed_offset,
+                    "lag": lag(p.partition),
+                    "memory_bytes": p.memory_bytes,
+                    "disk_bytes": p.disk_bytes,
+                })
+            })
+            .collect();
+        Ok(json!({
+            "topic": topic,
+            "total_vectors": s.partitions.iter().map(|p| p.vectors).sum::<u64>(),
+            "dimensions": s.dimensions,
+            "model": s.model,
+            "metric": metric_name(s.metric),
+            "lag": s.partitions.iter().map(|p| lag(p.partition)).sum::<i64>(),
+            "memory_bytes": s.partitions.iter().map(|p| p.memory_bytes).sum::<u64>(),
+            "disk_bytes": s.partitions.iter().map(|p| p.disk_bytes).sum::<u64>(),
+            "skipped": s.partitions.iter().map(|p| p.skipped).sum::<u64>(),
+            "partitions": partitions,
+            "error": s.error,
+        }))
+    }
+}

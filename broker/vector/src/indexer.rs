@@ -336,59 +336,64 @@ impl Indexer for VectorIndexer {
     async fn index(&self, run: RecordRun<'_>) -> chronik_index::Result<()> {
         let open = self.get(run.topic, run.partition)?;
         let part = open.index.clone();
-        let from = part.indexed();
-        let compacted = part.settings().compacted;
-        let mut records = Vec::new();
-        let mut texts = Vec::new();
-        let mut skipped = 0u64;
-        for r in run.records.iter().filter(|r| r.offset >= from) {
-            let new = NewRecord {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                vector: None,
-            };
-            if r.value.is_none() && compacted {
-                records.push((new, None));
-                continue;
-            }
-            match text_of(&open.field, r.key.as_deref(), r.value.as_deref()) {
-                Some(text) => {
-                    records.push((new, Some(texts.len())));
-                    texts.push(text);
-                }
-                None => skipped += 1,
-            }
-        }
-        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
         let pool = match self.require_pool() {
             Ok(p) => p.clone(),
             Err(e) => return self.evict_on_error(run.topic, &part, Err(e)),
         };
-        let mut texts = texts.into_iter().peekable();
-        while texts.peek().is_some() {
-            let slice: Vec<String> = texts.by_ref().take(EMBED_SLICE).collect();
-            match pool.embed(slice).await {
-                Ok(v) => vectors.extend(v),
+        let from = part.indexed();
+        let compacted = part.settings().compacted;
+        let records: Vec<&chronik_index::IndexRecord> =
+            run.records.iter().filter(|r| r.offset >= from).collect();
+        // A long backlog is embedded and added slice by slice, so it shows up (stats, and the
+        // next publish) as it goes rather than all at once.
+        let mut at = 0;
+        loop {
+            let mut slice = Vec::new();
+            let mut texts = Vec::new();
+            let mut skipped = 0u64;
+            while at < records.len() && texts.len() < EMBED_SLICE {
+                let r = records[at];
+                at += 1;
+                let new = NewRecord {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    vector: None,
+                };
+                if r.value.is_none() && compacted {
+                    slice.push((new, None));
+                    continue;
+                }
+                match text_of(&open.field, r.key.as_deref(), r.value.as_deref()) {
+                    Some(text) => {
+                        slice.push((new, Some(texts.len())));
+                        texts.push(text);
+                    }
+                    None => skipped += 1,
+                }
+            }
+            let mut vectors: Vec<Option<Vec<f32>>> = match pool.embed(texts).await {
+                Ok(v) => v.into_iter().map(Some).collect(),
                 Err(e) => return self.evict_on_error(run.topic, &part, Err(e)),
+            };
+            let batch: Vec<NewRecord> = slice
+                .into_iter()
+                .map(|(mut r, i)| {
+                    r.vector = i.and_then(|i| vectors[i].take());
+                    r
+                })
+                .collect();
+            let next = records.get(at).map_or(run.next_offset, |r| r.offset);
+            let p = part.clone();
+            let result = blocking(move || p.add(batch, skipped, next)).await;
+            self.evict_on_error(run.topic, &part, result)?;
+            if at >= records.len() {
+                break;
             }
         }
-        let mut vectors = vectors.into_iter().map(Some).collect::<Vec<_>>();
-        let records: Vec<NewRecord> = records
-            .into_iter()
-            .map(|(mut r, i)| {
-                r.vector = i.and_then(|i| vectors[i].take());
-                r
-            })
-            .collect();
-        let next = run.next_offset;
-        let p = part.clone();
-        let result = blocking(move || p.add(records, skipped, next)).await;
-        if result.is_ok() {
-            self.errors.write().remove(run.topic);
-        }
-        self.evict_on_error(run.topic, &part, result)
+        self.errors.write().remove(run.topic);
+        Ok(())
     }
 
     async fn publish(&self, topic: &str, partition: i32) -> chronik_index::Result<()> {

@@ -162,3 +162,57 @@ fn lazy_provider_checks_files_and_loads_on_first_use() {
     let (_, present) = LocalProvider::lazy(dir.path());
     assert!(matches!(present, Err(VectorError::ModelMissing { .. })));
 }
+
+/// HNSW recall@10 against exact search on real embeddings: half the Cranfield titles (shared
+/// data, kept small so the embedding stays quick), embedded by the local model, queried with
+/// the Cranfield queries.
+#[test]
+fn hnsw_recall_on_real_embeddings() {
+    use chronik_meta::VectorMetric;
+    use chronik_vector::{HnswGraph, HnswParams};
+
+    let dir = shared_dir().join("data/cranfield");
+    let read = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.join(f).display()))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let titles: Vec<String> = read("docs.jsonl")
+        .iter()
+        .map(|d| d["title"].as_str().unwrap_or_default().to_string())
+        .take(700)
+        .collect();
+    let queries: Vec<String> = read("queries.jsonl")
+        .iter()
+        .map(|q| q["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let p = provider();
+    let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let data = p.embed(&refs).expect("embed titles");
+    let qrefs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let qs = p.embed(&qrefs).expect("embed queries");
+    let graph = HnswGraph::new(VectorMetric::Cosine, HnswParams::default(), data.len());
+    graph.insert_many(&data).expect("finite vectors");
+    assert_eq!(graph.len(), data.len());
+    let mut recall = 0.0;
+    for q in &qs {
+        let mut exact: Vec<(usize, f32)> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, cosine(q, v)))
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let found = graph.search(q, 10, HnswParams::default().ef_search);
+        assert!((found[0].1 - exact[0].1).abs() < 1e-4 || found[0].1 <= exact[0].1);
+        recall += found
+            .iter()
+            .filter(|(id, _)| exact[..10].iter().any(|(e, _)| e == id))
+            .count() as f64
+            / 10.0;
+    }
+    let recall = recall / qs.len() as f64;
+    assert!(recall >= 0.97, "recall@10 {recall}");
+}

@@ -85,6 +85,17 @@ impl From<crate::SearchFailure> for ApiError {
     }
 }
 
+impl From<crate::VectorFailure> for ApiError {
+    fn from(e: crate::VectorFailure) -> Self {
+        match e {
+            crate::VectorFailure::BadRequest(m) => ApiError::BadRequest(m),
+            crate::VectorFailure::NotFound(m) => ApiError::NotFound(m),
+            crate::VectorFailure::Unavailable(m) => ApiError::Unavailable(m),
+            crate::VectorFailure::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 /// Malformed JSON or a field of the wrong shape is a 400 whose reason says what is wrong
 /// (axum's message names the field and position).
 impl From<JsonRejection> for ApiError {

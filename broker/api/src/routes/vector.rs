@@ -253,17 +253,6 @@ fn took(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
 }
 
-impl From<VectorFailure> for ApiError {
-    fn from(e: VectorFailure) -> Self {
-        match e {
-            VectorFailure::BadRequest(m) => ApiError::BadRequest(m),
-            VectorFailure::NotFound(m) => ApiError::NotFound(m),
-            VectorFailure::Unavailable(m) => ApiError::Unavailable(m),
-            VectorFailure::Internal(m) => ApiError::Internal(m),
-        }
-    }
-}
-
 /// POST /_vector/{topic}/search
 pub(crate) async fn search(
     State(state): State<ApiState>,

@@ -128,7 +128,7 @@ def main():
             sys.exit("eval-search: not every document was acknowledged")
         del p  # close the client's connections before the broker stops
         # Embedding is the slow index: one partition's indexes advance together, so wait for it.
-        wait(lambda: http(api, "GET", f"/_vector/{TOPIC}/stats")[1]["total_vectors"] == len(docs), 900, "every document to be embedded")
+        wait(lambda: http(api, "GET", f"/_vector/{TOPIC}/stats")[1]["total_vectors"] == len(docs), 1800, "every document to be embedded")
         wait(lambda: http(api, "POST", f"/{TOPIC}/_count", {})[1]["count"] == len(docs), 60, "every document to be searchable")
 
         fields = args.fields.split(",")

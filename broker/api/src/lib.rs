@@ -18,6 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
+pub use routes::sql::{
+    SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// CHRONIK_ADMIN_API_KEY: required by /admin; without it /admin answers only on loopback.
     pub admin_api_key: Option<String>,
+    /// The SQL engine behind /_sql; without one those routes answer 501.
+    pub sql: Option<Arc<dyn SqlService>>,
 }
 
 impl ApiState {
@@ -35,7 +40,13 @@ impl ApiState {
             broker,
             ready: Arc::new(AtomicBool::new(false)),
             admin_api_key,
+            sql: None,
         }
+    }
+
+    pub fn with_sql(mut self, sql: Arc<dyn SqlService>) -> Self {
+        self.sql = Some(sql);
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {

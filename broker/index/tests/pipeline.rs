@@ -54,8 +54,9 @@ impl Indexer for RecordingIndexer {
     fn kind(&self) -> &'static str {
         "recording"
     }
+    /// The test index covers compacted topics, a topic setting the broker already serves.
     fn enabled(&self, config: &TopicConfig) -> bool {
-        config.columnar_enabled
+        config.cleanup_policy.compact
     }
     async fn open_partition(
         &self,
@@ -207,10 +208,10 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn create_topic(f: &Fixture, name: &str, partitions: usize, columnar: bool) {
+async fn create_topic(f: &Fixture, name: &str, partitions: usize, indexed: bool) {
     let mut configs = BTreeMap::new();
-    if columnar {
-        configs.insert("columnar.enabled".to_string(), "true".to_string());
+    if indexed {
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
     }
     f.meta
         .propose(Command::CreateTopic {
@@ -313,7 +314,8 @@ async fn enabling_backfills_and_disabling_or_deleting_drops() {
     let pipeline = start(&f, &ix);
     let set = |on: bool| {
         let mut c = BTreeMap::new();
-        c.insert("columnar.enabled".to_string(), on.to_string());
+        let policy = if on { "compact" } else { "delete" };
+        c.insert("cleanup.policy".to_string(), policy.to_string());
         Command::SetTopicConfigs {
             name: "t".into(),
             configs: c,

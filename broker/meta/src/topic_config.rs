@@ -150,7 +150,6 @@ fn check_provider(v: &str) -> Result<(), String> {
     }
 }
 
-const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
 const NO_SEARCH: Option<&str> = Some("full-text search is not available in this build yet");
 const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
@@ -271,8 +270,7 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "SQL over the topic",
-        NO_SQL
+        "SQL over the topic"
     ),
     def!(
         "searchable.enabled",
@@ -582,8 +580,6 @@ mod tests {
 
     #[test]
     fn capabilities_not_in_this_build_are_refused_honestly() {
-        let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
-        assert!(err.to_string().contains("not available"), "{err}");
         let err = validate(&map(&[("searchable", "true")])).unwrap_err();
         assert!(err.to_string().contains("searchable"), "{err}");
     }
@@ -617,6 +613,11 @@ mod tests {
         );
         let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
         assert_eq!(s.source, ConfigSource::Default);
-        assert!(all.iter().all(|c| c.name != "columnar.enabled"));
+        assert!(all.iter().all(|c| c.name != "vector.enabled"));
+        let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
+        assert_eq!(
+            (c.value.as_str(), c.source),
+            ("false", ConfigSource::Default)
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod node;
+mod sql;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::sql::{BrokerLogs, Sql};
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let flush = config.flush_policy()?;
@@ -71,6 +72,26 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .context("cannot load consumer groups from __consumer_offsets")?;
 
+    // Indexes tail the logs from here on; a columnar topic's hot buffer is rebuilt from its log.
+    let sql_config = chronik_sql::SqlConfig {
+        seal_rows: config.sql_seal_rows,
+        seal_bytes: config.sql_seal_bytes,
+        seal_age: Duration::from_millis(config.sql_seal_age_ms),
+        hot_buffer_bytes: config.sql_hot_buffer_bytes,
+        row_group_rows: config.sql_row_group_rows,
+        ..chronik_sql::SqlConfig::new(config.data_dir.join("columnar"))
+    };
+    let (_, columnar, sql_engine) = chronik_sql::open(sql_config);
+    let pipeline = chronik_index::Pipeline::start(
+        meta.clone(),
+        Arc::new(BrokerLogs(broker.clone())),
+        vec![columnar as Arc<dyn chronik_index::Indexer>],
+        chronik_index::PipelineConfig {
+            node_id: config.node_id,
+            ..chronik_index::PipelineConfig::default()
+        },
+    );
+
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -88,7 +109,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
-    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone());
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone())
+        .with_sql(Arc::new(Sql(sql_engine)));
     tracing::info!(addr = %http_addr, "http api listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -106,6 +128,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     api.set_ready(false);
     let _ = server.await;
     let _ = http.await;
+    pipeline.shutdown().await;
     maintenance.abort();
     logs.close_all().context("closing logs")?;
     Ok(())

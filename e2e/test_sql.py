@@ -5,7 +5,7 @@ hot buffers every SEAL_ROWS rows per partition so that the orders checks run acr
 hot/cold boundary; other tests start their own broker when they need another setting."""
 
 import json
-import random
+import re
 import statistics
 import threading
 import time
@@ -388,14 +388,11 @@ def test_time_range_predicates_prune_files(start_server):
     since = base + 4 * 86_400_000
     query = f"SELECT COUNT(*) FROM events_cold WHERE _timestamp >= to_timestamp_millis({since})"
     assert scalar(server, query) == 100
-    plan = "\n".join(r[1] for r in rows(server, "EXPLAIN ANALYZE " + query))
-    pruned = [l for l in plan.split(",") if "pruned" in l and "statistics" in l]
-    assert pruned, plan
-    assert any(
-        tok.strip().startswith(("files_ranges_pruned_statistics", "row_groups_pruned_statistics"))
-        and "4 pruned" in tok or "=4" in tok.replace(" ", "")
-        for tok in pruned
-    ), pruned
+    plan = "\n".join(str(r[-1]) for r in rows(server, "EXPLAIN ANALYZE " + query))
+    # DataFusion's Parquet scan reports "<metric>=<total> total → <matched> matched".
+    counts = re.findall(r"(?:files_ranges|row_groups)_pruned_statistics=(\d+) total → (\d+) matched", plan)
+    pruned = sum(int(total) - int(matched) for total, matched in counts)
+    assert pruned >= 4, f"expected the four older files pruned by statistics:\n{plan}"
 
 
 def test_freshness_within_one_second_of_the_ack(sql_server):

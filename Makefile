@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SERVER := $(CARGO_TARGET_DIR)/release/chronik-server
 export CHRONIK_SERVER_BIN ?= $(SERVER)
 
-.PHONY: run build test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench fuzz venv clean
+.PHONY: run build test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench eval-search fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
 run: build
@@ -50,6 +50,11 @@ fix:
 
 bench: build
 	bash broker/bench/suite.sh
+
+## Search quality: Cranfield through Kafka and POST /_search, NDCG@10 beside the reference BM25.
+CRANFIELD_DIR ?= ../shared/data/cranfield
+eval-search: build venv
+	CRANFIELD_DIR=$(CRANFIELD_DIR) $(PY) broker/search/eval/cranfield.py
 
 ## Regenerate crds/, the chart's CRD copy and manifests/operator/ (never edit those by hand).
 generate: venv

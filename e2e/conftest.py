@@ -86,6 +86,13 @@ class ChronikServer:
         return env
 
     def start(self):
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self):
+        """Start the process without waiting for it to be ready (cluster members start together:
+        none is ready before a quorum has formed)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         log = open(self.log_path, "ab")
@@ -99,7 +106,6 @@ class ChronikServer:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        self.wait_ready()
         return self
 
     def wait_ready(self, timeout=STARTUP_TIMEOUT_S):
@@ -193,6 +199,69 @@ class ServerFactory:
             s.cleanup()
 
 
+class ChronikCluster:
+    """`size` chronik-server processes on loopback forming one Raft cluster: node ids 1..size,
+    each with its own Kafka, HTTP and cluster port, all given the same CHRONIK_PEERS.
+
+    Nodes start together (none is ready before a quorum exists); kill/restart single nodes with
+    their ChronikServer methods, which keep ports and data directories.
+    """
+
+    def __init__(self, size=3, name="cluster", **env):
+        taken = set()
+
+        def distinct_port():
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            return port
+
+        cluster_ports = {i: distinct_port() for i in range(1, size + 1)}
+        peers = ",".join(f"{i}@127.0.0.1:{p}" for i, p in cluster_ports.items())
+        self.nodes = {}
+        for i, cluster_port in cluster_ports.items():
+            node = ChronikServer(
+                f"{name}-{i}",
+                CHRONIK_NODE_ID=i,
+                CHRONIK_PEERS=peers,
+                CHRONIK_CLUSTER_PORT=cluster_port,
+                **env,
+            )
+            # ChronikServer picked its Kafka and HTTP ports alone; keep all of them distinct.
+            while node.port in taken:
+                node.port = free_port()
+            taken.add(node.port)
+            while node.http_port in taken:
+                node.http_port = free_port()
+            taken.add(node.http_port)
+            self.nodes[i] = node
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def start(self, timeout=60.0):
+        for node in self.nodes.values():
+            node.launch()
+        for node in self.nodes.values():
+            node.wait_ready(timeout)
+        return self
+
+    def status(self, node_id):
+        """GET /admin/cluster of one node (loopback needs no API key)."""
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.nodes[node_id].http_port}/admin/cluster"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    def cleanup(self):
+        for node in self.nodes.values():
+            node.cleanup()
+
+
 @pytest.fixture
 def start_server():
     """Call it (with env overrides as keyword arguments) to get a fresh, ready server."""
@@ -236,5 +305,7 @@ def pytest_runtest_makereport(item, call):
                 servers.append(value)
             elif isinstance(value, ServerFactory):
                 servers.extend(value.servers)
+            elif isinstance(value, ChronikCluster):
+                servers.extend(value.nodes.values())
         for s in servers:
             report.sections.append((f"chronik-server log ({s.name})", s.log_tail()))

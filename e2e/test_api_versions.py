@@ -27,6 +27,10 @@ SERVED = {
     20: "DeleteTopics",
     21: "DeleteRecords",
     22: "InitProducerId",
+    24: "AddPartitionsToTxn",
+    25: "AddOffsetsToTxn",
+    26: "EndTxn",
+    28: "TxnOffsetCommit",
     32: "DescribeConfigs",
     33: "AlterConfigs",
     37: "CreatePartitions",
@@ -34,6 +38,8 @@ SERVED = {
     44: "IncrementalAlterConfigs",
     47: "OffsetDelete",
     60: "DescribeCluster",
+    65: "DescribeTransactions",
+    66: "ListTransactions",
 }
 # Kafka APIs with no handler here yet, in the order we would pick one to ask for.
 UNSERVED_CANDIDATES = {

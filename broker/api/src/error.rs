@@ -62,14 +62,29 @@ impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::UnknownTopic(_) => ApiError::NotFound(e.to_string()),
-            MetaError::TopicAlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            MetaError::TopicAlreadyExists(_) | MetaError::AlreadyMember(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            MetaError::MembershipUnsupported(_) => ApiError::NotImplemented(e.to_string()),
             MetaError::Storage(_) => ApiError::Internal(e.to_string()),
-            MetaError::ProducerIdsExhausted(_) => ApiError::Unavailable(e.to_string()),
+            MetaError::ProducerIdsExhausted(_) | MetaError::Unavailable(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             MetaError::InvalidTopicName { .. }
             | MetaError::InvalidPartitions(_)
             | MetaError::InvalidReplicationFactor(_)
             | MetaError::InvalidReplicaAssignment(_)
             | MetaError::InvalidConfig { .. } => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::SearchFailure> for ApiError {
+    fn from(e: crate::SearchFailure) -> Self {
+        match e {
+            crate::SearchFailure::BadRequest(m) => ApiError::BadRequest(m),
+            crate::SearchFailure::NotFound(m) => ApiError::NotFound(m),
+            crate::SearchFailure::Internal(m) => ApiError::Internal(m),
         }
     }
 }

@@ -197,10 +197,19 @@ async fn admin_is_loopback_only_without_a_key_and_key_guarded_with_one() {
         .insert(ConnectInfo("10.1.2.3:4000".parse::<SocketAddr>().unwrap()));
     let resp = router(guarded.state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // A store that does not replicate cannot add members; a body without the fields is a 400.
+    let (status, body) = open
+        .local(
+            Method::POST,
+            "/admin/cluster/nodes",
+            Some(r#"{"node_id": 2, "address": "b:5001"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
     let (status, body) = open
         .local(Method::POST, "/admin/cluster/nodes", Some("{}"))
         .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test]

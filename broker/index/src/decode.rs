@@ -2,7 +2,7 @@
 //! the result is shared by every indexer of the partition.
 
 use bytes::Bytes;
-use chronik_log::BatchHeader;
+use chronik_log::{AbortedTxn, BatchHeader};
 use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 
 use crate::{IndexError, IndexRecord, RecordHeader, Result};
@@ -17,9 +17,11 @@ pub struct Decoded {
 }
 
 /// Decode every whole batch in `bytes` (concatenated stored batches, as a log read returns
-/// them), keeping records at or after `from`. Control batches contribute no records but do
-/// advance `next_offset`. A read never ends mid-batch, so a short tail is a corrupt log.
-pub fn decode_batches(bytes: &Bytes, from: i64) -> Result<Decoded> {
+/// them), keeping records at or after `from`. Control batches, and batches of the `aborted`
+/// transactions a read_committed read reported, contribute no records but do advance
+/// `next_offset`: indexes hold what a read_committed consumer sees. A read never ends
+/// mid-batch, so a short tail is a corrupt log.
+pub fn decode_batches(bytes: &Bytes, from: i64, aborted: &[AbortedTxn]) -> Result<Decoded> {
     let mut out = Decoded {
         records: Vec::new(),
         next_offset: from,
@@ -47,7 +49,7 @@ pub fn decode_batches(bytes: &Bytes, from: i64) -> Result<Decoded> {
                 ),
             });
         }
-        if !header.is_control() {
+        if !header.is_control() && !is_aborted(&header, aborted) {
             let mut batch = bytes.slice(pos..end);
             let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| IndexError::Decode {
                 offset: header.base_offset,
@@ -83,4 +85,12 @@ pub fn decode_batches(bytes: &Bytes, from: i64) -> Result<Decoded> {
         pos = end;
     }
     Ok(out)
+}
+
+fn is_aborted(header: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    header.is_transactional()
+        && aborted.iter().any(|txn| {
+            txn.producer_id == header.producer_id
+                && (txn.first_offset..=txn.last_offset).contains(&header.base_offset)
+        })
 }

@@ -369,7 +369,9 @@ impl PartitionTask {
             }
 
             hw_changes.borrow_and_update();
-            let hw = self.log.high_watermark();
+            // Indexes show what a read_committed consumer sees: nothing of an open transaction
+            // (so the bound is the last stable offset) and nothing of an aborted one.
+            let hw = self.log.last_stable_offset();
             let from = cursors
                 .iter()
                 .filter(|c| c.open && c.next < hw)
@@ -378,9 +380,9 @@ impl PartitionTask {
             let mut read_more = false;
             if let (Some(from), None) = (from, log_retry_at.filter(|t| *t > now)) {
                 log_retry_at = None;
-                match self.log.read(from, self.settings.read_bytes, true) {
+                match self.log.read_committed(from, self.settings.read_bytes) {
                     Ok(read) => {
-                        match decode_batches(&read.records, from) {
+                        match decode_batches(&read.records, from, &read.aborted_transactions) {
                             Ok(decoded) if decoded.next_offset > from => {
                                 self.index(&mut cursors, &decoded.records, decoded.next_offset)
                                     .await;
@@ -415,7 +417,7 @@ impl PartitionTask {
                 }
             }
 
-            let hw = self.log.high_watermark();
+            let hw = self.log.last_stable_offset();
             let caught_up = cursors.iter().all(|c| !c.open || c.next >= hw);
             if cursors.iter().any(|c| c.unpublished)
                 && (caught_up || last_publish.elapsed() >= self.settings.publish_interval)

@@ -152,17 +152,22 @@ impl PartitionLogs for Logs {
 }
 
 fn batch(n: usize, compression: Compression) -> Bytes {
+    encode_batch(n, compression, None)
+}
+
+/// A batch of `n` records; with `Some((producer_id, first_sequence))` a transactional one.
+fn encode_batch(n: usize, compression: Compression, txn: Option<(i64, i32)>) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional: txn.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: txn.map_or(-1, |(pid, _)| pid),
+            producer_epoch: if txn.is_some() { 0 } else { -1 },
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: txn.map_or(-1, |(_, seq)| seq + i as i32),
             timestamp: 1_700_000_000_000,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!(r#"{{"i":{i}}}"#))),
@@ -286,6 +291,57 @@ async fn indexes_every_acknowledged_record_once_and_publishes() {
     pipeline.shutdown().await;
     assert!(ix.open.lock().is_empty(), "shutdown closes every partition");
     assert_eq!(ix.durable.lock()[&("orders".to_string(), 0)].1, 60);
+}
+
+#[tokio::test]
+async fn indexes_only_what_read_committed_consumers_see() {
+    use chronik_log::{control_batch, ControlKind};
+    let f = fixture().await;
+    create_topic(&f, "tx", 1, true).await;
+    let ix = Arc::new(RecordingIndexer::default());
+    let pipeline = start(&f, &ix);
+    let log = f.logs.get_or_create("tx", 0, LogConfig::default()).unwrap();
+    let write = |bytes: Bytes| {
+        let log = log.clone();
+        async move {
+            let info = log.append(bytes, 0).unwrap();
+            log.wait_durable(info.last_offset).await.unwrap();
+        }
+    };
+    write(batch(2, Compression::None)).await; // 0..2 plain
+    write(encode_batch(3, Compression::None, Some((7, 0)))).await; // 2..5 aborted below
+    write(encode_batch(2, Compression::None, Some((8, 0)))).await; // 5..7 committed below
+    write(batch(1, Compression::None)).await; // 7 plain, behind open transactions
+    eventually("plain records before the open transactions", || {
+        ix.visible("tx", 0) == vec![0, 1]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ix.visible("tx", 0),
+        vec![0, 1],
+        "open transactions are not indexed"
+    );
+    write(control_batch(
+        7,
+        0,
+        ControlKind::Abort,
+        0,
+        1_700_000_000_000,
+    ))
+    .await; // 8
+    write(control_batch(
+        8,
+        0,
+        ControlKind::Commit,
+        0,
+        1_700_000_000_000,
+    ))
+    .await; // 9
+    eventually("committed records", || ix.visible("tx", 0).len() == 5).await;
+    assert_eq!(ix.visible("tx", 0), vec![0, 1, 5, 6, 7]);
+    pipeline.shutdown().await;
+    assert_eq!(ix.durable.lock()[&("tx".to_string(), 0)].1, 10);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use chronik_log::LogManager;
 use chronik_meta::MetadataStore;
 
 use crate::coordinator::group::GroupConfig;
+use crate::coordinator::transaction_coordinator::{TransactionConfig, TransactionCoordinator};
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 
 /// Kafka-facing settings of one broker. Defaults and validation live in chronik-server's config.
@@ -37,6 +38,10 @@ pub struct KafkaConfig {
     pub offsets_topic_partitions: i32,
     /// offsets.retention.minutes, in millis: how long an empty group's offsets are kept.
     pub offsets_retention_ms: i64,
+    /// transaction.state.log.num.partitions, used when `__transaction_state` is created.
+    pub transaction_state_partitions: i32,
+    /// transaction.max.timeout.ms: the longest transaction.timeout.ms a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
 }
 
 impl Default for KafkaConfig {
@@ -58,6 +63,9 @@ impl Default for KafkaConfig {
             // logs so one busy group's commits do not queue behind every other group's fsyncs.
             offsets_topic_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            // Kafka has 50; fewer for the reason given for offsets_topic_partitions.
+            transaction_state_partitions: 8,
+            transaction_max_timeout_ms: 900_000,
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     /// Producer ids for idempotent producers (InitProducerId), reserved in blocks.
     pub(crate) producer_ids: crate::handlers::init_producer_id::ProducerIdAllocator,
+    /// Transactional ids and their transactions (loaded from `__transaction_state`).
+    pub(crate) transactions: TransactionCoordinator,
 }
 
 impl Broker {
@@ -95,20 +105,35 @@ impl Broker {
             meta.clone(),
             logs.clone(),
         ));
+        let transactions = TransactionCoordinator::new(
+            config.node_id,
+            TransactionConfig {
+                partitions: config.transaction_state_partitions,
+                replication_factor: config.default_replication_factor.max(1),
+                max_timeout_ms: config.transaction_max_timeout_ms,
+            },
+            meta.clone(),
+            logs.clone(),
+        );
         Broker {
             config,
             meta,
             logs,
             groups,
             producer_ids: Default::default(),
+            transactions,
         }
     }
 
-    /// Create `__consumer_offsets` if needed and rebuild groups and offsets from it. Requests
-    /// do this on first use; calling it at start-up moves the cost out of the first request
-    /// and surfaces a problem early.
-    pub async fn start_group_coordinator(&self) -> Result<(), CoordinatorError> {
-        self.groups.start().await
+    /// Create `__consumer_offsets` if needed and rebuild groups and offsets from it; then, if
+    /// `__transaction_state` exists, rebuild the transactions, which finishes prepared commits
+    /// and aborts and starts the timer that aborts open transactions past their timeout.
+    /// Requests do this on first use; calling it at start-up moves the cost out of the first
+    /// request, surfaces a problem early, and ends transactions left open by a crash even if
+    /// no transactional client comes back.
+    pub async fn start_group_coordinator(self: &Arc<Self>) -> Result<(), CoordinatorError> {
+        self.groups.start().await?;
+        self.transactions.start_if_present(self).await
     }
 
     pub fn cluster_id(&self) -> String {

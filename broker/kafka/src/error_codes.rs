@@ -5,6 +5,7 @@ use chronik_log::LogError;
 use chronik_meta::MetaError;
 use kafka_protocol::error::ResponseError;
 
+use crate::coordinator::transaction::TxnError;
 use crate::coordinator::CoordinatorError;
 
 pub fn for_log(e: &LogError) -> ResponseError {
@@ -24,6 +25,7 @@ pub fn for_log(e: &LogError) -> ResponseError {
         // Not PRODUCER_FENCED: since Kafka 2.7 a produce with an old epoch gets
         // INVALID_PRODUCER_EPOCH, which librdkafka and Java treat as a fencing error.
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         #[allow(unreachable_patterns)]
         _ => ResponseError::UnknownServerError,
     }
@@ -40,6 +42,35 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
         MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
+        // Retriable: clients try again once the Raft quorum has a leader.
+        MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
+        // Membership is not changed through Kafka APIs.
+        MetaError::AlreadyMember(_) | MetaError::MembershipUnsupported(_) => {
+            ResponseError::UnknownServerError
+        }
+    }
+}
+
+/// A transaction coordinator refusal. `fenced` is what a fenced producer gets at the request's
+/// version: PRODUCER_FENCED where the client knows it (InitProducerId v4+, AddPartitionsToTxn,
+/// AddOffsetsToTxn and EndTxn v2+), INVALID_PRODUCER_EPOCH before, which older clients handle
+/// the same way (Kafka's KafkaApis downgrades it likewise).
+pub fn for_txn(e: TxnError, fenced: ResponseError) -> ResponseError {
+    match e {
+        TxnError::ProducerFenced => fenced,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+    }
+}
+
+/// The fencing code for a request version: PRODUCER_FENCED from `since`, INVALID_PRODUCER_EPOCH
+/// before.
+pub fn fenced_code(version: i16, since: i16) -> ResponseError {
+    if version >= since {
+        ResponseError::ProducerFenced
+    } else {
+        ResponseError::InvalidProducerEpoch
     }
 }
 
@@ -98,6 +129,26 @@ mod tests {
             current: 1,
         };
         assert_eq!(for_log(&fenced).code(), 47);
+        assert_eq!(
+            for_txn(TxnError::ProducerFenced, fenced_code(1, 2)).code(),
+            47
+        );
+        assert_eq!(
+            for_txn(TxnError::ProducerFenced, fenced_code(2, 2)).code(),
+            90
+        );
+        assert_eq!(
+            for_txn(TxnError::InvalidProducerIdMapping, fenced_code(0, 2)).code(),
+            49
+        );
+        assert_eq!(
+            for_txn(TxnError::InvalidTxnState, fenced_code(0, 2)).code(),
+            48
+        );
+        assert_eq!(
+            for_txn(TxnError::ConcurrentTransactions, fenced_code(0, 2)).code(),
+            51
+        );
         assert_eq!(
             for_meta(&MetaError::TopicAlreadyExists("t".into())).code(),
             36

@@ -1,6 +1,7 @@
 //! Topic and partition operations shared by several handlers: finding (and lazily opening) a
 //! partition's log from metadata, auto-creating topics, and keeping open logs in step with topic
-//! config changes and deletions.
+//! config changes and deletions — including those committed through another broker, which
+//! [`Broker::spawn_partition_sync`] follows from the metadata store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use chronik_log::{CleanupPolicy, FlushPolicy, LogConfig, PartitionLog};
 use chronik_meta::plan::{self, CreateTopic};
 use chronik_meta::{ClusterState, Command, MetaError, TopicConfig, TopicMeta};
 use kafka_protocol::error::ResponseError;
+use tokio::sync::watch;
 
 use crate::error_codes;
 use crate::Broker;
@@ -140,5 +142,211 @@ impl Broker {
             }
         }
         Ok(())
+    }
+}
+
+/// What this broker must do to its logs when the metadata changes from one state to the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionChange {
+    /// The topic is gone (or was deleted and created again under the same name): close and
+    /// delete its local logs.
+    RemoveTopic(String),
+    /// This broker now leads the partition: open (and so recover or create) its log.
+    Open { topic: String, partition: i32 },
+    /// The topic's settings changed: hand them to its open logs.
+    UpdateConfig(String),
+}
+
+/// Pure: the log changes `node_id` needs between two metadata states, removals first.
+pub fn partition_changes(
+    prev: &ClusterState,
+    next: &ClusterState,
+    node_id: i32,
+) -> Vec<PartitionChange> {
+    let mut removals = Vec::new();
+    let mut rest = Vec::new();
+    for (name, old) in &prev.topics {
+        if next.topics.get(name).is_none_or(|t| t.id != old.id) {
+            removals.push(PartitionChange::RemoveTopic(name.clone()));
+        }
+    }
+    for (name, topic) in &next.topics {
+        let old = prev.topics.get(name).filter(|t| t.id == topic.id);
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let led_before = old
+                .and_then(|t| t.partitions.get(index))
+                .is_some_and(|o| o.leader == node_id);
+            if p.leader == node_id && !led_before {
+                rest.push(PartitionChange::Open {
+                    topic: name.clone(),
+                    partition: index as i32,
+                });
+            }
+        }
+        if old.is_some_and(|o| o.configs != topic.configs) {
+            rest.push(PartitionChange::UpdateConfig(name.clone()));
+        }
+    }
+    removals.extend(rest);
+    removals
+}
+
+impl Broker {
+    /// Follow metadata changes committed anywhere in the cluster: open the logs of partitions
+    /// this broker comes to lead (topics created through another broker), remove the logs of
+    /// deleted topics, and apply config changes. `seen` is the state the caller last acted on
+    /// and `changes` a receiver subscribed before that state was read, so nothing is missed.
+    pub fn spawn_partition_sync(
+        self: &Arc<Self>,
+        mut changes: watch::Receiver<u64>,
+        seen: Arc<ClusterState>,
+    ) -> tokio::task::JoinHandle<()> {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut prev = seen;
+            while changes.changed().await.is_ok() {
+                let next = broker.meta.state();
+                for change in partition_changes(&prev, &next, broker.config.node_id) {
+                    broker.apply_partition_change(&next, change);
+                }
+                prev = next;
+            }
+        })
+    }
+
+    fn apply_partition_change(&self, state: &ClusterState, change: PartitionChange) {
+        match change {
+            PartitionChange::RemoveTopic(name) => {
+                if let Err(e) = self.logs.remove_topic(&name) {
+                    tracing::warn!(topic = %name, error = %e, "could not remove a deleted topic's logs");
+                } else {
+                    tracing::debug!(topic = %name, "removed logs of a deleted topic");
+                }
+            }
+            PartitionChange::Open { topic, partition } => {
+                let Some(meta) = state.topics.get(&topic) else {
+                    return;
+                };
+                // Errors are logged there; a request for the partition retries the open.
+                if self.partition_log(meta, partition).is_ok() {
+                    tracing::debug!(%topic, partition, "opened a partition this broker leads");
+                }
+            }
+            PartitionChange::UpdateConfig(name) => {
+                let Some(topic) = state.topics.get(&name) else {
+                    return;
+                };
+                let config = log_config_for(&topic.config(), FlushPolicy::Group);
+                for p in 0..topic.partitions.len() as i32 {
+                    if let Some(log) = self.logs.get(&name, p) {
+                        log.update_config(config.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use chronik_meta::BrokerInfo;
+
+    fn state(topics: &[(&str, u128, &[i32])]) -> ClusterState {
+        let mut s = ClusterState::default();
+        for id in 1..=3 {
+            s.apply(
+                id as u64,
+                &Command::RegisterBroker(BrokerInfo {
+                    node_id: id,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                }),
+            )
+            .unwrap();
+        }
+        for (name, id, leaders) in topics {
+            s.apply(
+                10,
+                &Command::CreateTopic {
+                    name: name.to_string(),
+                    id: uuid::Uuid::from_u128(*id),
+                    assignments: leaders.iter().map(|l| vec![*l]).collect(),
+                    configs: BTreeMap::new(),
+                },
+            )
+            .unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn only_partitions_led_here_are_opened() {
+        let prev = state(&[]);
+        let next = state(&[("a", 1, &[1, 2, 3, 1])]);
+        assert_eq!(
+            partition_changes(&prev, &next, 1),
+            vec![
+                PartitionChange::Open {
+                    topic: "a".into(),
+                    partition: 0
+                },
+                PartitionChange::Open {
+                    topic: "a".into(),
+                    partition: 3
+                },
+            ]
+        );
+        assert!(partition_changes(&next, &next, 1).is_empty());
+    }
+
+    #[test]
+    fn deleted_and_recreated_topics_are_removed_first() {
+        let prev = state(&[("a", 1, &[2]), ("b", 2, &[1])]);
+        let next = state(&[("a", 3, &[2])]);
+        assert_eq!(
+            partition_changes(&prev, &next, 2),
+            vec![
+                PartitionChange::RemoveTopic("a".into()),
+                PartitionChange::RemoveTopic("b".into()),
+                PartitionChange::Open {
+                    topic: "a".into(),
+                    partition: 0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn config_changes_and_new_partitions_are_followed() {
+        let prev = state(&[("a", 1, &[1])]);
+        let mut next = prev.clone();
+        next.apply(
+            20,
+            &Command::SetTopicConfigs {
+                name: "a".into(),
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
+        )
+        .unwrap();
+        next.apply(
+            21,
+            &Command::CreatePartitions {
+                name: "a".into(),
+                assignments: vec![vec![2], vec![1]],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            partition_changes(&prev, &next, 1),
+            vec![
+                PartitionChange::Open {
+                    topic: "a".into(),
+                    partition: 2
+                },
+                PartitionChange::UpdateConfig("a".into()),
+            ]
+        );
     }
 }

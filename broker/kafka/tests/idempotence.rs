@@ -144,18 +144,58 @@ async fn init_producer_id_gives_fresh_ids_that_are_never_reused_after_restart() 
 }
 
 #[tokio::test]
-async fn transactional_and_malformed_init_requests_are_refused() {
+async fn a_transactional_id_keeps_its_producer_id_and_bumps_the_epoch_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
     let mut c = Client::connect(&broker).await;
-    let txn = idempotent_init()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))));
-    let (err, pid, epoch) = c.init_producer_id(4, txn).await;
+    let txn = || {
+        idempotent_init()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))))
+            .with_transaction_timeout_ms(60_000)
+    };
+    let (err, pid, epoch) = c.init_producer_id(4, txn()).await;
+    assert_eq!((err, epoch), (0, 0));
+    assert!(pid >= 0);
+    assert_eq!(c.init_producer_id(4, txn()).await, (0, pid, 1));
+    drop(c);
+    broker.crash().await;
+
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
     assert_eq!(
-        (err, pid, epoch),
-        (53, -1, -1),
-        "transactions are not supported: TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+        c.init_producer_id(4, txn()).await,
+        (0, pid, 2),
+        "the epoch survives a crash"
     );
+    // KIP-360: re-initialising with an identity that is no longer current is a zombie's.
+    let stale = || {
+        txn()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(0)
+    };
+    assert_eq!(
+        c.init_producer_id(4, stale()).await,
+        (90, -1, -1),
+        "PRODUCER_FENCED"
+    );
+    assert_eq!(
+        c.init_producer_id(3, stale()).await,
+        (47, -1, -1),
+        "INVALID_PRODUCER_EPOCH"
+    );
+    let too_long = txn().with_transaction_timeout_ms(3_600_000);
+    assert_eq!(
+        c.init_producer_id(4, too_long).await.0,
+        50,
+        "INVALID_TRANSACTION_TIMEOUT"
+    );
+}
+
+#[tokio::test]
+async fn malformed_init_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(&broker).await;
     let empty = idempotent_init()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))));
     assert_eq!(c.init_producer_id(1, empty).await.0, 42, "INVALID_REQUEST");

@@ -279,6 +279,115 @@ pub fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// What a control batch marks: the end of its producer's transaction on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlKind {
+    Abort,
+    Commit,
+}
+
+/// Control record type numbers (the key's second field), Kafka's `ControlRecordType`.
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+/// Bytes of the one control record [`control_batch`] writes: length varint, then 16 bytes of
+/// attributes, timestamp delta, offset delta, key length, key (4), value length, value (6) and
+/// header count.
+const CONTROL_RECORD_LEN: usize = 17;
+
+/// The transaction marker of a whole control batch (`batch` starts at its header), read from
+/// its first record's key (version i16, type i16). `None` for a control batch whose record is
+/// not a transaction marker (unknown type) or cannot be read. Control batches are never
+/// compressed, so no decompression is needed.
+pub fn control_kind(batch: &[u8]) -> Option<ControlKind> {
+    let mut r = batch.get(BATCH_HEADER_LEN..)?;
+    read_varint(&mut r)?; // record length
+    let (_attributes, rest) = r.split_first()?;
+    r = rest;
+    read_varint(&mut r)?; // timestamp delta
+    read_varint(&mut r)?; // offset delta
+    if read_varint(&mut r)? < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([*r.get(2)?, *r.get(3)?]) {
+        CONTROL_ABORT => Some(ControlKind::Abort),
+        CONTROL_COMMIT => Some(ControlKind::Commit),
+        _ => None,
+    }
+}
+
+/// A zigzag varint as in Kafka's record format.
+fn read_varint(r: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = r.split_first()?;
+        *r = rest;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// The control batch a transaction coordinator writes to end `producer_id`'s transaction on a
+/// partition: one record whose key is (version 0, type) and value (version 0,
+/// coordinator epoch), transactional and control attributes set, no sequence. Base offset 0;
+/// the log assigns the real one.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: ControlKind,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> bytes::Bytes {
+    let kind = match kind {
+        ControlKind::Abort => CONTROL_ABORT,
+        ControlKind::Commit => CONTROL_COMMIT,
+    };
+    let mut b = Vec::with_capacity(BATCH_HEADER_LEN + CONTROL_RECORD_LEN);
+    b.extend_from_slice(&0i64.to_be_bytes());
+    let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD + CONTROL_RECORD_LEN) as i32;
+    b.extend_from_slice(&batch_length.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&[0u8; 4]); // crc, filled below
+    b.extend_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    // The record, varints zigzag-encoded: length 16, attributes 0, deltas 0, key length 4.
+    b.extend_from_slice(&[32, 0, 0, 0, 8]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&kind.to_be_bytes());
+    b.push(12); // value length 6
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    b.push(0); // no headers
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.into()
+}
+
+/// The offset following the last whole batch in `bytes` (concatenated stored batches), `None`
+/// when there is none. Reads headers only.
+pub fn end_offset(bytes: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut end = None;
+    while let Ok(header) = BatchHeader::parse(&bytes[at..]) {
+        let len = header.total_len();
+        if len == 0 || at + len > bytes.len() {
+            break;
+        }
+        end = Some(header.next_offset());
+        at += len;
+    }
+    end
+}
+
 /// Write the broker-assigned base offset and partition leader epoch into the batch starting at
 /// `batch[0]`. Both fields are outside the CRC, which stays valid.
 pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
@@ -342,6 +451,26 @@ mod tests {
             validate_records(&b, 1 << 20),
             Err(LogError::CorruptBatch(_))
         ));
+    }
+
+    #[test]
+    fn control_batches_decode_with_kafka_protocol_and_name_their_marker() {
+        for kind in [ControlKind::Abort, ControlKind::Commit] {
+            let b = control_batch(42, 3, kind, 7, 1_000);
+            let spans = validate_records(&b, 1 << 20).unwrap();
+            let h = spans[0].header;
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
+            assert_eq!(control_kind(&b), Some(kind));
+            let mut buf = b.clone();
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+            assert_eq!(set.records.len(), 1);
+            assert!(set.records[0].control);
+        }
+        assert_eq!(control_kind(&header_only_batch(0, 1)), None);
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! the batches being cleaned, then [`compact_batch`] rewrites each batch keeping only records that
 //! are still the latest for their key, and tombstones (null value) younger than
 //! `delete.retention.ms`. A retained record keeps its offset; the rewritten batch keeps its
-//! compression. Transactional and control batches are left untouched and do not supersede
-//! older records: without the transaction index the cleaner cannot tell committed from aborted
-//! data, and keeping too much is the safe mistake.
+//! compression.
+//!
+//! Transactions ([`TxnFilter`]): only batches below the last stable offset are cleaned, since an
+//! open transaction may still abort. Below it, a batch of an aborted transaction (per the
+//! aborted-transaction index) is removed and supersedes nothing, so compaction never lets an
+//! aborted value replace a committed one nor brings an aborted record back; committed
+//! transactional batches are compacted like any other. Control batches (markers) are kept.
 
 use std::collections::HashMap;
 
@@ -14,7 +18,61 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::batch::BatchHeader;
+use crate::producer_state::AbortedTxn;
 use crate::{decode, LogError, Result};
+
+/// What compaction needs to know about transactions.
+#[derive(Debug)]
+pub struct TxnFilter {
+    /// Batches ending at or after this offset (the last stable offset) are left alone.
+    pub cleanable_end: i64,
+    /// Aborted transactions' offset ranges by producer id.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+/// How compaction treats one batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Role {
+    /// Records that may supersede and be superseded.
+    Data,
+    /// Kept as is and supersedes nothing: markers, and anything not yet stable.
+    Untouched,
+    /// Data of an aborted transaction: removed, supersedes nothing.
+    Aborted,
+}
+
+impl TxnFilter {
+    pub fn new(cleanable_end: i64, aborted: &[AbortedTxn]) -> TxnFilter {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in aborted {
+            by_producer
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
+        TxnFilter {
+            cleanable_end,
+            aborted: by_producer,
+        }
+    }
+
+    fn role(&self, header: &BatchHeader) -> Role {
+        if header.is_control() || header.last_offset() >= self.cleanable_end {
+            return Role::Untouched;
+        }
+        if header.is_transactional() {
+            let aborted = self.aborted.get(&header.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|(first, last)| (*first..=*last).contains(&header.base_offset))
+            });
+            if aborted {
+                return Role::Aborted;
+            }
+        }
+        Role::Data
+    }
+}
 
 /// Latest offset of every key seen in the batches being compacted.
 #[derive(Debug, Default)]
@@ -23,9 +81,9 @@ pub struct OffsetMap {
 }
 
 impl OffsetMap {
-    pub fn add_batch(&mut self, batch: &Bytes) -> Result<()> {
+    pub fn add_batch(&mut self, batch: &Bytes, txns: &TxnFilter) -> Result<()> {
         let header = BatchHeader::parse(batch)?;
-        if header.is_control() || header.is_transactional() {
+        if txns.role(&header) != Role::Data {
             return Ok(());
         }
         for record in decode::records(batch)? {
@@ -75,10 +133,13 @@ pub fn compact_batch(
     batch: &Bytes,
     map: &OffsetMap,
     tombstones: &mut TombstonePolicy,
+    txns: &TxnFilter,
 ) -> Result<Compacted> {
     let header = BatchHeader::parse(batch)?;
-    if header.is_control() || header.is_transactional() {
-        return Ok(Compacted::Unchanged);
+    match txns.role(&header) {
+        Role::Untouched => return Ok(Compacted::Unchanged),
+        Role::Aborted => return Ok(Compacted::Removed),
+        Role::Data => {}
     }
     let records = decode::records(batch)?;
     let total = records.len();

@@ -38,6 +38,10 @@ pub enum LogError {
         epoch: i16,
         current: i16,
     },
+    /// The batch does not fit its producer's transaction on this partition (e.g. a
+    /// non-transactional batch while the producer's transaction is open).
+    #[error("invalid transaction state of producer {producer_id}: {reason}")]
+    InvalidTxnState { producer_id: i64, reason: String },
     #[error("log is closed")]
     Closed,
     #[error("log i/o: {0}")]

@@ -135,6 +135,12 @@ impl State {
         }
     }
 
+    fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |f| f.min(self.high_watermark))
+    }
+
     /// The first segment holding a batch at or after `offset`.
     ///
     /// Neither "the segment whose base is at or below `offset`" nor "the next base is the
@@ -332,7 +338,53 @@ impl FileLog {
     }
 }
 
+/// How far a read may go.
+#[derive(Debug, Clone, Copy)]
+enum ReadLimit {
+    LogEnd,
+    HighWatermark,
+    LastStable,
+}
+
 impl Shared {
+    fn read(&self, offset: i64, max_bytes: usize, limit: ReadLimit) -> Result<ReadResult> {
+        let (mut result, plan) = {
+            let st = self.state.read();
+            st.check_open()?;
+            if offset < st.log_start_offset || offset > st.log_end_offset {
+                return Err(st.out_of_range(offset));
+            }
+            let last_stable_offset = st.last_stable_offset();
+            let result = ReadResult {
+                records: Bytes::new(),
+                high_watermark: st.high_watermark,
+                log_start_offset: st.log_start_offset,
+                log_end_offset: st.log_end_offset,
+                last_stable_offset,
+                aborted_transactions: Vec::new(),
+            };
+            let limit = match limit {
+                ReadLimit::LogEnd => st.log_end_offset,
+                ReadLimit::HighWatermark => st.high_watermark,
+                ReadLimit::LastStable => last_stable_offset,
+            };
+            let plan = (offset < limit)
+                .then(|| st.locate(offset))
+                .flatten()
+                .map(|s| (Arc::clone(&s.file), s.position_for(offset), s.size, limit));
+            (result, plan)
+        };
+        if let Some((file, position, end, limit)) = plan {
+            match Shared::read_batches(&file, position, end, offset, limit, max_bytes) {
+                Ok(records) => result.records = records,
+                // A concurrent truncation shrank the file under us: nothing to return.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(result)
+    }
+
     fn publish_hw(&self, high_watermark: i64) {
         self.hw_tx.send_if_modified(|v| {
             let changed = *v != high_watermark;
@@ -643,12 +695,19 @@ fn recover_producers(dir: &Path, segments: &[Segment], end: i64) -> Result<Produ
             0
         };
         let mut cursor = BatchCursor::new(&seg.file, position, seg.size, HEADER_WINDOW);
-        while let Step::Batch(_, header) = cursor.next(false)? {
+        while let Step::Batch(pos, header) = cursor.next(false)? {
             if header.base_offset >= end {
                 break;
             }
             if header.base_offset >= from {
-                producers.replay(&header);
+                // Markers are rare; only they need more than the header.
+                let control = if header.is_control() {
+                    let bytes = Segment::read_batch(&seg.file, pos, header.total_len())?;
+                    batch::control_kind(&bytes)
+                } else {
+                    None
+                };
+                producers.replay(&header, control);
                 replayed += 1;
             }
         }
@@ -714,7 +773,15 @@ impl PartitionLog for FileLog {
         }
         // Sequence checks in the same critical section that assigns offsets: two retries of one
         // batch racing on different connections cannot both be stored.
-        let staged = st.producers.check(headers.iter().map(|(_, h)| h))?;
+        let controls = spans.iter().map(|span| {
+            span.header
+                .is_control()
+                .then(|| batch::control_kind(&buf[span.position..span.end()]))
+                .flatten()
+        });
+        let staged = st
+            .producers
+            .check(headers.iter().map(|(_, h)| h).zip(controls))?;
         let active = st.active_mut()?;
         let position = active.size;
         if let Err(e) = active.file.write_all_at(&buf, position) {
@@ -779,36 +846,23 @@ impl PartitionLog for FileLog {
         max_bytes: usize,
         limit_to_high_watermark: bool,
     ) -> Result<ReadResult> {
-        let (mut result, plan) = {
-            let st = self.shared.state.read();
-            st.check_open()?;
-            if offset < st.log_start_offset || offset > st.log_end_offset {
-                return Err(st.out_of_range(offset));
-            }
-            let result = ReadResult {
-                records: Bytes::new(),
-                high_watermark: st.high_watermark,
-                log_start_offset: st.log_start_offset,
-                log_end_offset: st.log_end_offset,
-            };
-            let limit = if limit_to_high_watermark {
-                st.high_watermark
-            } else {
-                st.log_end_offset
-            };
-            let plan = (offset < limit)
-                .then(|| st.locate(offset))
-                .flatten()
-                .map(|s| (Arc::clone(&s.file), s.position_for(offset), s.size, limit));
-            (result, plan)
+        let limit = if limit_to_high_watermark {
+            ReadLimit::HighWatermark
+        } else {
+            ReadLimit::LogEnd
         };
-        if let Some((file, position, end, limit)) = plan {
-            match Shared::read_batches(&file, position, end, offset, limit, max_bytes) {
-                Ok(records) => result.records = records,
-                // A concurrent truncation shrank the file under us: nothing to return.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
-                Err(e) => return Err(e.into()),
-            }
+        self.shared.read(offset, max_bytes, limit)
+    }
+
+    fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let mut result = self.shared.read(offset, max_bytes, ReadLimit::LastStable)?;
+        if let Some(end) = batch::end_offset(&result.records) {
+            result.aborted_transactions = self
+                .shared
+                .state
+                .read()
+                .producers
+                .aborted_between(offset, end);
         }
         Ok(result)
     }
@@ -823,6 +877,10 @@ impl PartitionLog for FileLog {
 
     fn high_watermark(&self) -> i64 {
         self.shared.state.read().high_watermark
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        self.shared.state.read().last_stable_offset()
     }
 
     fn set_high_watermark(&self, offset: i64) -> Result<()> {
@@ -1014,6 +1072,8 @@ impl PartitionLog for FileLog {
             }
             st.producers
                 .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+            let log_start_offset = st.log_start_offset;
+            st.producers.prune_aborted(log_start_offset);
             let retention_start = if st.config.cleanup_policy.deletes() {
                 Shared::retention_start(&st, now_ms)
             } else {

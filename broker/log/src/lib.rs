@@ -20,13 +20,16 @@ mod manager;
 mod memory_log;
 mod producer_state;
 
-pub use batch::{validate_records, BatchHeader, BatchSpan, BATCH_HEADER_LEN, LOG_OVERHEAD};
+pub use batch::{
+    control_batch, control_kind, validate_records, BatchHeader, BatchSpan, ControlKind,
+    BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use file_log::FileLog;
 pub use manager::LogManager;
 pub use memory_log::MemoryLog;
-pub use producer_state::{PRODUCER_ID_EXPIRATION_MS, RETAINED_BATCHES};
+pub use producer_state::{AbortedTxn, PRODUCER_ID_EXPIRATION_MS, RETAINED_BATCHES};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -55,6 +58,12 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The first offset of the oldest open transaction, or the high watermark when none is
+    /// open (or it lies beyond).
+    pub last_stable_offset: i64,
+    /// Filled by [`PartitionLog::read_committed`] only: the aborted transactions overlapping
+    /// the returned batches, which a read_committed consumer skips.
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 /// Offset and timestamp answered by a timestamp lookup.
@@ -82,7 +91,14 @@ pub struct TimestampOffset {
 ///   [`LogError::DuplicateSequence`] carrying the original offsets; a sequence gap is
 ///   [`LogError::OutOfOrderSequence`]; an older epoch is [`LogError::InvalidProducerEpoch`];
 /// - keep that state across restarts (a durable log rebuilds it from batch headers) and after
-///   retention removes a producer's batches, until [`PRODUCER_ID_EXPIRATION_MS`] without writes.
+///   retention removes a producer's batches, until [`PRODUCER_ID_EXPIRATION_MS`] without writes;
+/// - track transactions (KIP-98): a transactional batch opens its producer's transaction on the
+///   partition, a control batch (marker) closes it; a non-transactional batch of a producer
+///   with an open transaction is [`LogError::InvalidTxnState`]. The last stable offset is
+///   `min(first offset of the oldest open transaction, high watermark)`; every ABORT marker
+///   records an [`AbortedTxn`], kept (across restarts too) until the log start passes its
+///   marker, and `read_committed` stops at the last stable offset and lists those overlapping
+///   what it returns.
 #[async_trait]
 pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// Validate and append one or more record batches as produced. Does not wait for
@@ -105,9 +121,16 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
         limit_to_high_watermark: bool,
     ) -> Result<ReadResult>;
 
+    /// Read as a read_committed consumer: like `read` limited to the high watermark, but
+    /// nothing at or past the last stable offset, and with `aborted_transactions` filled.
+    fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult>;
+
     fn log_start_offset(&self) -> i64;
     fn log_end_offset(&self) -> i64;
     fn high_watermark(&self) -> i64;
+
+    /// `min(first offset of the oldest open transaction, high watermark)`.
+    fn last_stable_offset(&self) -> i64;
 
     /// Set by a replication layer; a single-node log advances it itself after durability.
     fn set_high_watermark(&self, offset: i64) -> Result<()>;

@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::batch::{self, BatchHeader};
-use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
+use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy, TxnFilter};
 use crate::decode;
 use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset};
@@ -60,6 +60,39 @@ impl State {
         }
     }
 
+    fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |f| f.min(self.high_watermark))
+    }
+
+    /// Whole batches from the one holding `offset`, stopping before the first that reaches
+    /// `limit` or overflows `max_bytes` (the first batch always fits).
+    fn read_to(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadResult> {
+        self.check_open()?;
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(self.out_of_range(offset));
+        }
+        let mut out = BytesMut::new();
+        for b in self.batches.range(self.first_at_or_after(offset)..) {
+            if b.header.last_offset() >= limit {
+                break;
+            }
+            if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
+                break;
+            }
+            out.extend_from_slice(&b.bytes);
+        }
+        Ok(ReadResult {
+            records: out.freeze(),
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset,
+            last_stable_offset: self.last_stable_offset(),
+            aborted_transactions: Vec::new(),
+        })
+    }
+
     /// Index of the first batch whose last offset is >= `offset`.
     fn first_at_or_after(&self, offset: i64) -> usize {
         self.batches
@@ -92,9 +125,11 @@ impl MemoryLog {
     }
 
     fn compact(st: &mut State, now_ms: i64) -> Result<()> {
+        let end = st.last_stable_offset();
+        let txns = TxnFilter::new(end, &st.producers.aborted_between(i64::MIN, end));
         let mut map = OffsetMap::default();
         for b in &st.batches {
-            map.add_batch(&b.bytes)?;
+            map.add_batch(&b.bytes, &txns)?;
         }
         let mut tombstones = TombstonePolicy {
             now_ms,
@@ -103,7 +138,7 @@ impl MemoryLog {
         };
         let mut kept = VecDeque::with_capacity(st.batches.len());
         for b in st.batches.drain(..) {
-            match compact_batch(&b.bytes, &map, &mut tombstones)? {
+            match compact_batch(&b.bytes, &map, &mut tombstones, &txns)? {
                 Compacted::Unchanged => kept.push_back(b),
                 Compacted::Removed => {}
                 Compacted::Rewritten(bytes) => {
@@ -144,7 +179,13 @@ impl PartitionLog for MemoryLog {
             next = header.next_offset();
             headers.push(header);
         }
-        let staged = st.producers.check(headers.iter())?;
+        let controls = spans.iter().map(|span| {
+            span.header
+                .is_control()
+                .then(|| batch::control_kind(&buf[span.position..span.end()]))
+                .flatten()
+        });
+        let staged = st.producers.check(headers.iter().zip(controls))?;
         st.producers.commit(staged);
         let bytes = buf.freeze();
         let mut max_timestamp = i64::MIN;
@@ -182,31 +223,21 @@ impl PartitionLog for MemoryLog {
         limit_to_high_watermark: bool,
     ) -> Result<ReadResult> {
         let st = self.state.read();
-        st.check_open()?;
-        if offset < st.log_start_offset || offset > st.log_end_offset {
-            return Err(st.out_of_range(offset));
-        }
         let limit = if limit_to_high_watermark {
             st.high_watermark
         } else {
             st.log_end_offset
         };
-        let mut out = BytesMut::new();
-        for b in st.batches.range(st.first_at_or_after(offset)..) {
-            if b.header.last_offset() >= limit {
-                break;
-            }
-            if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
-                break;
-            }
-            out.extend_from_slice(&b.bytes);
+        st.read_to(offset, max_bytes, limit)
+    }
+
+    fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let st = self.state.read();
+        let mut result = st.read_to(offset, max_bytes, st.last_stable_offset())?;
+        if let Some(end) = batch::end_offset(&result.records) {
+            result.aborted_transactions = st.producers.aborted_between(offset, end);
         }
-        Ok(ReadResult {
-            records: out.freeze(),
-            high_watermark: st.high_watermark,
-            log_start_offset: st.log_start_offset,
-            log_end_offset: st.log_end_offset,
-        })
+        Ok(result)
     }
 
     fn log_start_offset(&self) -> i64 {
@@ -219,6 +250,10 @@ impl PartitionLog for MemoryLog {
 
     fn high_watermark(&self) -> i64 {
         self.state.read().high_watermark
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        self.state.read().last_stable_offset()
     }
 
     fn set_high_watermark(&self, offset: i64) -> Result<()> {
@@ -252,7 +287,12 @@ impl PartitionLog for MemoryLog {
         // (there are no snapshots to reload from in memory).
         let mut producers = ProducerStates::default();
         for b in &st.batches {
-            producers.replay(&b.header);
+            let control = b
+                .header
+                .is_control()
+                .then(|| batch::control_kind(&b.bytes))
+                .flatten();
+            producers.replay(&b.header, control);
         }
         st.producers = producers;
         let new_end = first_removed.map_or(offset, |b| b.min(offset));
@@ -337,6 +377,8 @@ impl PartitionLog for MemoryLog {
         }
         st.producers
             .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        let log_start_offset = st.log_start_offset;
+        st.producers.prune_aborted(log_start_offset);
         if st.config.cleanup_policy.deletes() {
             let (retention_ms, retention_bytes) =
                 (st.config.retention_ms, st.config.retention_bytes);

@@ -14,16 +14,25 @@
 //!    its state may simply have expired or been deleted with the data, and the client recovers
 //!    from there instead of failing with UNKNOWN_PRODUCER_ID.
 //!
+//! Transactions (KIP-98) add to this, per producer, the first offset of its open transaction on
+//! this partition: a transactional batch opens one when none is open, and a control batch
+//! (COMMIT or ABORT marker, written by the transaction coordinator without a sequence) closes
+//! it. An aborted transaction is remembered as an [`AbortedTxn`] (producer, first offset, marker
+//! offset), Kafka's transaction index, so read_committed fetches can tell consumers what to
+//! skip. The last stable offset is the first offset of the oldest open transaction (capped by
+//! the high watermark by the log). Transactional batches written by a coordinator (offset
+//! commits) carry no sequence, so transactional and control batches may go without one.
+//!
 //! The state is rebuilt from batch headers alone (producer id, epoch, base sequence, last offset
 //! delta), so recovery replays headers after the newest snapshot; snapshots are small binary
 //! files named like segments (`<20-digit offset>.snapshot`) holding the state as of that offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::batch::BatchHeader;
+use crate::batch::{BatchHeader, ControlKind};
 use crate::{LogError, Result};
 
 /// Batches remembered per producer: Kafka's limit on in-flight requests for an idempotent
@@ -33,6 +42,16 @@ pub const RETAINED_BATCHES: usize = 5;
 /// How long a producer that has not written is remembered (Kafka's producer.id.expiration.ms
 /// default, one day). Its state outlives the data retention deletes, as in Kafka since KIP-360.
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
+
+/// A transaction that ended with an ABORT marker: a read_committed consumer skips the
+/// producer's batches from `first_offset` up to the marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub last_offset: i64,
+}
 
 /// One remembered batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +70,8 @@ struct ProducerEntry {
     batches: VecDeque<BatchMeta>,
     /// Max timestamp of the producer's last batch, for expiration (Kafka uses the same).
     last_timestamp: i64,
+    /// First offset of the producer's open transaction on this partition.
+    txn_first_offset: Option<i64>,
 }
 
 impl ProducerEntry {
@@ -59,6 +80,7 @@ impl ProducerEntry {
             epoch,
             batches: VecDeque::with_capacity(RETAINED_BATCHES),
             last_timestamp: i64::MIN,
+            txn_first_offset: None,
         }
     }
 
@@ -72,22 +94,48 @@ impl ProducerEntry {
             .find(|b| b.first_seq == header.base_sequence && b.last_seq == last)
     }
 
-    /// Record a stored batch; a new epoch forgets the old epoch's batches.
-    fn add(&mut self, header: &BatchHeader) {
+    /// Record a stored batch; a new epoch forgets the old epoch's batches. A marker closes the
+    /// open transaction, and an ABORT marker's transaction goes to `aborted`.
+    fn add(
+        &mut self,
+        producer_id: i64,
+        header: &BatchHeader,
+        control: Option<ControlKind>,
+        aborted: &mut Vec<AbortedTxn>,
+    ) {
         if header.producer_epoch != self.epoch {
             self.epoch = header.producer_epoch;
             self.batches.clear();
         }
-        if self.batches.len() == RETAINED_BATCHES {
-            self.batches.pop_front();
-        }
-        self.batches.push_back(BatchMeta {
-            first_seq: header.base_sequence,
-            last_seq: header.last_sequence(),
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
-        });
         self.last_timestamp = header.max_timestamp;
+        if header.is_control() {
+            if let Some(kind) = control {
+                if let Some(first_offset) = self.txn_first_offset.take() {
+                    if kind == ControlKind::Abort {
+                        aborted.push(AbortedTxn {
+                            producer_id,
+                            first_offset,
+                            last_offset: header.base_offset,
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        if header.base_sequence >= 0 {
+            if self.batches.len() == RETAINED_BATCHES {
+                self.batches.pop_front();
+            }
+            self.batches.push_back(BatchMeta {
+                first_seq: header.base_sequence,
+                last_seq: header.last_sequence(),
+                base_offset: header.base_offset,
+                last_offset: header.last_offset(),
+            });
+        }
+        if header.is_transactional() && self.txn_first_offset.is_none() {
+            self.txn_first_offset = Some(header.base_offset);
+        }
     }
 }
 
@@ -100,6 +148,10 @@ fn in_sequence(last: i32, next: i32) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every open transaction, so the oldest is at hand.
+    ongoing: BTreeSet<(i64, i64)>,
+    /// Aborted transactions, ascending by marker offset (the order markers are appended in).
+    aborted: VecDeque<AbortedTxn>,
 }
 
 /// The producer entries an append will change, computed before anything is written and applied
@@ -108,6 +160,7 @@ pub struct ProducerStates {
 #[derive(Debug, Default)]
 pub struct Staged {
     updates: Vec<(i64, ProducerEntry)>,
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -116,20 +169,21 @@ impl ProducerStates {
     }
 
     /// Check the batches of one append, already stamped with their offsets, against the state.
-    /// Either every batch is acceptable (the returned changes are committed after the write) or
-    /// the append is refused whole.
+    /// Each comes with its marker when it is a control batch. Either every batch is acceptable
+    /// (the returned changes are committed after the write) or the append is refused whole.
     pub fn check<'a>(
         &self,
-        batches: impl ExactSizeIterator<Item = &'a BatchHeader>,
+        batches: impl ExactSizeIterator<Item = (&'a BatchHeader, Option<ControlKind>)>,
     ) -> Result<Staged> {
         let count = batches.len();
         let mut staged = Staged::default();
-        for header in batches {
+        for (header, control) in batches {
             if !header.has_producer_id() {
                 continue;
             }
             let pid = header.producer_id;
-            if header.base_sequence < 0 {
+            let sequenced = header.base_sequence >= 0 && !header.is_control();
+            if header.base_sequence < 0 && !header.is_transactional() && !header.is_control() {
                 // Kafka's LogValidator refuses this too: a producer id without a sequence.
                 return Err(LogError::InvalidBatch(format!(
                     "batch of producer {pid} has no sequence number ({})",
@@ -142,25 +196,36 @@ impl ProducerStates {
                 None => self.producers.get(&pid),
             };
             if let Some(entry) = current {
-                if let Some(original) = entry.duplicate_of(header) {
-                    if count > 1 {
-                        // Answering the original offsets would silently drop the other batches.
-                        return Err(LogError::InvalidBatch(format!(
-                            "append of {count} batches repeats an earlier batch of producer {pid}"
-                        )));
+                if sequenced {
+                    if let Some(original) = entry.duplicate_of(header) {
+                        if count > 1 {
+                            // Answering the original offsets would silently drop the others.
+                            return Err(LogError::InvalidBatch(format!(
+                                "append of {count} batches repeats an earlier batch of producer {pid}"
+                            )));
+                        }
+                        return Err(LogError::DuplicateSequence {
+                            producer_id: pid,
+                            base_offset: original.base_offset,
+                            last_offset: original.last_offset,
+                        });
                     }
-                    return Err(LogError::DuplicateSequence {
+                }
+                check_epoch(entry, header)?;
+                if sequenced {
+                    check_sequence(entry, header)?;
+                }
+                if !header.is_transactional() && entry.txn_first_offset.is_some() {
+                    return Err(LogError::InvalidTxnState {
                         producer_id: pid,
-                        base_offset: original.base_offset,
-                        last_offset: original.last_offset,
+                        reason: "a non-transactional batch while its transaction is open".into(),
                     });
                 }
-                check_sequence(entry, header)?;
             }
             let mut updated = current
                 .cloned()
                 .unwrap_or_else(|| ProducerEntry::new(header.producer_epoch));
-            updated.add(header);
+            updated.add(pid, header, control, &mut staged.aborted);
             match at {
                 Some(i) => staged.updates[i].1 = updated,
                 None => staged.updates.push((pid, updated)),
@@ -172,27 +237,76 @@ impl ProducerStates {
     /// Apply what [`ProducerStates::check`] staged, after the batches were written.
     pub fn commit(&mut self, staged: Staged) {
         for (pid, entry) in staged.updates {
-            self.producers.insert(pid, entry);
+            self.put(pid, entry);
+        }
+        self.aborted.extend(staged.aborted);
+    }
+
+    fn put(&mut self, pid: i64, entry: ProducerEntry) {
+        let open = entry.txn_first_offset;
+        if let Some(old) = self.producers.insert(pid, entry) {
+            if let Some(first) = old.txn_first_offset.filter(|f| Some(*f) != open) {
+                self.ongoing.remove(&(first, pid));
+            }
+        }
+        if let Some(first) = open {
+            self.ongoing.insert((first, pid));
         }
     }
 
     /// Take a stored batch into the state without checks (recovery, truncation rebuilds): it was
-    /// checked when it was appended.
-    pub fn replay(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() || header.base_sequence < 0 {
+    /// checked when it was appended. `control` is the marker of a control batch.
+    pub fn replay(&mut self, header: &BatchHeader, control: Option<ControlKind>) {
+        if !header.has_producer_id() {
             return;
         }
-        self.producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry::new(header.producer_epoch))
-            .add(header);
+        let pid = header.producer_id;
+        let mut entry = self
+            .producers
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(header.producer_epoch));
+        let mut aborted = Vec::new();
+        entry.add(pid, header, control, &mut aborted);
+        self.put(pid, entry);
+        self.aborted.extend(aborted);
     }
 
-    /// Forget producers that have not written for `expiration_ms`. Returns how many went.
+    /// First offset of the oldest open transaction: the last stable offset, before the high
+    /// watermark caps it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|(first, _)| *first)
+    }
+
+    /// Aborted transactions that overlap offsets `[from, to)`: a consumer reading that range
+    /// must skip their batches.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted
+            .range(start..)
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forget aborted transactions wholly below the log start (their data is gone).
+    pub fn prune_aborted(&mut self, log_start_offset: i64) {
+        while self
+            .aborted
+            .front()
+            .is_some_and(|a| a.last_offset < log_start_offset)
+        {
+            self.aborted.pop_front();
+        }
+    }
+
+    /// Forget producers that have not written for `expiration_ms`, except those with an open
+    /// transaction (it must end with a marker first). Returns how many went.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -203,18 +317,22 @@ impl ProducerStates {
     }
 }
 
-fn check_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<()> {
-    let pid = header.producer_id;
-    let (epoch, first) = (header.producer_epoch, header.base_sequence);
-    if epoch < entry.epoch {
+fn check_epoch(entry: &ProducerEntry, header: &BatchHeader) -> Result<()> {
+    if header.producer_epoch < entry.epoch {
         // Kafka answers INVALID_PRODUCER_EPOCH here since 2.7 (PRODUCER_FENCED is reserved for
         // the transaction coordinator), so a transactional client can abort and retry.
         return Err(LogError::InvalidProducerEpoch {
-            producer_id: pid,
-            epoch,
+            producer_id: header.producer_id,
+            epoch: header.producer_epoch,
             current: entry.epoch,
         });
     }
+    Ok(())
+}
+
+fn check_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<()> {
+    let pid = header.producer_id;
+    let (epoch, first) = (header.producer_epoch, header.base_sequence);
     if epoch != entry.epoch {
         if first != 0 {
             return Err(LogError::OutOfOrderSequence {
@@ -239,7 +357,9 @@ fn check_sequence(entry: &ProducerEntry, header: &BatchHeader) -> Result<()> {
 // ---- snapshots ----
 
 const SNAPSHOT_SUFFIX: &str = "snapshot";
-const SNAPSHOT_MAGIC: &[u8; 4] = b"CPS1";
+/// Version 1 held sequences only; version 2 adds open transactions and aborted transactions.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"CPS1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"CPS2";
 /// Snapshots kept per partition: the newest, and one older in case the newest is unreadable.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -268,11 +388,14 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 impl ProducerStates {
-    /// Binary form: magic, entry count, then per producer its id, epoch, last timestamp and
-    /// batches; a CRC-32C of everything before it closes the file, so a torn or half-written
+    /// Binary form: magic, entry count, then per producer its id, epoch, last timestamp, open
+    /// transaction's first offset (-1: none) and batches; then the aborted transactions (count,
+    /// then producer id, first offset, marker offset each); a CRC-32C of everything before it closes the file, so a torn or half-written
     /// snapshot is detected and skipped rather than trusted.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.producers.len() * (19 + 24 * RETAINED_BATCHES));
+        let mut out = Vec::with_capacity(
+            12 + self.producers.len() * (27 + 24 * RETAINED_BATCHES) + self.aborted.len() * 24,
+        );
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         let mut ids: Vec<&i64> = self.producers.keys().collect();
@@ -282,6 +405,7 @@ impl ProducerStates {
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -289,6 +413,12 @@ impl ProducerStates {
                 out.extend_from_slice(&b.base_offset.to_be_bytes());
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
+        }
+        out.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for a in &self.aborted {
+            out.extend_from_slice(&a.producer_id.to_be_bytes());
+            out.extend_from_slice(&a.first_offset.to_be_bytes());
+            out.extend_from_slice(&a.last_offset.to_be_bytes());
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
@@ -303,15 +433,22 @@ impl ProducerStates {
             return Err("snapshot checksum mismatch".into());
         }
         let mut r = Reader(body);
-        if r.take::<4>()? != *SNAPSHOT_MAGIC {
-            return Err("not a producer state snapshot".into());
-        }
+        let with_txns = match &r.take::<4>()? {
+            m if m == SNAPSHOT_MAGIC => true,
+            m if m == SNAPSHOT_MAGIC_V1 => false,
+            _ => return Err("not a producer state snapshot".into()),
+        };
         let count = u32::from_be_bytes(r.take()?);
-        let mut producers = HashMap::with_capacity((count as usize).min(1 << 16));
+        let mut states = ProducerStates::default();
         for _ in 0..count {
             let pid = i64::from_be_bytes(r.take()?);
             let epoch = i16::from_be_bytes(r.take()?);
             let last_timestamp = i64::from_be_bytes(r.take()?);
+            let txn_first_offset = if with_txns {
+                Some(i64::from_be_bytes(r.take()?)).filter(|o| *o >= 0)
+            } else {
+                None
+            };
             let [n] = r.take::<1>()?;
             if usize::from(n) > RETAINED_BATCHES {
                 return Err(format!("producer {pid} has {n} batches"));
@@ -325,19 +462,30 @@ impl ProducerStates {
                     last_offset: i64::from_be_bytes(r.take()?),
                 });
             }
-            producers.insert(
+            states.put(
                 pid,
                 ProducerEntry {
                     epoch,
                     batches,
                     last_timestamp,
+                    txn_first_offset,
                 },
             );
+        }
+        if with_txns {
+            let aborted = u32::from_be_bytes(r.take()?);
+            for _ in 0..aborted {
+                states.aborted.push_back(AbortedTxn {
+                    producer_id: i64::from_be_bytes(r.take()?),
+                    first_offset: i64::from_be_bytes(r.take()?),
+                    last_offset: i64::from_be_bytes(r.take()?),
+                });
+            }
         }
         if !r.0.is_empty() {
             return Err("trailing bytes in snapshot".into());
         }
-        Ok(ProducerStates { producers })
+        Ok(states)
     }
 
     /// Write the snapshot for `offset` (temporary file, then rename, so a reader never sees a
@@ -424,7 +572,8 @@ mod tests {
     }
 
     fn append(states: &mut ProducerStates, h: BatchHeader) -> Result<()> {
-        let staged = states.check([h].iter())?;
+        let control = h.is_control().then_some(ControlKind::Abort);
+        let staged = states.check([(&h, control)].into_iter())?;
         states.commit(staged);
         Ok(())
     }
@@ -516,12 +665,15 @@ mod tests {
     fn one_append_is_checked_against_its_own_earlier_batches() {
         let s = ProducerStates::default();
         let ok = [header(1, 0, 0, 2, 0), header(1, 0, 2, 2, 2)];
-        assert_eq!(s.check(ok.iter()).unwrap().updates.len(), 1);
+        assert_eq!(
+            s.check(ok.iter().map(|h| (h, None))).unwrap().updates.len(),
+            1
+        );
         let gap = [header(1, 0, 0, 2, 0), header(1, 0, 5, 2, 2)];
-        assert!(s.check(gap.iter()).is_err());
+        assert!(s.check(gap.iter().map(|h| (h, None))).is_err());
         let dup = [header(1, 0, 0, 2, 0), header(1, 0, 0, 2, 2)];
         assert!(matches!(
-            s.check(dup.iter()),
+            s.check(dup.iter().map(|h| (h, None))),
             Err(LogError::InvalidBatch(_))
         ));
     }
@@ -530,9 +682,13 @@ mod tests {
     fn batches_without_a_producer_id_are_not_tracked() {
         let s = ProducerStates::default();
         let plain = [header(-1, -1, -1, 3, 0)];
-        assert!(s.check(plain.iter()).unwrap().updates.is_empty());
+        assert!(s
+            .check(plain.iter().map(|h| (h, None)))
+            .unwrap()
+            .updates
+            .is_empty());
         assert!(matches!(
-            s.check([header(5, 0, -1, 1, 0)].iter()),
+            s.check([(&header(5, 0, -1, 1, 0), None)].into_iter()),
             Err(LogError::InvalidBatch(_))
         ));
     }
@@ -568,6 +724,80 @@ mod tests {
         bad[10] ^= 1;
         assert!(ProducerStates::decode(&bad).is_err());
         assert!(ProducerStates::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    fn txn(mut h: BatchHeader) -> BatchHeader {
+        h.attributes |= 1 << 4;
+        h
+    }
+
+    fn marker_at(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        let mut h = header(pid, epoch, -1, 1, offset);
+        h.attributes |= (1 << 4) | (1 << 5);
+        h
+    }
+
+    #[test]
+    fn transactions_open_close_and_abort_into_the_index() {
+        let mut s = ProducerStates::default();
+        append(&mut s, txn(header(1, 0, 0, 2, 10))).unwrap();
+        append(&mut s, txn(header(2, 0, 0, 1, 12))).unwrap();
+        append(&mut s, txn(header(1, 0, 2, 1, 13))).unwrap();
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        // `append` marks control batches as ABORT markers.
+        append(&mut s, marker_at(1, 0, 14)).unwrap();
+        assert_eq!(s.first_unstable_offset(), Some(12));
+        let staged = s
+            .check([(&marker_at(2, 0, 15), Some(ControlKind::Commit))].into_iter())
+            .unwrap();
+        s.commit(staged);
+        assert_eq!(s.first_unstable_offset(), None);
+        let aborted = AbortedTxn {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 14,
+        };
+        assert_eq!(s.aborted_between(0, 100), [aborted]);
+        assert_eq!(s.aborted_between(15, 100), []);
+        assert_eq!(
+            s.aborted_between(0, 10),
+            [],
+            "the range ends before the transaction"
+        );
+        // Producers with an open transaction never expire; closed ones do.
+        append(&mut s, txn(header(3, 0, 0, 1, 16))).unwrap();
+        s.remove_expired(i64::MAX, PRODUCER_ID_EXPIRATION_MS);
+        assert_eq!(s.first_unstable_offset(), Some(16));
+        assert_eq!(s.producers.len(), 1);
+        s.prune_aborted(15);
+        assert!(s.aborted_between(0, 100).is_empty());
+    }
+
+    #[test]
+    fn snapshots_keep_open_and_aborted_transactions_and_read_version_one() {
+        let mut s = ProducerStates::default();
+        append(&mut s, txn(header(1, 0, 0, 2, 0))).unwrap();
+        append(&mut s, marker_at(1, 0, 2)).unwrap();
+        append(&mut s, txn(header(2, 0, 0, 1, 3))).unwrap();
+        let decoded = ProducerStates::decode(&s.encode()).unwrap();
+        assert_eq!(decoded, s);
+        assert_eq!(decoded.first_unstable_offset(), Some(3));
+        assert_eq!(decoded.aborted_between(0, 10).len(), 1);
+
+        // A version 1 snapshot (before transactions): magic, one producer without the open
+        // transaction field, no aborted list.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"CPS1");
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&7i64.to_be_bytes());
+        v1.extend_from_slice(&0i16.to_be_bytes());
+        v1.extend_from_slice(&5i64.to_be_bytes());
+        v1.push(0);
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let old = ProducerStates::decode(&v1).unwrap();
+        assert_eq!(old.epoch(7), Some(0));
+        assert_eq!(old.first_unstable_offset(), None);
     }
 
     #[test]

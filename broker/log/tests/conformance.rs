@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chronik_log::{
-    CleanupPolicy, FileLog, LogConfig, LogError, MemoryLog, PartitionLog, TimestampOffset,
+    AbortedTxn, CleanupPolicy, ControlKind, FileLog, LogConfig, LogError, MemoryLog, PartitionLog,
+    TimestampOffset,
 };
 use kafka_protocol::records::Compression;
-use support::{base_offsets, batch, batch_of, concat, headers, idempotent_batch, kv, now_ms};
+use support::{
+    base_offsets, batch, batch_of, concat, headers, idempotent_batch, kv, marker, now_ms,
+    transactional_batch,
+};
 
 /// A log under test and whatever must live as long as it.
 struct Harness {
@@ -546,6 +550,210 @@ async fn producer_state_outlives_deleted_records_and_follows_truncation(make: Fa
     produce(&*h.log, idempotent_batch(1, 3, 0, 100)).await;
 }
 
+/// Offsets of the batches a read_committed consumer would get from `offset`.
+fn committed_batches(log: &dyn PartitionLog, offset: i64) -> (Vec<i64>, Vec<AbortedTxn>) {
+    let read = log.read_committed(offset, 1 << 20).expect("read committed");
+    (base_offsets(&read.records), read.aborted_transactions)
+}
+
+async fn the_last_stable_offset_holds_at_the_oldest_open_transaction(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, batch(2, 1, Compression::None)).await; // 0..=1
+    produce(log, transactional_batch(2, 10, 0, 0)).await; // 2..=3, opens pid 10
+    produce(log, transactional_batch(1, 11, 0, 0)).await; // 4, opens pid 11
+    produce(log, batch(1, 1, Compression::None)).await; // 5
+    assert_eq!(log.high_watermark(), 6);
+    assert_eq!(log.last_stable_offset(), 2);
+    // read_uncommitted sees everything; read_committed stops at the LSO.
+    assert_eq!(
+        base_offsets(&log.read(0, 1 << 20, true).unwrap().records),
+        [0, 2, 4, 5]
+    );
+    assert_eq!(committed_batches(log, 0).0, [0]);
+    assert_eq!(committed_batches(log, 2).0, Vec::<i64>::new());
+    assert_eq!(
+        log.read_committed(0, 1 << 20).unwrap().last_stable_offset,
+        2
+    );
+
+    // pid 10 commits (marker at 6): the LSO moves to pid 11's transaction.
+    produce(log, marker(10, 0, ControlKind::Commit)).await;
+    assert_eq!(log.last_stable_offset(), 4);
+    assert_eq!(committed_batches(log, 0), (vec![0, 2], vec![]));
+    // pid 11 aborts (marker at 7): nothing is open, the LSO is the high watermark.
+    produce(log, marker(11, 0, ControlKind::Abort)).await;
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    let (batches, aborted) = committed_batches(log, 0);
+    assert_eq!(batches, [0, 2, 4, 5, 6, 7]);
+    assert_eq!(
+        aborted,
+        [AbortedTxn {
+            producer_id: 11,
+            first_offset: 4,
+            last_offset: 7
+        }]
+    );
+    // A read starting after the abort marker needs no aborted transactions.
+    assert_eq!(committed_batches(log, 8).1, []);
+    // A later transaction of the same producer opens anew.
+    produce(log, transactional_batch(1, 10, 0, 2)).await;
+    assert_eq!(log.last_stable_offset(), 8);
+}
+
+async fn aborted_transactions_listed_are_those_overlapping_the_read(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(1, 1, 0, 0)).await; // 0
+    produce(log, marker(1, 0, ControlKind::Abort)).await; // 1
+    produce(log, batch(3, 1, Compression::None)).await; // 2..=4
+    produce(log, transactional_batch(1, 2, 0, 0)).await; // 5
+    produce(log, transactional_batch(1, 1, 0, 1)).await; // 6
+    produce(log, marker(2, 0, ControlKind::Abort)).await; // 7
+    produce(log, marker(1, 0, ControlKind::Commit)).await; // 8
+    let abort = |pid, first, last| AbortedTxn {
+        producer_id: pid,
+        first_offset: first,
+        last_offset: last,
+    };
+    assert_eq!(
+        committed_batches(log, 0).1,
+        [abort(1, 0, 1), abort(2, 5, 7)]
+    );
+    assert_eq!(committed_batches(log, 2).1, [abort(2, 5, 7)]);
+    // A read that returns only offsets 2..=4 needs no entry for the abort at 5..=7.
+    let small = log.read_committed(2, 1).unwrap();
+    assert_eq!(base_offsets(&small.records), [2]);
+    assert_eq!(small.aborted_transactions, []);
+}
+
+async fn transactional_writes_follow_the_producer_epoch_and_transaction(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(2, 3, 1, 0)).await;
+    // A non-transactional batch of a producer in a transaction does not belong.
+    assert!(matches!(
+        log.append(idempotent_batch(1, 3, 1, 2), 0),
+        Err(LogError::InvalidTxnState { producer_id: 3, .. })
+    ));
+    // A marker of an older epoch is a zombie coordinator's.
+    assert!(matches!(
+        log.append(marker(3, 0, ControlKind::Commit), 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    // A fencing abort carries a bumped epoch; the old epoch is fenced afterwards.
+    produce(log, marker(3, 2, ControlKind::Abort)).await;
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    assert!(matches!(
+        log.append(transactional_batch(1, 3, 1, 2), 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    produce(log, transactional_batch(1, 3, 3, 0)).await;
+    // Retries of a transactional batch are duplicates, as for idempotent ones.
+    assert!(matches!(
+        log.append(transactional_batch(1, 3, 3, 0), 0),
+        Err(LogError::DuplicateSequence { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 4);
+    // A marker without an open transaction is stored and changes nothing.
+    produce(log, marker(3, 3, ControlKind::Commit)).await;
+    produce(log, marker(3, 3, ControlKind::Commit)).await;
+    assert_eq!(log.last_stable_offset(), 6);
+}
+
+async fn truncation_reopens_a_transaction_whose_marker_it_removed(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &*h.log;
+    produce(log, transactional_batch(2, 4, 0, 0)).await; // 0..=1
+    produce(log, marker(4, 0, ControlKind::Abort)).await; // 2
+    assert_eq!(committed_batches(log, 0).1.len(), 1);
+    log.truncate_to(2).expect("truncate");
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(
+        log.read_committed(0, 1 << 20).unwrap().aborted_transactions,
+        []
+    );
+    produce(log, marker(4, 0, ControlKind::Commit)).await;
+    assert_eq!(committed_batches(log, 0), (vec![0, 2], vec![]));
+}
+
+/// Everything below the last stable offset, read as a read_committed consumer would.
+fn read_all_committed(log: &dyn PartitionLog) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let got = log.read_committed(offset, 1 << 20).expect("read").records;
+        let Some(last) = headers(&got).last().copied() else {
+            return out.freeze();
+        };
+        out.extend_from_slice(&got);
+        offset = last.next_offset();
+    }
+}
+
+/// (offset, key, value) of the data records (no markers) of stored bytes.
+fn data_records(bytes: Bytes) -> Vec<(i64, String, String)> {
+    support::decode(bytes)
+        .into_iter()
+        .filter(|r| !r.control)
+        .map(|r| {
+            let s = |b: Option<Bytes>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+            (r.offset, s(r.key), s(r.value))
+        })
+        .collect()
+}
+
+async fn compaction_drops_aborted_data_and_leaves_open_transactions_alone(make: Factory) {
+    let now = now_ms();
+    let h = make(LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_ms: 0,
+        delete_retention_ms: 60_000,
+        ..LogConfig::default()
+    });
+    let log = &*h.log;
+    let rec =
+        |k: &'static str, v: &'static str| batch_of(&[(Some(k), Some(v), now)], Compression::None);
+    produce(log, rec("k0", "old")).await; // 0
+    produce(log, transactional_batch(1, 1, 0, 0)).await; // 1: k0, aborted below
+    produce(log, marker(1, 0, ControlKind::Abort)).await; // 2
+    produce(log, transactional_batch(2, 2, 0, 0)).await; // 3..=4: k0, k1, committed below
+    produce(log, marker(2, 0, ControlKind::Commit)).await; // 5
+    produce(log, transactional_batch(1, 3, 0, 0)).await; // 6: k0, stays open
+    produce(log, rec("k1", "newest")).await; // 7
+    assert_eq!(log.last_stable_offset(), 6);
+
+    log.run_maintenance(now_ms()).expect("maintenance");
+    // Below the LSO: the aborted k0 is gone and did not supersede anything; the committed k0
+    // superseded the old one. At or above it nothing moved: the open k0 (6) and the plain k1
+    // (7) supersede nothing yet, so the committed k1 (4) stays.
+    assert_eq!(
+        data_records(read_all_committed(log)),
+        [
+            (3, "k0".into(), "seq-0+0".into()),
+            (4, "k1".into(), "seq-0+1".into())
+        ]
+    );
+    assert_eq!(
+        data_records(read_all(log))
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        [3, 4, 6, 7]
+    );
+
+    // Once the open transaction commits, everything is stable and the newest values win.
+    produce(log, marker(3, 0, ControlKind::Commit)).await; // 8
+    log.run_maintenance(now_ms()).expect("maintenance");
+    assert_eq!(
+        data_records(read_all(log)),
+        [
+            (6, "k0".into(), "seq-0+0".into()),
+            (7, "k1".into(), "newest".into())
+        ]
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -585,4 +793,9 @@ conformance!(
     a_sequence_gap_is_out_of_order_and_stores_nothing,
     an_older_producer_epoch_is_fenced,
     producer_state_outlives_deleted_records_and_follows_truncation,
+    the_last_stable_offset_holds_at_the_oldest_open_transaction,
+    aborted_transactions_listed_are_those_overlapping_the_read,
+    transactional_writes_follow_the_producer_epoch_and_transaction,
+    truncation_reopens_a_transaction_whose_marker_it_removed,
+    compaction_drops_aborted_data_and_leaves_open_transactions_alone,
 );

@@ -469,3 +469,53 @@ async fn manager_opens_lists_flushes_and_removes_partitions() {
         vec![("audit".to_string(), 0)]
     );
 }
+
+/// Open and aborted transactions survive a restart, whether it replays from a snapshot taken
+/// at a roll, from the snapshot of a clean close, or (a crash) from the log alone.
+#[test]
+fn transaction_state_is_rebuilt_on_open() {
+    use chronik_log::{AbortedTxn, ControlKind};
+    use support::{marker, transactional_batch};
+
+    for (case, roll_between, clean_close) in [
+        ("crash, no snapshot", false, false),
+        ("snapshot at roll, crash", true, false),
+        ("clean close", true, true),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        let config = LogConfig {
+            flush: FlushPolicy::Os,
+            ..LogConfig::default()
+        };
+        let log = FileLog::open(&dir, config.clone()).unwrap();
+        log.append(transactional_batch(2, 1, 0, 0), 0).unwrap(); // 0..=1
+        log.append(marker(1, 0, ControlKind::Abort), 0).unwrap(); // 2
+        if roll_between {
+            log.roll().unwrap();
+        }
+        log.append(transactional_batch(1, 2, 0, 0), 0).unwrap(); // 3, stays open
+        log.append(batch(1, 1, Compression::None), 0).unwrap(); // 4
+        if clean_close {
+            log.close().unwrap();
+        } else {
+            log.flush().unwrap();
+            drop(log);
+        }
+
+        let log = FileLog::open(&dir, config).unwrap();
+        assert_eq!(log.last_stable_offset(), 3, "{case}");
+        let read = log.read_committed(0, 1 << 20).unwrap();
+        assert_eq!(
+            read.aborted_transactions,
+            [AbortedTxn {
+                producer_id: 1,
+                first_offset: 0,
+                last_offset: 2
+            }],
+            "{case}"
+        );
+        log.append(marker(2, 0, ControlKind::Commit), 0).unwrap();
+        assert_eq!(log.last_stable_offset(), 6, "{case}");
+    }
+}

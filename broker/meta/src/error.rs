@@ -1,8 +1,10 @@
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a metadata command or lookup failed. Kafka error codes and HTTP statuses for these are
 /// decided where responses are built (chronik-kafka, chronik-api), not here.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+/// Serializable because a Raft follower receives the leader's verdict on a forwarded command.
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaError {
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
@@ -22,6 +24,15 @@ pub enum MetaError {
     ProducerIdsExhausted(String),
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// A membership change for a node that is already a member.
+    #[error("already a member: {0}")]
+    AlreadyMember(String),
+    /// The store cannot change its membership (it does not replicate).
+    #[error("membership changes are not supported: {0}")]
+    MembershipUnsupported(String),
+    /// No metadata quorum could commit the command in time (no Raft leader reachable).
+    #[error("metadata quorum unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<std::io::Error> for MetaError {

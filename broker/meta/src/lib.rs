@@ -6,7 +6,7 @@
 //! is decided before a command is built, by the planning functions in [`plan`]. Commands reach
 //! the state through a [`MetadataStore`]: [`LocalMetadataStore`] journals them to disk on a
 //! single node, and a Raft-replicated store can implement the same trait without its callers
-//! changing.
+//! changing (chronik-raft's `RaftMetadataStore` does).
 
 mod error;
 pub mod plan;
@@ -16,7 +16,7 @@ pub mod topic_config;
 
 pub use error::MetaError;
 pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, ProducerIdBlock, TopicMeta};
-pub use store::{LocalMetadataStore, MetadataStore};
+pub use store::{LocalMetadataStore, MetadataStore, QuorumMember, QuorumStatus};
 pub use topic_config::{CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig};
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -28,6 +28,47 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn state(&self) -> Arc<ClusterState>;
     /// Fires with the applied index whenever the state changes.
     fn subscribe(&self) -> watch::Receiver<u64>;
+    /// The replication quorum behind this store, for cluster status; `None` for a store that
+    /// does not replicate.
+    fn quorum(&self) -> Option<QuorumStatus> {
+        None
+    }
+    /// Add a node (by its id and cluster-port address) to the replication quorum as a voter.
+    async fn add_voter(&self, node_id: i32, address: String) -> Result<()> {
+        let _ = (node_id, address);
+        Err(MetaError::MembershipUnsupported(
+            "this metadata store does not replicate".into(),
+        ))
+    }
+}
+
+/// What a replicated store knows about its quorum, as seen from this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub node_id: i32,
+    /// The Raft leader this node follows (itself when it leads), if one is known.
+    pub leader_id: Option<i32>,
+    /// This node's Raft role: leader, follower, candidate or learner.
+    pub role: String,
+    pub term: u64,
+    /// Last log index this node has and has applied.
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub members: Vec<QuorumMember>,
+}
+
+/// One member of the Raft membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumMember {
+    pub node_id: i32,
+    /// Address of its cluster port.
+    pub address: String,
+    /// true for a voter, false for a learner.
+    pub voter: bool,
+    /// Log entries it is behind the leader; known only on the leader.
+    pub lag: Option<u64>,
+    /// Last log index the leader knows it holds; known only on the leader.
+    pub matched_index: Option<u64>,
 }
 
 const JOURNAL: &str = "journal.jsonl";

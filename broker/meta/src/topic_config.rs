@@ -150,7 +150,6 @@ fn check_provider(v: &str) -> Result<(), String> {
     }
 }
 
-const NO_SEARCH: Option<&str> = Some("full-text search is not available in this build yet");
 const NO_VECTOR: Option<&str> = Some("vector search is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
 
@@ -277,16 +276,14 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "full-text search over the topic",
-        NO_SEARCH
+        "full-text search over the topic"
     ),
     def!(
         "search.fields",
         List,
         "",
         check_any,
-        "JSON paths indexed as text",
-        NO_SEARCH
+        "JSON paths indexed as text"
     ),
     def!(
         "vector.enabled",
@@ -580,8 +577,30 @@ mod tests {
 
     #[test]
     fn capabilities_not_in_this_build_are_refused_honestly() {
-        let err = validate(&map(&[("searchable", "true")])).unwrap_err();
-        assert!(err.to_string().contains("searchable"), "{err}");
+        let err = validate(&map(&[("vector.enabled", "true")])).unwrap_err();
+        assert!(err.to_string().contains("not available"), "{err}");
+        // SQL is served: its key is accepted.
+        validate(&map(&[("columnar.enabled", "true")])).unwrap();
+    }
+
+    #[test]
+    fn search_keys_and_the_alias_are_accepted() {
+        let out = validate(&map(&[
+            ("searchable", "true"),
+            ("search.fields", "title, $.body"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            out.get("searchable.enabled").map(String::as_str),
+            Some("true")
+        );
+        let cfg = TopicConfig::from_overrides(&out);
+        assert!(cfg.searchable_enabled);
+        assert_eq!(
+            cfg.search_fields,
+            Some(vec!["title".to_string(), "$.body".to_string()])
+        );
+        assert!(validate(&map(&[("searchable.enabled", "yes")])).is_err());
     }
 
     #[test]
@@ -615,9 +634,6 @@ mod tests {
         assert_eq!(s.source, ConfigSource::Default);
         assert!(all.iter().all(|c| c.name != "vector.enabled"));
         let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
-        assert_eq!(
-            (c.value.as_str(), c.source),
-            ("false", ConfigSource::Default)
-        );
+        assert_eq!(c.source, ConfigSource::Default);
     }
 }

@@ -2,6 +2,7 @@
 //! file, then overridden by environment variables, then by command-line flags, and validated
 //! before anything starts. A bad value stops start-up with a message naming the setting.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -20,19 +21,20 @@ pub struct ServerConfig {
     pub advertised_addr: Option<String>,
     /// CHRONIK_KAFKA_PORT
     pub kafka_port: u16,
-    /// CHRONIK_UNIFIED_API_PORT (HTTP API; served once the API lands).
+    /// CHRONIK_UNIFIED_API_PORT: the HTTP API.
     pub unified_api_port: u16,
-    /// CHRONIK_CLUSTER_PORT (Raft and replication; served once clustering lands).
+    /// CHRONIK_CLUSTER_PORT: Raft RPCs between brokers (gRPC).
     pub cluster_port: u16,
     /// CHRONIK_ADMIN_API_KEY: required by /admin; without it /admin answers only on loopback.
     pub admin_api_key: Option<String>,
     /// CHRONIK_NODE_ID
     pub node_id: i32,
-    /// CHRONIK_PEERS: `1@host:5001,2@host:5001`.
+    /// CHRONIK_PEERS: `1@host:5001,2@host:5001`, the initial Raft voters (the same list on
+    /// every node). Unset: a single-node cluster.
     pub peers: Option<String>,
     /// CHRONIK_FLUSH: group, os or interval:<ms>.
     pub flush: String,
-    /// CHRONIK_DEFAULT_REPLICATION_FACTOR
+    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: 1 (and only 1) until partition replication exists.
     pub default_replication_factor: Option<i16>,
     /// CHRONIK_MIN_INSYNC_REPLICAS
     pub min_insync_replicas: i32,
@@ -115,6 +117,17 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Settings of the product contract whose capability is not in this build. Setting one stops
+/// start-up: ignoring it would be worse (a broker told to require SASL must not quietly accept
+/// anonymous clients, and one told to tier to S3 must not quietly keep everything local).
+const UNAVAILABLE_SETTINGS: &[(&str, &str)] = &[
+    ("CHRONIK_SASL_USERS", "SASL authentication"),
+    ("CHRONIK_TLS_CERT", "TLS"),
+    ("CHRONIK_TLS_KEY", "TLS"),
+    ("OBJECT_STORE_URL", "tiered storage"),
+    ("CHRONIK_LOCAL_RETENTION_MS", "tiered storage"),
+];
+
 fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         setting: setting.to_string(),
@@ -151,6 +164,14 @@ impl ServerConfig {
                 .map_err(|e: T::Err| invalid(name, format!("'{v}': {e}")))
         }
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        for (name, capability) in UNAVAILABLE_SETTINGS {
+            if get(name).is_some() {
+                return Err(invalid(
+                    name,
+                    format!("{capability} is not available in this build yet; unset it"),
+                ));
+            }
+        }
         if let Some(v) = get("CHRONIK_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -288,24 +309,27 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
-        if let Some(peers) = &self.peers {
-            let others: Vec<&str> = peers
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty() && !p.starts_with(&format!("{}@", self.node_id)))
-                .collect();
-            if !others.is_empty() {
-                return Err(invalid(
-                    "CHRONIK_PEERS",
-                    "multi-node clusters are not available in this build yet; leave it unset for a single node",
-                ));
-            }
+        if self.cluster_port == 0 {
+            return Err(invalid("CHRONIK_CLUSTER_PORT", "must not be 0"));
         }
+        if self.cluster_port == self.kafka_port || self.cluster_port == self.unified_api_port {
+            return Err(invalid(
+                "CHRONIK_CLUSTER_PORT",
+                "must differ from CHRONIK_KAFKA_PORT and CHRONIK_UNIFIED_API_PORT",
+            ));
+        }
+        self.initial_voters()?;
         if let Some(rf) = self.default_replication_factor {
             if rf < 1 {
                 return Err(invalid(
                     "CHRONIK_DEFAULT_REPLICATION_FACTOR",
                     "must be at least 1",
+                ));
+            }
+            if rf > 1 {
+                return Err(invalid(
+                    "CHRONIK_DEFAULT_REPLICATION_FACTOR",
+                    "partition replication is not available in this build yet; only 1 is accepted",
                 ));
             }
         }
@@ -349,6 +373,51 @@ impl ServerConfig {
         self.flush
             .parse()
             .map_err(|e: String| invalid("CHRONIK_FLUSH", e))
+    }
+
+    /// The initial Raft voters and their cluster-port addresses: CHRONIK_PEERS
+    /// (`id@host:port,...`), or this node alone when no peers are configured. This node need
+    /// not be listed: then it waits to be added to the cluster.
+    pub fn initial_voters(&self) -> Result<BTreeMap<i32, String>, ConfigError> {
+        let Some(peers) = self.peers.as_deref().filter(|p| !p.trim().is_empty()) else {
+            return Ok(BTreeMap::from([(self.node_id, self.cluster_address())]));
+        };
+        let mut voters = BTreeMap::new();
+        for peer in peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = |why: &str| invalid("CHRONIK_PEERS", format!("'{peer}': {why}"));
+            let (id, addr) = peer
+                .split_once('@')
+                .ok_or_else(|| bad("expected <node id>@<host>:<port>"))?;
+            let id: i32 = id
+                .trim()
+                .parse()
+                .map_err(|_| bad("the node id is not a number"))?;
+            if id < 0 {
+                return Err(bad("the node id must be zero or positive"));
+            }
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected <host>:<port> after '@'"))?;
+            if host.is_empty() {
+                return Err(bad("the host is empty"));
+            }
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => {}
+                _ => return Err(bad("the port is not a number from 1 to 65535")),
+            }
+            if voters.insert(id, addr.to_string()).is_some() {
+                return Err(bad("node id listed twice"));
+            }
+        }
+        if voters.is_empty() {
+            return Err(invalid("CHRONIK_PEERS", "lists no peers"));
+        }
+        Ok(voters)
+    }
+
+    /// Where other brokers reach this one's cluster port.
+    pub fn cluster_address(&self) -> String {
+        format!("{}:{}", self.advertised_host(), self.cluster_port)
     }
 
     pub fn advertised_host(&self) -> String {
@@ -400,8 +469,24 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_FLUSH");
         let c = ServerConfig::load(None, env(&[("CHRONIK_BIND_ADDR", "0.0.0.0")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_ADVERTISED_ADDR");
-        let c = ServerConfig::load(None, env(&[("CHRONIK_PEERS", "1@a:5001,2@b:5001")])).unwrap();
-        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_PEERS");
+        for bad in [
+            "1@a:5001,1@b:5001",
+            "x@a:5001",
+            "1@a",
+            "1@:5001",
+            "1@a:0",
+            "1a:5001",
+        ] {
+            let c = ServerConfig::load(None, env(&[("CHRONIK_PEERS", bad)])).unwrap();
+            assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_PEERS", "{bad}");
+        }
+        let c =
+            ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "3")])).unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.setting, "CHRONIK_DEFAULT_REPLICATION_FACTOR");
+        assert!(e.reason.contains("not available"), "{e}");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
         let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_HOT_BUFFER_BYTES", "1000")])).unwrap();
         assert_eq!(
             c.validate().unwrap_err().setting,
@@ -412,6 +497,50 @@ mod tests {
         let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "5000")])).unwrap();
         assert_eq!(c.sql_seal_rows, 5000);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn peers_are_the_initial_voters() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("CHRONIK_NODE_ID", "2"),
+                (
+                    "CHRONIK_PEERS",
+                    " 1@10.0.0.1:5001, 2@b.local:5002 ,3@[::1]:5003",
+                ),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let voters = c.initial_voters().unwrap();
+        assert_eq!(voters[&1], "10.0.0.1:5001");
+        assert_eq!(voters[&2], "b.local:5002");
+        assert_eq!(voters[&3], "[::1]:5003");
+        // Without peers, a node is a one-voter cluster at its own cluster address.
+        let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "7001")])).unwrap();
+        assert_eq!(
+            c.initial_voters().unwrap(),
+            BTreeMap::from([(1, "127.0.0.1:7001".to_string())])
+        );
+        // A node missing from the list is allowed: it waits to be added.
+        let c = ServerConfig::load(
+            None,
+            env(&[("CHRONIK_NODE_ID", "4"), ("CHRONIK_PEERS", "1@a:5001")]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn settings_for_absent_capabilities_stop_start_up() {
+        for name in ["CHRONIK_SASL_USERS", "CHRONIK_TLS_CERT", "OBJECT_STORE_URL"] {
+            let e = ServerConfig::load(None, env(&[(name, "x")])).unwrap_err();
+            assert_eq!(e.setting, name);
+            assert!(e.reason.contains("not available"), "{e}");
+        }
+        // Empty means unset, as for every other variable.
+        ServerConfig::load(None, env(&[("CHRONIK_SASL_USERS", " ")])).unwrap();
     }
 
     #[test]

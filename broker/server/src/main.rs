@@ -1,9 +1,12 @@
 //! chronik-server: the broker binary. Parses the command line, loads and validates the
 //! configuration, and hands over to [`node`], the composition root.
 
+mod cluster;
 mod config;
+mod indexing;
 mod node;
 mod sql;
+mod search;
 
 use std::path::PathBuf;
 
@@ -63,8 +66,31 @@ struct StartArgs {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    Status,
-    AddNode,
+    /// Show the Raft leader, each node's role, state and replication lag, and partition health
+    /// (asks the local broker's HTTP API, GET /admin/cluster).
+    Status {
+        /// The broker's configuration file (for its HTTP port and admin key); environment
+        /// variables override it as for `start`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a running broker (started with its CHRONIK_NODE_ID, waiting to be added) to the Raft
+    /// voters: it joins as a learner, catches up, then is promoted.
+    AddNode {
+        /// The new broker's CHRONIK_NODE_ID.
+        #[arg(long)]
+        node_id: i32,
+        /// host:port of the new broker's cluster port.
+        #[arg(long)]
+        address: String,
+        /// This (existing) broker's configuration file, for its HTTP port and admin key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Drain and remove a broker (not available in this build yet).
     RemoveNode,
 }
 
@@ -75,8 +101,27 @@ fn main() -> anyhow::Result<()> {
             println!("chronik-server {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Commands::Cluster { .. } => anyhow::bail!(
-            "cluster commands need a multi-node cluster, which is not available in this build yet"
+        Commands::Cluster {
+            action: ClusterAction::Status { config, json },
+        } => {
+            let config = ServerConfig::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cluster::print_status(&config, json)
+        }
+        Commands::Cluster {
+            action:
+                ClusterAction::AddNode {
+                    node_id,
+                    address,
+                    config,
+                },
+        } => {
+            let config = ServerConfig::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cluster::add_node(&config, node_id, &address)
+        }
+        Commands::Cluster {
+            action: ClusterAction::RemoveNode,
+        } => anyhow::bail!(
+            "removing nodes is not available in this build yet: a broker's partitions cannot be drained before partition replication exists"
         ),
         Commands::Start(args) => {
             init_tracing();
@@ -110,8 +155,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // openraft narrates every vote and membership step at info; its warnings are what an
+    // operator needs unless RUST_LOG asks for it by name.
+    let mut spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if !spec.contains("openraft") {
+        spec.push_str(",openraft=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

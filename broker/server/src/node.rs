@@ -1,4 +1,4 @@
-//! The composition root: opens metadata and logs, registers this broker, recovers every
+//! The composition root: joins the Raft metadata quorum, registers this broker, recovers every
 //! partition it owns, and serves Kafka clients until SIGINT or SIGTERM.
 
 use std::sync::Arc;
@@ -7,55 +7,56 @@ use std::time::Duration;
 use anyhow::Context;
 use chronik_kafka::{listener, Broker, KafkaConfig};
 use chronik_log::LogManager;
-use chronik_meta::{BrokerInfo, Command, LocalMetadataStore, MetadataStore};
+use chronik_meta::{BrokerInfo, ClusterState, Command, MetadataStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
-use crate::sql::{BrokerLogs, Sql};
+use crate::sql::Sql;
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let flush = config.flush_policy()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
 
-    let meta: Arc<dyn MetadataStore> = Arc::new(
-        LocalMetadataStore::open(config.data_dir.join("meta"))
-            .context("cannot open the metadata store")?,
-    );
-    if meta.state().cluster_id.is_none() {
-        meta.propose(Command::InitCluster {
-            cluster_id: uuid::Uuid::new_v4().simple().to_string(),
-        })
-        .await?;
-    }
+    let raft = crate::cluster::start_raft(&config).await?;
+    let meta: Arc<dyn MetadataStore> = raft.store();
     let me = BrokerInfo {
         node_id: config.node_id,
         host: config.advertised_host(),
         port: i32::from(config.kafka_port),
         rack: None,
     };
-    if meta.state().brokers.get(&config.node_id) != Some(&me) {
-        meta.propose(Command::RegisterBroker(me)).await?;
+    // Proposed even when unchanged: it returns once applied here at an index after everything
+    // the cluster had committed, so the recovery below (which deletes logs of topics missing
+    // from metadata) never acts on a state that is merely behind.
+    meta.propose(Command::RegisterBroker(me))
+        .await
+        .context("cannot register this broker through the raft quorum")?;
+    if meta.state().cluster_id.is_none() {
+        meta.propose(Command::InitCluster {
+            cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+        })
+        .await?;
     }
 
     let logs = Arc::new(
         LogManager::open(config.data_dir.join("logs"), flush)
             .context("cannot open the log directory")?,
     );
-    recover_partitions(&meta, &logs, config.node_id)?;
+    // Subscribed before recovery reads the state, so the sync task misses no later change.
+    let changes = meta.subscribe();
+    let recovered = recover_partitions(&meta, &logs, config.node_id)?;
     let maintenance = logs.spawn_background(Duration::from_millis(config.log_maintenance_ms));
 
-    let state = meta.state();
     let kafka = KafkaConfig {
         node_id: config.node_id,
         advertised_host: config.advertised_host(),
         advertised_port: i32::from(config.kafka_port),
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
-        default_replication_factor: config
-            .default_replication_factor
-            .unwrap_or_else(|| state.brokers.len().clamp(1, 3) as i16),
+        // Partitions are not replicated between brokers yet (config validation refuses more).
+        default_replication_factor: config.default_replication_factor.unwrap_or(1),
         max_request_bytes: config.max_request_bytes,
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -65,6 +66,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         ..KafkaConfig::default()
     };
     let broker = Arc::new(Broker::new(kafka, meta.clone(), logs.clone()));
+    let partition_sync = broker.spawn_partition_sync(changes, recovered);
+    // __consumer_offsets is placed over the brokers registered when it is created: give the
+    // initial voters a moment to register so its partitions (and groups) spread over them.
+    crate::cluster::wait_for_brokers(&config, &meta, Duration::from_secs(30)).await;
     // Create and replay __consumer_offsets before serving, so the first group request does
     // not pay for it and a damaged topic stops start-up with a clear message.
     broker
@@ -82,15 +87,6 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         ..chronik_sql::SqlConfig::new(config.data_dir.join("columnar"))
     };
     let (_, columnar, sql_engine) = chronik_sql::open(sql_config);
-    let pipeline = chronik_index::Pipeline::start(
-        meta.clone(),
-        Arc::new(BrokerLogs(broker.clone())),
-        vec![columnar as Arc<dyn chronik_index::Indexer>],
-        chronik_index::PipelineConfig {
-            node_id: config.node_id,
-            ..chronik_index::PipelineConfig::default()
-        },
-    );
 
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)
@@ -109,8 +105,25 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
+    let search_indexer = Arc::new(chronik_search::SearchIndexer::new(
+        config.data_dir.join("index").join("search"),
+    ));
     let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone())
+        .with_search(Arc::new(crate::search::SearchApi::new(
+            search_indexer.clone(),
+        )))
         .with_sql(Arc::new(Sql(sql_engine)));
+    // Indexes tail the logs after the write; the produce path never waits for them.
+    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer, columnar];
+    let pipeline = chronik_index::Pipeline::start(
+        meta.clone(),
+        Arc::new(crate::indexing::BrokerLogs(broker.clone())),
+        indexers,
+        chronik_index::PipelineConfig {
+            node_id: config.node_id,
+            ..chronik_index::PipelineConfig::default()
+        },
+    );
     tracing::info!(addr = %http_addr, "http api listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -128,19 +141,23 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     api.set_ready(false);
     let _ = server.await;
     let _ = http.await;
+    // Every index persists its checkpoint before the logs close.
     pipeline.shutdown().await;
     maintenance.abort();
+    partition_sync.abort();
+    raft.shutdown().await;
     logs.close_all().context("closing logs")?;
     Ok(())
 }
 
 /// Open (and so recover) every partition this broker leads, and delete logs of topics that no
-/// longer exist (deleted while the broker was down, or a crash mid-delete).
+/// longer exist (deleted while the broker was down, or a crash mid-delete). Returns the state
+/// it acted on.
 fn recover_partitions(
     meta: &Arc<dyn MetadataStore>,
     logs: &Arc<LogManager>,
     node_id: i32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<ClusterState>> {
     let state = meta.state();
     for (topic, _) in logs.existing_partitions() {
         if !state.topics.contains_key(&topic) {
@@ -161,7 +178,7 @@ fn recover_partitions(
         }
     }
     tracing::info!(partitions = opened, "partition logs recovered");
-    Ok(())
+    Ok(state)
 }
 
 async fn wait_for_signal() {

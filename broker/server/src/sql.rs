@@ -1,15 +1,10 @@
-//! chronik-sql behind the API's [`SqlService`] seam (the API crate does not build DataFusion),
-//! and the broker's partition logs behind the index pipeline's [`PartitionLogs`] seam.
+//! chronik-sql behind the API's [`SqlService`] seam (the API crate does not build DataFusion).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chronik_api::{SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable};
-use chronik_index::PartitionLogs;
-use chronik_kafka::Broker;
-use chronik_log::PartitionLog;
-use chronik_meta::TopicMeta;
 use chronik_sql::{Format, Query, SqlEngine, SqlError};
 
 #[derive(Debug)]
@@ -67,11 +62,3 @@ impl SqlService for Sql {
 }
 
 /// Partitions this broker leads, opened (and recovered) on first use as a produce would.
-#[derive(Debug)]
-pub struct BrokerLogs(pub Arc<Broker>);
-
-impl PartitionLogs for BrokerLogs {
-    fn log(&self, topic: &TopicMeta, partition: i32) -> Option<Arc<dyn PartitionLog>> {
-        self.0.partition_log(topic, partition).ok()
-    }
-}

@@ -2,11 +2,14 @@
 //! and membership changes. Guarded by CHRONIK_ADMIN_API_KEY (header X-API-Key); without a key
 //! configured it answers only on loopback.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{ApiError, ApiState};
@@ -44,26 +47,54 @@ pub(crate) async fn status(
             }
         }
     }
-    // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract").
-    let nodes: Vec<Value> = meta
-        .brokers
-        .values()
-        .map(|b| {
-            json!({
-                "id": b.node_id,
-                "role": "voter",
-                "state": "active",
-                "host": b.host,
-                "port": b.port,
-                "rack": b.rack,
-            })
-        })
-        .collect();
+    // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract");
+    // the Raft view (roles, lag) comes from the metadata store's quorum.
+    let quorum = state.broker.meta.quorum();
+    let mut nodes: BTreeMap<i32, Value> = BTreeMap::new();
+    if let Some(q) = &quorum {
+        for m in &q.members {
+            let raft_state = if q.leader_id == Some(m.node_id) {
+                "leader"
+            } else if m.voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            nodes.insert(
+                m.node_id,
+                json!({
+                    "id": m.node_id,
+                    "role": if m.voter { "voter" } else { "learner" },
+                    "state": "active",
+                    "raft_state": raft_state,
+                    "cluster_address": m.address,
+                    "matched_index": m.matched_index,
+                    "lag": m.lag,
+                }),
+            );
+        }
+    }
+    for b in meta.brokers.values() {
+        let node = nodes.entry(b.node_id).or_insert_with(|| {
+            // A registered broker outside the Raft membership (only without a quorum view).
+            json!({"id": b.node_id, "role": "voter", "state": "active"})
+        });
+        node["host"] = json!(b.host);
+        node["port"] = json!(b.port);
+        node["rack"] = json!(b.rack);
+        node["registered"] = json!(true);
+    }
+    let (leader_id, term, role) = match &quorum {
+        Some(q) => (q.leader_id, Some(q.term), Some(q.role.clone())),
+        None => (Some(state.broker.config.node_id), None, None),
+    };
     Ok(Json(json!({
         "cluster_id": meta.cluster_id,
         "node_id": state.broker.config.node_id,
-        "leader_id": state.broker.config.node_id,
-        "nodes": nodes,
+        "leader_id": leader_id,
+        "term": term,
+        "raft_role": role,
+        "nodes": nodes.into_values().collect::<Vec<_>>(),
         "topics": meta.topics.len(),
         "partitions": {
             "total": partitions,
@@ -73,15 +104,50 @@ pub(crate) async fn status(
     })))
 }
 
+/// `POST /admin/cluster/nodes` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewNode {
+    node_id: i32,
+    /// host:port of the new broker's cluster port.
+    address: String,
+}
+
+/// Adds a broker to the Raft voters: it joins as a learner, catches up, then is promoted. The
+/// broker must already be running with that CHRONIK_NODE_ID (it waits to be added).
 pub(crate) async fn add_node(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: Result<Json<NewNode>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
-    Err(ApiError::NotImplemented(
-        "adding nodes needs Raft clustering, which is not available in this build yet".into(),
-    ))
+    let Json(node) = body?;
+    if node.node_id < 0 {
+        return Err(ApiError::BadRequest(
+            "node_id must be zero or positive".into(),
+        ));
+    }
+    match node.address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "address '{}' must be <host>:<cluster port>",
+                node.address
+            )))
+        }
+    }
+    state
+        .broker
+        .meta
+        .add_voter(node.node_id, node.address.clone())
+        .await?;
+    Ok(Json(json!({
+        "id": node.node_id,
+        "address": node.address,
+        "role": "voter",
+        "state": "active",
+    })))
 }
 
 pub(crate) async fn remove_node(
@@ -92,6 +158,6 @@ pub(crate) async fn remove_node(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
     Err(ApiError::NotImplemented(
-        "removing nodes needs Raft clustering, which is not available in this build yet".into(),
+        "removing nodes is not available in this build yet (partitions cannot be drained before partition replication exists)".into(),
     ))
 }

@@ -4,6 +4,7 @@ mod admin;
 mod health;
 mod metrics;
 pub(crate) mod sql;
+pub(crate) mod search;
 mod topics;
 
 use axum::routing::{delete, get, patch, post};
@@ -28,6 +29,14 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/admin/cluster", get(admin::status))
         .route("/admin/cluster/nodes", post(admin::add_node))
         .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))
+        .route("/_search", get(search::search_all).post(search::search_all))
+        .route("/_cat/indices", get(search::cat_indices))
+        .route(
+            "/{topics}/_search",
+            get(search::search_topics).post(search::search_topics),
+        )
+        .route("/{topics}/_count", get(search::count).post(search::count))
+        .route("/{topics}/_mapping", get(search::mapping))
         .fallback(not_found)
 }
 

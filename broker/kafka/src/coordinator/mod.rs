@@ -13,9 +13,38 @@
 //! group maps to the same partition number as on a Kafka cluster with the same count.
 
 pub(crate) mod group;
+
+/// The log of partition `partition` of an internal topic (`__consumer_offsets`,
+/// `__transaction_state`), opened on first use; NotLeader unless this broker leads it.
+pub(crate) fn internal_partition_log(
+    logs: &LogManager,
+    meta: &Arc<dyn MetadataStore>,
+    node_id: i32,
+    topic_name: &str,
+    partition: i32,
+) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
+    if let Some(log) = logs.get(topic_name, partition) {
+        return Ok(log);
+    }
+    let state = meta.state();
+    let topic = state.topic(topic_name)?;
+    match topic.partitions.get(partition as usize) {
+        Some(p) if p.leader == node_id => {}
+        _ => return Err(CoordinatorError::NotLeader(partition)),
+    }
+    let config = log_config_for(&topic.config(), FlushPolicy::Group);
+    Ok(logs.get_or_create(topic_name, partition, config)?)
+}
+
 #[cfg(test)]
 mod group_tests;
 mod records;
+pub(crate) mod transaction;
+pub(crate) mod transaction_coordinator;
+mod transaction_offsets;
+mod transaction_records;
+#[cfg(test)]
+mod transaction_tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +52,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_log::{BatchHeader, FlushPolicy, LogError, LogManager, PartitionLog};
+use chronik_log::{control_kind, BatchHeader, FlushPolicy, LogError, LogManager, PartitionLog};
 use chronik_meta::plan::{self, CreateTopic};
 use chronik_meta::{MetaError, MetadataStore};
 use futures::future::BoxFuture;
@@ -38,10 +67,11 @@ use group::{
     SyncResult, Token,
 };
 use records::Key;
+use transaction_offsets::{replay_txn_offsets, PendingOffsets};
 
 /// The internal topic holding offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// The internal topic of the transaction coordinator (placement only, for FindCoordinator).
+/// The internal topic of the transaction coordinator.
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 
 /// How often timeouts are checked. Session timeouts are seconds, so 100 ms is precise enough.
@@ -112,6 +142,8 @@ impl Delivery {
 struct Inner {
     groups: HashMap<String, Group>,
     waiters: HashMap<Token, Waiter>,
+    /// Offsets committed by transactions whose marker has not arrived yet.
+    pending_txn: PendingOffsets,
 }
 
 /// What DescribeGroups reports about one group.
@@ -252,7 +284,7 @@ impl Coordinator {
     }
 
     /// Partition of `__consumer_offsets` owning `group`, from the topic's actual size.
-    fn offsets_partition(&self, group: &str) -> i32 {
+    pub(crate) fn offsets_partition(&self, group: &str) -> i32 {
         let count = self
             .meta
             .state()
@@ -283,17 +315,13 @@ impl Coordinator {
     }
 
     fn offsets_log(&self, partition: i32) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-        if let Some(log) = self.logs.get(OFFSETS_TOPIC, partition) {
-            return Ok(log);
-        }
-        let state = self.meta.state();
-        let topic = state.topic(OFFSETS_TOPIC)?;
-        match topic.partitions.get(partition as usize) {
-            Some(p) if p.leader == self.node_id => {}
-            _ => return Err(CoordinatorError::NotLeader(partition)),
-        }
-        let config = log_config_for(&topic.config(), FlushPolicy::Group);
-        Ok(self.logs.get_or_create(OFFSETS_TOPIC, partition, config)?)
+        internal_partition_log(
+            &self.logs,
+            &self.meta,
+            self.node_id,
+            OFFSETS_TOPIC,
+            partition,
+        )
     }
 
     /// Append records for `group` to its partition (in the caller's lock, so the log's order
@@ -317,15 +345,22 @@ impl Coordinator {
         let topic = state.topic(OFFSETS_TOPIC)?;
         let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
         let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let mut open_txns = PendingOffsets::new();
         for (index, p) in topic.partitions.iter().enumerate() {
             if p.leader != self.node_id {
                 continue;
             }
             let log = self.offsets_log(index as i32)?;
-            replay_partition(&*log, &mut stored, &mut offsets)?;
+            // Per partition: a marker ends its producer's transaction on that partition only.
+            let mut pending = PendingOffsets::new();
+            replay_partition(&*log, &mut stored, &mut offsets, &mut pending)?;
+            for (pid, by_group) in pending {
+                open_txns.entry(pid).or_default().extend(by_group);
+            }
         }
         let now = now_ms();
         let mut inner = self.inner.lock();
+        inner.pending_txn = open_txns;
         for (id, s) in stored {
             inner
                 .groups
@@ -828,6 +863,7 @@ fn replay_partition(
     log: &dyn PartitionLog,
     stored: &mut HashMap<String, group::StoredGroup>,
     offsets: &mut HashMap<String, HashMap<(String, i32), CommittedOffset>>,
+    pending: &mut PendingOffsets,
 ) -> Result<(), CoordinatorError> {
     let mut position = log.log_start_offset();
     let end = log.log_end_offset();
@@ -848,11 +884,37 @@ fn replay_partition(
             at += len;
             position = header.next_offset();
             if header.is_control() {
+                if let Some(kind) = control_kind(&batch) {
+                    replay_txn_offsets(
+                        pending,
+                        offsets,
+                        header.producer_id,
+                        Some(kind),
+                        Vec::new(),
+                    );
+                }
                 continue;
             }
             let mut buf = batch;
             let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
                 .map_err(|e| CoordinatorError::Record(format!("cannot decode batch: {e}")))?;
+            if header.is_transactional() {
+                let mut txn_offsets = Vec::new();
+                for record in set.records {
+                    let Some(key) = record.key else { continue };
+                    if let Some(Key::Offset {
+                        group,
+                        topic,
+                        partition,
+                    }) = Key::decode(key)?
+                    {
+                        let value = record.value.map(records::decode_offset).transpose()?;
+                        txn_offsets.push((group, topic, partition, value));
+                    }
+                }
+                replay_txn_offsets(pending, offsets, header.producer_id, None, txn_offsets);
+                continue;
+            }
             for record in set.records {
                 let Some(key) = record.key else { continue };
                 match Key::decode(key)? {

@@ -165,16 +165,37 @@ pub fn decode_group(id: &str, mut buf: Bytes) -> Result<StoredGroup, Coordinator
 
 /// One uncompressed v2 batch holding `records` (key, value-or-tombstone), ready to append.
 pub fn batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<Bytes, CoordinatorError> {
+    encode_batch(records, now, None)
+}
+
+/// Like [`batch`], as part of a producer's transaction (TxnOffsetCommit): the transactional
+/// bit and the producer's id and epoch set, no sequence (the coordinator writes it). The
+/// offsets take effect when the transaction's COMMIT marker follows.
+pub fn txn_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    now: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<Bytes, CoordinatorError> {
+    encode_batch(records, now, Some((producer_id, producer_epoch)))
+}
+
+fn encode_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    now: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, CoordinatorError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
@@ -197,14 +218,14 @@ pub fn batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<Bytes, Coor
     Ok(buf.freeze())
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
+pub(super) fn put_str(buf: &mut BytesMut, s: &str) {
     // Kafka strings are at most i16::MAX bytes; longer input was refused by the handlers.
     let len = s.len().min(i16::MAX as usize);
     buf.put_i16(len as i16);
     buf.put_slice(&s.as_bytes()[..len]);
 }
 
-fn put_opt_str(buf: &mut BytesMut, s: Option<&str>) {
+pub(super) fn put_opt_str(buf: &mut BytesMut, s: Option<&str>) {
     match s {
         Some(s) => put_str(buf, s),
         None => buf.put_i16(-1),
@@ -216,23 +237,23 @@ fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
     buf.put_slice(b);
 }
 
-fn short() -> CoordinatorError {
+pub(super) fn short() -> CoordinatorError {
     CoordinatorError::Record("record is shorter than its fields".into())
 }
 
-fn get_i16(buf: &mut Bytes) -> Result<i16, CoordinatorError> {
+pub(super) fn get_i16(buf: &mut Bytes) -> Result<i16, CoordinatorError> {
     buf.try_get_i16().map_err(|_| short())
 }
 
-fn get_i32(buf: &mut Bytes) -> Result<i32, CoordinatorError> {
+pub(super) fn get_i32(buf: &mut Bytes) -> Result<i32, CoordinatorError> {
     buf.try_get_i32().map_err(|_| short())
 }
 
-fn get_i64(buf: &mut Bytes) -> Result<i64, CoordinatorError> {
+pub(super) fn get_i64(buf: &mut Bytes) -> Result<i64, CoordinatorError> {
     buf.try_get_i64().map_err(|_| short())
 }
 
-fn get_opt_str(buf: &mut Bytes) -> Result<Option<String>, CoordinatorError> {
+pub(super) fn get_opt_str(buf: &mut Bytes) -> Result<Option<String>, CoordinatorError> {
     let len = get_i16(buf)?;
     if len < 0 {
         return Ok(None);
@@ -247,7 +268,7 @@ fn get_opt_str(buf: &mut Bytes) -> Result<Option<String>, CoordinatorError> {
         .map_err(|_| CoordinatorError::Record("string is not UTF-8".into()))
 }
 
-fn get_str(buf: &mut Bytes) -> Result<String, CoordinatorError> {
+pub(super) fn get_str(buf: &mut Bytes) -> Result<String, CoordinatorError> {
     Ok(get_opt_str(buf)?.unwrap_or_default())
 }
 

@@ -1,5 +1,6 @@
-//! Fetch: return stored batches exactly as written, up to the high watermark, honouring the
-//! request's byte limits; when less than `min_bytes` is available, wait (long poll) until more
+//! Fetch: return stored batches exactly as written, up to the high watermark (read_uncommitted)
+//! or the last stable offset with the aborted transactions to skip (read_committed), honouring
+//! the request's byte limits; when less than `min_bytes` is available, wait (long poll) until more
 //! arrives or `max_wait_ms` passes. Fetch sessions are not kept: session id 0 tells clients to
 //! send full fetch requests.
 
@@ -7,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_log::LogError;
+use chronik_log::{LogError, ReadResult};
 use futures::future::{select_all, BoxFuture, FutureExt};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -51,8 +55,12 @@ struct Round {
     watches: Vec<watch::Receiver<i64>>,
 }
 
+/// Kafka's isolation level READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
 fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
     let state = broker.meta.state();
+    let committed = request.isolation_level == READ_COMMITTED;
     let mut remaining = request.max_bytes.max(0) as usize;
     let mut round = Round {
         topics: Vec::with_capacity(request.topics.len()),
@@ -88,20 +96,25 @@ fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
                 partitions.push(
                     response
                         .with_high_watermark(log.high_watermark())
-                        .with_last_stable_offset(log.high_watermark())
+                        .with_last_stable_offset(log.last_stable_offset())
                         .with_log_start_offset(log.log_start_offset())
                         .with_records(Some(Bytes::new())),
                 );
                 continue;
             }
-            match log.read(p.fetch_offset, limit.max(1), true) {
+            let read = if committed {
+                log.read_committed(p.fetch_offset, limit.max(1))
+            } else {
+                log.read(p.fetch_offset, limit.max(1), true)
+            };
+            match read {
                 // Only the response's first batch may exceed the limits (KIP-74); a later
                 // partition whose next batch does not fit gets nothing this time.
                 Ok(read) if round.bytes > 0 && read.records.len() > limit => {
                     partitions.push(
                         response
                             .with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.high_watermark)
+                            .with_last_stable_offset(read.last_stable_offset)
                             .with_log_start_offset(read.log_start_offset)
                             .with_records(Some(Bytes::new())),
                     );
@@ -109,11 +122,13 @@ fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
                 Ok(read) => {
                     round.bytes += read.records.len();
                     remaining = remaining.saturating_sub(read.records.len());
+                    let aborted = committed.then(|| aborted_list(&read));
                     partitions.push(
                         response
                             .with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.high_watermark)
+                            .with_last_stable_offset(read.last_stable_offset)
                             .with_log_start_offset(read.log_start_offset)
+                            .with_aborted_transactions(aborted.or(Some(Vec::new())))
                             .with_records(Some(read.records)),
                     );
                 }
@@ -125,7 +140,7 @@ fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
                     partitions.push(
                         error_partition(response, error_codes::for_log(&e))
                             .with_high_watermark(log.high_watermark())
-                            .with_last_stable_offset(log.high_watermark())
+                            .with_last_stable_offset(log.last_stable_offset())
                             .with_log_start_offset(log.log_start_offset()),
                     );
                 }
@@ -139,6 +154,17 @@ fn read_round(broker: &Broker, request: &FetchRequest) -> Round {
         );
     }
     round
+}
+
+fn aborted_list(read: &ReadResult) -> Vec<AbortedTransaction> {
+    read.aborted_transactions
+        .iter()
+        .map(|a| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
 }
 
 fn error_partition(response: PartitionData, code: ResponseError) -> PartitionData {

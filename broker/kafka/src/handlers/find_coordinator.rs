@@ -52,12 +52,14 @@ async fn lookup(broker: &Arc<Broker>, key: StrBytes, key_type: i8) -> Coordinato
             Err(e) => Err(crate::error_codes::for_coordinator(&e)),
         },
         TRANSACTION if key.is_empty() => Err(ResponseError::InvalidRequest),
-        // Until `__transaction_state` exists (the transaction coordinator creates it), a
-        // single node coordinates every transactional id itself.
-        TRANSACTION => Ok(broker
-            .groups
-            .coordinator_of(&key, TRANSACTION_TOPIC)
-            .unwrap_or(broker.config.node_id)),
+        // Creates and loads `__transaction_state` on first use, as Kafka does.
+        TRANSACTION => match broker.transactions.start(broker).await {
+            Ok(()) => broker
+                .groups
+                .coordinator_of(&key, TRANSACTION_TOPIC)
+                .ok_or(ResponseError::CoordinatorNotAvailable),
+            Err(e) => Err(crate::error_codes::for_coordinator(&e)),
+        },
         _ => Err(ResponseError::InvalidRequest),
     };
     let state = broker.meta.state();

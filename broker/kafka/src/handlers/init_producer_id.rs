@@ -1,4 +1,9 @@
-//! InitProducerId: give an idempotent producer its identity, a producer id and epoch 0.
+//! InitProducerId: give a producer its identity, a producer id and epoch.
+//!
+//! With a transactional id the transaction coordinator answers (see
+//! `coordinator::transaction_coordinator`): the id keeps its producer id and gets the next
+//! epoch, which fences any older producer of the same id, and a transaction it left open is
+//! aborted first. PRODUCER_FENCED exists from v4; older versions get INVALID_PRODUCER_EPOCH.
 //!
 //! Behaviour follows Kafka's transaction coordinator for requests without a transactional id:
 //! every request gets a fresh producer id with epoch 0, whatever producer id and epoch a v3+
@@ -6,12 +11,6 @@
 //! producer bumps its epoch locally, and librdkafka asks for a new id, which is what this
 //! answers.) Ids come from blocks reserved through the metadata state machine
 //! ([`Command::AllocateProducerIds`]), so they are unique across restarts and, later, brokers.
-//!
-//! Transactions are not implemented yet, so a request with a transactional id is refused with
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED: librdkafka and the Java client both treat it as a fatal
-//! error of `init_transactions()` and report it at once. The codes that would suggest the broker
-//! might answer later (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) make them retry until their
-//! timeout, and an unknown code (e.g. UNSUPPORTED_VERSION) makes librdkafka retry forever.
 
 use std::sync::Arc;
 
@@ -71,9 +70,9 @@ pub(crate) async fn handle(
     version: i16,
 ) -> InitProducerIdResponse {
     match init(broker, &request, version).await {
-        Ok(producer_id) => InitProducerIdResponse::default()
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(0),
+            .with_producer_epoch(epoch),
         Err(code) => InitProducerIdResponse::default()
             .with_error_code(code.code())
             .with_producer_id(ProducerId(-1))
@@ -82,22 +81,37 @@ pub(crate) async fn handle(
 }
 
 async fn init(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     request: &InitProducerIdRequest,
     version: i16,
-) -> Result<i64, ResponseError> {
-    match request.transactional_id.as_ref().map(|t| t.0.as_str()) {
-        None => {}
-        // Kafka: an empty transactional id is a malformed request, not a transactional one.
-        Some("") => return Err(ResponseError::InvalidRequest),
-        Some(_) => return Err(ResponseError::TransactionalIdAuthorizationFailed),
-    }
+) -> Result<(i64, i16), ResponseError> {
     // Kafka refuses a producer id without an epoch or the reverse (v3+ carry both).
     if version >= 3 && ((request.producer_id.0 < 0) != (request.producer_epoch < 0)) {
         return Err(ResponseError::InvalidRequest);
     }
-    broker.producer_ids.next(broker).await.map_err(|e| {
+    match request.transactional_id.as_ref().map(|t| t.0.as_str()) {
+        None => {}
+        // Kafka: an empty transactional id is a malformed request, not a transactional one.
+        Some("") => return Err(ResponseError::InvalidRequest),
+        Some(id) => {
+            let expected = (version >= 3 && request.producer_id.0 >= 0)
+                .then_some((request.producer_id.0, request.producer_epoch));
+            let identity = broker
+                .transactions
+                .init_producer_id(
+                    broker,
+                    id,
+                    request.transaction_timeout_ms,
+                    expected,
+                    error_codes::fenced_code(version, 4),
+                )
+                .await?;
+            return Ok((identity.producer_id, identity.producer_epoch));
+        }
+    }
+    let producer_id = broker.producer_ids.next(broker).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot reserve producer ids");
         error_codes::for_meta(&e)
-    })
+    })?;
+    Ok((producer_id, 0))
 }

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or after a
-//! timestamp, per partition.
+//! timestamp, per partition. With isolation level read_committed (v2+) "latest" is the last
+//! stable offset and lookups see nothing at or past it, as a read_committed consumer would.
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub(crate) async fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let state = broker.meta.state();
+    let committed = version >= 2 && request.isolation_level == 1;
     let topics = request
         .topics
         .iter()
@@ -42,7 +44,7 @@ pub(crate) async fn handle(
                                 .map_or(-1, |pm| pm.leader_epoch);
                             broker
                                 .partition_log(m, p.partition_index)
-                                .and_then(|log| lookup(&*log, p.timestamp))
+                                .and_then(|log| lookup(&*log, p.timestamp, committed))
                                 .map(|found| (found, epoch))
                         });
                     match result {
@@ -74,17 +76,23 @@ pub(crate) async fn handle(
 fn lookup(
     log: &dyn chronik_log::PartitionLog,
     timestamp: i64,
+    committed: bool,
 ) -> Result<(i64, i64), ResponseError> {
+    let visible_end = if committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     let found = match timestamp {
-        LATEST => return Ok((-1, log.high_watermark())),
+        LATEST => return Ok((-1, visible_end)),
         EARLIEST => return Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => log.max_timestamp(),
         ts if ts >= 0 => log.offset_for_timestamp(ts),
         _ => return Err(ResponseError::InvalidRequest),
     };
     match found {
-        // Records past the high watermark are not yet visible to consumers.
-        Ok(Some(t)) if t.offset < log.high_watermark() => Ok((t.timestamp, t.offset)),
+        // Records past the high watermark (or the LSO) are not yet visible to consumers.
+        Ok(Some(t)) if t.offset < visible_end => Ok((t.timestamp, t.offset)),
         Ok(Some(_)) => Ok((-1, -1)),
         Ok(None) => Ok((-1, -1)),
         Err(e) => Err(error_codes::for_log(&e)),

@@ -1,8 +1,12 @@
 //! OffsetFetch: a group's committed offsets (v8+: several groups per request). Partitions with
 //! nothing committed answer offset -1, as Kafka does; a null topic list means every committed
-//! partition of the group.
+//! partition of the group. With require_stable (v7+) a partition whose offset a transaction has
+//! committed but not yet completed answers UNSTABLE_OFFSET_COMMIT (the client retries) rather
+//! than an offset that may still be rolled back.
 
 use std::sync::Arc;
+
+use std::collections::HashSet;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -28,20 +32,22 @@ pub(crate) async fn handle(
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
-            let group = match fetch(broker, &g.group_id, topics).await {
-                Ok(found) => OffsetFetchResponseGroup::default().with_topics(
+            let group = match fetch(broker, &g.group_id, topics, request.require_stable).await {
+                Ok((found, unstable)) => OffsetFetchResponseGroup::default().with_topics(
                     found
                         .into_iter()
                         .map(|(name, partitions)| {
                             OffsetFetchResponseTopics::default()
-                                .with_name(TopicName(str_bytes(name)))
+                                .with_name(TopicName(str_bytes(name.clone())))
                                 .with_partitions(
                                     partitions
                                         .into_iter()
                                         .map(|(index, o)| {
+                                            let (code, o) = stable(&unstable, &name, index, o);
                                             let (offset, epoch, metadata) = fields(o);
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(index)
+                                                .with_error_code(code)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(str_bytes(metadata)))
@@ -63,20 +69,23 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, &request.group_id, topics).await {
-        Ok(found) => OffsetFetchResponse::default().with_topics(
+    let require_stable = version >= 7 && request.require_stable;
+    match fetch(broker, &request.group_id, topics, require_stable).await {
+        Ok((found, unstable)) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
                 .map(|(name, partitions)| {
                     OffsetFetchResponseTopic::default()
-                        .with_name(TopicName(str_bytes(name)))
+                        .with_name(TopicName(str_bytes(name.clone())))
                         .with_partitions(
                             partitions
                                 .into_iter()
                                 .map(|(index, o)| {
+                                    let (code, o) = stable(&unstable, &name, index, o);
                                     let (offset, epoch, metadata) = fields(o);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(index)
+                                        .with_error_code(code)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(Some(str_bytes(metadata)))
@@ -91,15 +100,38 @@ pub(crate) async fn handle(
     }
 }
 
+/// The group's offsets, and (with `require_stable`) the partitions whose offset is pending in
+/// a transaction.
 async fn fetch(
     broker: &Arc<Broker>,
     group_id: &GroupId,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<TopicOffsets>, ResponseError> {
+    require_stable: bool,
+) -> Result<(Vec<TopicOffsets>, HashSet<(String, i32)>), ResponseError> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(group_id, topics).await
+    let found = broker.groups.fetch_offsets(group_id, topics).await?;
+    let unstable = if require_stable {
+        broker.groups.pending_partitions(group_id)
+    } else {
+        HashSet::new()
+    };
+    Ok((found, unstable))
+}
+
+/// UNSTABLE_OFFSET_COMMIT and no offset for a partition with a pending transactional offset.
+fn stable(
+    unstable: &HashSet<(String, i32)>,
+    topic: &str,
+    partition: i32,
+    o: Option<crate::coordinator::group::CommittedOffset>,
+) -> (i16, Option<crate::coordinator::group::CommittedOffset>) {
+    if unstable.contains(&(topic.to_string(), partition)) {
+        (ResponseError::UnstableOffsetCommit.code(), None)
+    } else {
+        (0, o)
+    }
 }
 
 fn fields(o: Option<crate::coordinator::group::CommittedOffset>) -> (i64, i32, String) {

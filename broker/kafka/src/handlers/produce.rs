@@ -33,6 +33,11 @@ enum Appended {
 
 pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
+    let transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty());
     let acks_valid = matches!(acks, -1..=1);
     let mut state = broker.meta.state();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -53,7 +58,25 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
                     None => {
                         Appended::Failed(ResponseError::UnknownTopicOrPartition, None, Vec::new())
                     }
-                    Some(meta) => append(broker, meta, data.index, data.records),
+                    Some(meta) => {
+                        let verified = match (&transactional_id, &data.records) {
+                            (Some(id), Some(records)) => {
+                                verify_transaction(broker, id, &name, data.index, records).await
+                            }
+                            _ => Ok(()),
+                        };
+                        match verified {
+                            Ok(()) => append(broker, meta, data.index, data.records),
+                            Err(code) => Appended::Failed(
+                                code,
+                                Some(
+                                    "the partition is not part of the producer's open transaction"
+                                        .into(),
+                                ),
+                                Vec::new(),
+                            ),
+                        }
+                    }
                 }
             };
             partitions.push((data.index, outcome));
@@ -209,9 +232,38 @@ async fn respond(
     }
 }
 
-/// Control batches (transaction markers) are written by the broker, never by clients, and
-/// transactional batches need a transaction coordinator this build does not have. Only headers
-/// are looked at; full validation is the log's.
+/// A transactional producer's batch must belong to its open transaction (see
+/// `TransactionCoordinator::verify_produce`). Requests without a transactional id, the plain
+/// and idempotent produce path, never get here.
+async fn verify_transaction(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), ResponseError> {
+    let Some(header) = BatchHeader::parse(records)
+        .ok()
+        .filter(|h| h.is_transactional() && h.has_producer_id())
+    else {
+        return Ok(());
+    };
+    broker
+        .transactions
+        .verify_produce(
+            broker,
+            transactional_id,
+            header.producer_id,
+            header.producer_epoch,
+            (topic.to_string(), partition),
+        )
+        .await
+}
+
+/// Control batches (transaction markers) are written by the transaction coordinator, never by
+/// clients; and a client batch with a producer id must carry a sequence (the log lets
+/// transactional batches go without one only because the group coordinator writes such batches
+/// for TxnOffsetCommit). Only headers are looked at; full validation is the log's.
 fn refuse_from_client(records: &[u8]) -> Option<String> {
     let mut pos = 0;
     while pos + BATCH_HEADER_LEN <= records.len() {
@@ -219,11 +271,11 @@ fn refuse_from_client(records: &[u8]) -> Option<String> {
         if header.is_control() {
             return Some("clients may not produce control batches".into());
         }
-        if header.is_transactional() {
-            return Some(
-                "transactional batches need transactions, which are not available in this build yet"
-                    .into(),
-            );
+        if header.has_producer_id() && header.base_sequence < 0 {
+            return Some(format!(
+                "batch of producer {} has no sequence number",
+                header.producer_id
+            ));
         }
         // A nonsense length stops the walk; the log's validation reports it properly.
         pos = pos.checked_add(header.total_len().max(BATCH_HEADER_LEN))?;

@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy};
+use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy, TxnFilter};
 use crate::{LogError, Result};
 
 use super::checkpoint;
@@ -46,14 +46,16 @@ impl Shared {
     /// Compact the sealed segments if new ones were sealed or a retained tombstone expired since
     /// the last pass.
     pub(super) fn compact(&self, now_ms: i64) -> Result<()> {
-        let (sources, sealed_end, delete_retention_ms, interval) = {
+        let (sources, sealed_end, delete_retention_ms, interval, txns) = {
             let st = self.state.read();
             st.check_open()?;
-            // Only segments wholly below the high watermark (Kafka's first uncleanable offset):
-            // a record above it may still be lost (not yet durable) or truncated (replication),
-            // so it must not supersede an older value that compaction would remove for good.
+            // Only segments wholly below the last stable offset (Kafka's first uncleanable
+            // offset): a record above the high watermark may still be lost (not yet durable) or
+            // truncated (replication), and one of an open transaction may still be aborted, so
+            // neither may supersede an older value that compaction would remove for good.
+            let end = st.last_stable_offset();
             let n = (1..st.segments.len())
-                .take_while(|&i| st.segments[i].base_offset <= st.high_watermark)
+                .take_while(|&i| st.segments[i].base_offset <= end)
                 .count();
             let sealed_end = st.segments.get(n).ok_or(LogError::Closed)?.base_offset;
             let mark = &st.compaction;
@@ -69,18 +71,20 @@ impl Shared {
                     size: s.size,
                 })
                 .collect();
+            let txns = TxnFilter::new(end, &st.producers.aborted_between(i64::MIN, end));
             (
                 sources,
                 sealed_end,
                 st.config.delete_retention_ms,
                 st.config.index_interval_bytes,
+                txns,
             )
         };
 
         let mut map = OffsetMap::default();
         for source in &sources {
             for batch in source.batches()? {
-                map.add_batch(&batch)?;
+                map.add_batch(&batch, &txns)?;
             }
         }
         let mut tombstones = TombstonePolicy {
@@ -89,7 +93,7 @@ impl Shared {
             next_expiry_ms: None,
         };
         for source in &sources {
-            self.clean_segment(source, &map, &mut tombstones, interval)?;
+            self.clean_segment(source, &map, &mut tombstones, &txns, interval)?;
         }
 
         let mut st = self.state.write();
@@ -104,12 +108,13 @@ impl Shared {
         source: &Source,
         map: &OffsetMap,
         tombstones: &mut TombstonePolicy,
+        txns: &TxnFilter,
         interval: u32,
     ) -> Result<()> {
         let mut cleaned = Vec::with_capacity(source.size as usize);
         let mut changed = false;
         for batch in source.batches()? {
-            match compact_batch(&batch, map, tombstones)? {
+            match compact_batch(&batch, map, tombstones, txns)? {
                 Compacted::Unchanged => cleaned.extend_from_slice(&batch),
                 Compacted::Removed => changed = true,
                 Compacted::Rewritten(bytes) => {

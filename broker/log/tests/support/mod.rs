@@ -112,9 +112,24 @@ pub fn base_offsets(bytes: &[u8]) -> Vec<i64> {
 /// A batch of `n` records from an idempotent producer: `producer_id`, `epoch`, sequences
 /// `base_sequence..` (wrapping after `i32::MAX` to 0, as producers do).
 pub fn idempotent_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    producer_batch(n, producer_id, epoch, base_sequence, false)
+}
+
+/// Like [`idempotent_batch`], from a transactional producer (the batch's transactional bit set).
+pub fn transactional_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    producer_batch(n, producer_id, epoch, base_sequence, true)
+}
+
+fn producer_batch(
+    n: usize,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -140,4 +155,9 @@ pub fn idempotent_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i
     )
     .expect("encode batch");
     buf.freeze()
+}
+
+/// The transaction marker a coordinator writes for `producer_id`.
+pub fn marker(producer_id: i64, epoch: i16, kind: chronik_log::ControlKind) -> Bytes {
+    chronik_log::control_batch(producer_id, epoch, kind, 0, now_ms())
 }

@@ -1,0 +1,1422 @@
+//! The Elasticsearch query DSL, translated to Tantivy queries.
+//!
+//! Field names follow dynamic mapping: `title` is the analysed text of a string field (and the
+//! exact value of a number, date or boolean field), `title.keyword` the exact string, `_all`
+//! (or `*`) every text field, and `_partition`, `_offset`, `_timestamp`, `_key`, `_id` the
+//! record's coordinates. A clause this module does not know is refused by name, as is a known
+//! clause with a parameter of the wrong type.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery,
+    ExistsQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+};
+use tantivy::schema::{IndexRecordOption, Term};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::DateTime;
+
+use crate::analyzer;
+use crate::automaton::{wildcard_regex, KeyPatternQuery, ValuePattern};
+use crate::combined::{CombinedFieldsQuery, Length, TermGroup};
+use crate::error::SearchError;
+use crate::query_string;
+use crate::schema::{self, Fields};
+
+type Q = Box<dyn Query>;
+
+/// Where a field name in a query points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldRef {
+    /// Analysed text at a JSON path.
+    Text(String),
+    /// Every text field.
+    All,
+    /// Exact values at a JSON path.
+    Keyword(String),
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+    Id,
+}
+
+impl FieldRef {
+    pub fn parse(name: &str) -> Result<FieldRef, SearchError> {
+        Ok(match name {
+            "" => return Err(SearchError::bad("empty field name")),
+            "_all" | "*" => FieldRef::All,
+            schema::PARTITION => FieldRef::Partition,
+            schema::OFFSET => FieldRef::Offset,
+            schema::TIMESTAMP => FieldRef::Timestamp,
+            schema::KEY => FieldRef::Key,
+            "_id" => FieldRef::Id,
+            n => match n.strip_suffix(".keyword") {
+                Some(path) if !path.is_empty() => FieldRef::Keyword(path.to_string()),
+                _ => FieldRef::Text(n.to_string()),
+            },
+        })
+    }
+
+    /// The exact-value view of this field (what term, range, sort and aggregations use).
+    fn exact(&self) -> FieldRef {
+        match self {
+            FieldRef::Text(p) => FieldRef::Keyword(p.clone()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// A text query's analysed terms per field, for highlighting.
+#[derive(Debug, Default, Clone)]
+pub struct QueryTerms {
+    pub terms: Vec<(FieldRef, String)>,
+}
+
+/// Translates one request's query; owns the analyzer (which needs `&mut`).
+pub struct QueryBuilder<'a> {
+    fields: &'a Fields,
+    analyzer: TextAnalyzer,
+    pub highlight: QueryTerms,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn expect_object<'v>(v: &'v Value, what: &str) -> Result<&'v Map<String, Value>, SearchError> {
+    v.as_object().ok_or_else(|| {
+        SearchError::bad(format!("[{what}] expects an object, got {}", type_name(v)))
+    })
+}
+
+/// `{ "field": value }` or `{ "field": {...}, "boost": ..}`: the one field entry of a
+/// leaf clause.
+fn single_field<'v>(clause: &str, v: &'v Value) -> Result<(&'v str, &'v Value), SearchError> {
+    let obj = expect_object(v, clause)?;
+    let mut entries = obj
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "boost" | "_name"));
+    match (entries.next(), entries.next()) {
+        (Some((k, v)), None) => Ok((k.as_str(), v)),
+        (None, _) => Err(SearchError::bad(format!("[{clause}] query has no field"))),
+        (Some(_), Some(_)) => Err(SearchError::bad(format!(
+            "[{clause}] query doesn't support multiple fields, found [{}]",
+            obj.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn get_f32(obj: &Map<String, Value>, key: &str, clause: &str) -> Result<Option<f32>, SearchError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64().map(|f| f as f32)),
+        Some(Value::String(s)) => s.parse::<f32>().map(Some).map_err(|_| {
+            SearchError::bad(format!("[{clause}] [{key}] must be a number, got \"{s}\""))
+        }),
+        Some(v) => Err(SearchError::bad(format!(
+            "[{clause}] [{key}] must be a number, got {}",
+            type_name(v)
+        ))),
+    }
+}
+
+fn get_str<'v>(
+    obj: &'v Map<String, Value>,
+    key: &str,
+    clause: &str,
+) -> Result<Option<&'v str>, SearchError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(v) => Err(SearchError::bad(format!(
+            "[{clause}] [{key}] must be a string, got {}",
+            type_name(v)
+        ))),
+    }
+}
+
+fn check_keys(obj: &Map<String, Value>, clause: &str, allowed: &[&str]) -> Result<(), SearchError> {
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) && !matches!(k.as_str(), "boost" | "_name") {
+            return Err(SearchError::bad(format!(
+                "[{clause}] query does not support [{k}]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn boosted(q: Q, boost: Option<f32>) -> Q {
+    match boost {
+        Some(b) if (b - 1.0).abs() > f32::EPSILON => Box::new(BoostQuery::new(q, b)),
+        _ => q,
+    }
+}
+
+/// The scalar text of a query value (`"text"`, a number or a boolean).
+fn query_text(v: &Value, clause: &str) -> Result<String, SearchError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(SearchError::bad(format!(
+            "[{clause}] query text must be a string, number or boolean, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Elasticsearch's `operator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Or,
+    And,
+}
+
+fn operator(obj: &Map<String, Value>, key: &str, clause: &str) -> Result<Operator, SearchError> {
+    match get_str(obj, key, clause)?
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("or") => Ok(Operator::Or),
+        Some("and") => Ok(Operator::And),
+        Some(o) => Err(SearchError::bad(format!(
+            "[{clause}] [{key}] must be \"and\" or \"or\", got \"{o}\""
+        ))),
+    }
+}
+
+/// `minimum_should_match`: `3`, `-1`, `"75%"`, `"-25%"` resolved against `clauses`.
+pub fn minimum_should_match(v: &Value, clauses: usize) -> Result<usize, SearchError> {
+    let bad = || SearchError::bad(format!("[minimum_should_match] cannot parse {v}"));
+    let n = clauses as i64;
+    let resolved = match v {
+        Value::Number(x) => {
+            let x = x.as_i64().ok_or_else(bad)?;
+            if x < 0 {
+                n + x
+            } else {
+                x
+            }
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            if let Some(p) = s.strip_suffix('%') {
+                let p: i64 = p.trim().parse().map_err(|_| bad())?;
+                if p < 0 {
+                    n - (n * -p) / 100
+                } else {
+                    (n * p) / 100
+                }
+            } else {
+                let x: i64 = s.parse().map_err(|_| bad())?;
+                if x < 0 {
+                    n + x
+                } else {
+                    x
+                }
+            }
+        }
+        _ => return Err(bad()),
+    };
+    Ok(resolved.clamp(0, n) as usize)
+}
+
+/// ES `fuzziness`: 0, 1, 2 or AUTO (by term length: 0-2 exact, 3-5 one edit, longer two).
+#[derive(Debug, Clone, Copy)]
+enum Fuzziness {
+    Fixed(u8),
+    Auto,
+}
+
+fn fuzziness(obj: &Map<String, Value>, clause: &str) -> Result<Option<Fuzziness>, SearchError> {
+    let Some(v) = obj.get("fuzziness") else {
+        return Ok(None);
+    };
+    let bad = || {
+        SearchError::bad(format!(
+            "[{clause}] [fuzziness] must be 0, 1, 2 or AUTO, got {v}"
+        ))
+    };
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(d @ 0..=2) => Ok(Some(Fuzziness::Fixed(d as u8))),
+            _ => Err(bad()),
+        },
+        Value::String(s) if s.eq_ignore_ascii_case("auto") || s.starts_with("AUTO:") => {
+            Ok(Some(Fuzziness::Auto))
+        }
+        Value::String(s) => match s.parse::<u8>() {
+            Ok(d @ 0..=2) => Ok(Some(Fuzziness::Fixed(d))),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+impl Fuzziness {
+    fn distance(self, term: &str) -> u8 {
+        match self {
+            Fuzziness::Fixed(d) => d,
+            Fuzziness::Auto => match term.chars().count() {
+                0..=2 => 0,
+                3..=5 => 1,
+                _ => 2,
+            },
+        }
+    }
+}
+
+/// Options shared by the match family when expanding one field.
+#[derive(Debug, Clone, Copy)]
+struct MatchOptions<'o> {
+    operator: Operator,
+    minimum_should_match: Option<&'o Value>,
+    fuzziness: Option<Fuzziness>,
+}
+
+impl<'a> QueryBuilder<'a> {
+    pub fn new(fields: &'a Fields) -> Self {
+        QueryBuilder {
+            fields,
+            analyzer: analyzer::english(None),
+            highlight: QueryTerms::default(),
+        }
+    }
+
+    /// Translate a query object (`{"match": {...}}`).
+    pub fn build(&mut self, query: &Value) -> Result<Q, SearchError> {
+        let obj = expect_object(query, "query")?;
+        let mut entries = obj.iter();
+        let (clause, body) = match (entries.next(), entries.next()) {
+            (Some(e), None) => e,
+            (None, _) => return Err(SearchError::bad("query object is empty")),
+            (Some((a, _)), Some((b, _))) => {
+                return Err(SearchError::bad(format!(
+                    "a query object holds exactly one clause, found [{a}] and [{b}]"
+                )))
+            }
+        };
+        match clause.as_str() {
+            "match_all" => {
+                let o = expect_object(body, clause)?;
+                check_keys(o, clause, &[])?;
+                Ok(boosted(Box::new(AllQuery), get_f32(o, "boost", clause)?))
+            }
+            "match_none" => Ok(Box::new(EmptyQuery)),
+            "match" => self.match_query(body),
+            "match_phrase" => self.match_phrase(body),
+            "multi_match" => self.multi_match(body),
+            "combined_fields" => self.combined_fields(body),
+            "query_string" => self.query_string(body, false),
+            "simple_query_string" => self.query_string(body, true),
+            "term" => self.term(body),
+            "terms" => self.terms(body),
+            "range" => self.range(body),
+            "exists" => self.exists(body),
+            "prefix" => self.prefix(body),
+            "wildcard" => self.wildcard(body),
+            "ids" => self.ids(body),
+            "bool" => self.bool_query(body),
+            "constant_score" => {
+                let o = expect_object(body, clause)?;
+                check_keys(o, clause, &["filter"])?;
+                let filter = o
+                    .get("filter")
+                    .ok_or_else(|| SearchError::bad("[constant_score] requires [filter]"))?;
+                let inner = self.build(filter)?;
+                let boost = get_f32(o, "boost", clause)?.unwrap_or(1.0);
+                Ok(Box::new(ConstScoreQuery::new(inner, boost)))
+            }
+            other => Err(SearchError::bad(format!(
+                "unknown query [{other}]: supported are match_all, match_none, match, \
+                 match_phrase, multi_match, combined_fields, query_string, simple_query_string, term, terms, \
+                 range, exists, prefix, wildcard, ids, bool, constant_score"
+            ))),
+        }
+    }
+
+    fn text_term(&self, field: &FieldRef, token: &str) -> Term {
+        match field {
+            FieldRef::All => Term::from_field_text(self.fields.all, token),
+            FieldRef::Text(path) => {
+                let mut t = Term::from_field_json_path(self.fields.body, path, false);
+                t.append_type_and_str(token);
+                t
+            }
+            FieldRef::Keyword(path) => {
+                let mut t = Term::from_field_json_path(self.fields.kw, path, false);
+                t.append_type_and_str(token);
+                t
+            }
+            _ => Term::from_field_text(self.fields.all, token),
+        }
+    }
+
+    fn kw_term(&self, path: &str) -> Term {
+        Term::from_field_json_path(self.fields.kw, path, false)
+    }
+
+    /// Exact terms for `value` in an exact-valued field (several when a string could be a
+    /// date or a number in the index).
+    fn exact_terms(
+        &self,
+        field: &FieldRef,
+        value: &Value,
+        clause: &str,
+    ) -> Result<Vec<Term>, SearchError> {
+        let bad_type =
+            || SearchError::bad(format!("[{clause}] value {value} does not fit field type"));
+        let f = self.fields;
+        Ok(match field.exact() {
+            FieldRef::Keyword(path) => match value {
+                Value::Bool(b) => {
+                    let mut t = self.kw_term(&path);
+                    t.append_type_and_fast_value(*b);
+                    vec![t]
+                }
+                Value::Number(n) => {
+                    let x = n.as_f64().ok_or_else(bad_type)?;
+                    vec![self.kw_number(&path, x)]
+                }
+                Value::String(s) => {
+                    let mut out = Vec::new();
+                    let mut t = self.kw_term(&path);
+                    t.append_type_and_str(s);
+                    out.push(t);
+                    if let Some(d) = schema::parse_date(s) {
+                        let mut t = self.kw_term(&path);
+                        t.append_type_and_fast_value(
+                            d.truncate(tantivy::schema::DATE_TIME_PRECISION_INDEXED),
+                        );
+                        out.push(t);
+                    }
+                    if let Ok(x) = s.trim().parse::<f64>() {
+                        out.push(self.kw_number(&path, x));
+                    }
+                    out
+                }
+                _ => return Err(bad_type()),
+            },
+            FieldRef::Partition => vec![Term::from_field_i64(
+                f.partition,
+                as_i64(value).ok_or_else(bad_type)?,
+            )],
+            FieldRef::Offset => vec![Term::from_field_i64(
+                f.offset,
+                as_i64(value).ok_or_else(bad_type)?,
+            )],
+            FieldRef::Timestamp => vec![Term::from_field_date(
+                f.timestamp,
+                as_date(value).ok_or_else(bad_type)?,
+            )],
+            FieldRef::Key => match value {
+                Value::String(s) => vec![Term::from_field_bytes(f.key, s.as_bytes())],
+                _ => return Err(bad_type()),
+            },
+            FieldRef::All => {
+                let s = query_text(value, clause)?;
+                vec![Term::from_field_text(f.all, &s)]
+            }
+            FieldRef::Text(_) | FieldRef::Id => return Err(bad_type()),
+        })
+    }
+
+    /// Numbers are indexed in their canonical form (integral values as i64).
+    fn kw_number(&self, path: &str, x: f64) -> Term {
+        let mut t = self.kw_term(path);
+        if x.fract() == 0.0 && x.abs() < 9.0e15 {
+            t.append_type_and_fast_value(x as i64);
+        } else {
+            t.append_type_and_fast_value(x);
+        }
+        t
+    }
+
+    fn id_query(&self, id: &str) -> Result<Q, SearchError> {
+        let (p, o) = id
+            .split_once('-')
+            .and_then(|(p, o)| Some((p.parse::<i64>().ok()?, o.parse::<i64>().ok()?)))
+            .ok_or_else(|| {
+                SearchError::bad(format!("[_id] \"{id}\" is not <partition>-<offset>"))
+            })?;
+        Ok(Box::new(BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                term_query(Term::from_field_i64(self.fields.partition, p)),
+            ),
+            (
+                Occur::Must,
+                term_query(Term::from_field_i64(self.fields.offset, o)),
+            ),
+        ])))
+    }
+
+    fn exact_query(&self, field: &FieldRef, value: &Value, clause: &str) -> Result<Q, SearchError> {
+        if *field == FieldRef::Id {
+            let id = value
+                .as_str()
+                .ok_or_else(|| SearchError::bad(format!("[{clause}] _id must be a string")))?;
+            return self.id_query(id);
+        }
+        let mut terms = self.exact_terms(field, value, clause)?;
+        // A plain string against a text field also matches its analysed tokens verbatim
+        // (Elasticsearch's term query on a text field).
+        if let (FieldRef::Text(_), Value::String(s)) = (field, value) {
+            terms.push(self.text_term(field, s));
+        }
+        Ok(match terms.len() {
+            1 => term_query(terms.pop().expect("one term")),
+            _ => Box::new(BooleanQuery::new(
+                terms
+                    .into_iter()
+                    .map(|t| (Occur::Should, term_query(t)))
+                    .collect(),
+            )),
+        })
+    }
+
+    /// The analysed terms of `text` for a text field, recorded for highlighting.
+    fn analyze(&mut self, field: &FieldRef, text: &str) -> Vec<(usize, String)> {
+        let tokens = analyzer::analyze(&mut self.analyzer, text);
+        for (_, t) in &tokens {
+            self.highlight.terms.push((field.clone(), t.clone()));
+        }
+        tokens
+    }
+
+    /// One field of a match query.
+    fn match_field(
+        &mut self,
+        field: &FieldRef,
+        text: &Value,
+        opts: MatchOptions<'_>,
+        clause: &str,
+    ) -> Result<Q, SearchError> {
+        match field {
+            FieldRef::Text(_) | FieldRef::All => {}
+            // Exact-valued fields match their whole value, as in Elasticsearch.
+            _ => return self.exact_query(field, text, clause),
+        }
+        if let (FieldRef::Text(path), Value::Number(_) | Value::Bool(_)) = (field, text) {
+            return self.exact_query(&FieldRef::Keyword(path.clone()), text, clause);
+        }
+        let text = query_text(text, clause)?;
+        if let (FieldRef::Text(_), None) = (field, opts.fuzziness) {
+            // BM25 normalised by this field's own length (see combined.rs).
+            return self.combined(&Value::String(text), &[(field.clone(), 1.0)], opts);
+        }
+        let tokens = self.analyze(field, &text);
+        if tokens.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        let clauses: Vec<Q> = tokens
+            .iter()
+            .map(|(_, tok)| {
+                let term = self.text_term(field, tok);
+                match opts.fuzziness.map(|f| f.distance(tok)) {
+                    Some(d) if d > 0 => Box::new(FuzzyTermQuery::new(term, d, true)) as Q,
+                    _ => text_term_query(term),
+                }
+            })
+            .collect();
+        if clauses.len() == 1 {
+            return Ok(clauses.into_iter().next().expect("one clause"));
+        }
+        combine(clauses, opts.operator, opts.minimum_should_match)
+    }
+
+    fn match_query(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("match", body)?;
+        let field = FieldRef::parse(name)?;
+        let (text, opts, boost) = match v {
+            Value::Object(o) => {
+                check_keys(
+                    o,
+                    "match",
+                    &[
+                        "query",
+                        "operator",
+                        "fuzziness",
+                        "minimum_should_match",
+                        "analyzer",
+                        "zero_terms_query",
+                        "lenient",
+                        "prefix_length",
+                        "max_expansions",
+                        "fuzzy_transpositions",
+                        "auto_generate_synonyms_phrase_query",
+                    ],
+                )?;
+                let text = o
+                    .get("query")
+                    .ok_or_else(|| SearchError::bad("[match] requires [query]"))?;
+                (
+                    text,
+                    MatchOptions {
+                        operator: operator(o, "operator", "match")?,
+                        minimum_should_match: o.get("minimum_should_match"),
+                        fuzziness: fuzziness(o, "match")?,
+                    },
+                    get_f32(o, "boost", "match")?,
+                )
+            }
+            v => (
+                v,
+                MatchOptions {
+                    operator: Operator::Or,
+                    minimum_should_match: None,
+                    fuzziness: None,
+                },
+                None,
+            ),
+        };
+        let q = self.match_field(&field, text, opts, "match")?;
+        Ok(boosted(q, boost))
+    }
+
+    fn phrase_field(
+        &mut self,
+        field: &FieldRef,
+        text: &Value,
+        slop: u32,
+    ) -> Result<Q, SearchError> {
+        match field {
+            FieldRef::Text(_) | FieldRef::All => {}
+            _ => return self.exact_query(field, text, "match_phrase"),
+        }
+        let text = query_text(text, "match_phrase")?;
+        let tokens = self.analyze(field, &text);
+        Ok(match tokens.len() {
+            0 => Box::new(EmptyQuery),
+            1 => text_term_query(self.text_term(field, &tokens[0].1)),
+            _ => {
+                let terms: Vec<(usize, Term)> = tokens
+                    .iter()
+                    .map(|(pos, t)| (*pos, self.text_term(field, t)))
+                    .collect();
+                Box::new(PhraseQuery::new_with_offset_and_slop(terms, slop))
+            }
+        })
+    }
+
+    fn match_phrase(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("match_phrase", body)?;
+        let field = FieldRef::parse(name)?;
+        let (text, slop, boost) = match v {
+            Value::Object(o) => {
+                check_keys(
+                    o,
+                    "match_phrase",
+                    &["query", "slop", "analyzer", "zero_terms_query"],
+                )?;
+                let text = o
+                    .get("query")
+                    .ok_or_else(|| SearchError::bad("[match_phrase] requires [query]"))?;
+                let slop = match o.get("slop") {
+                    None => 0,
+                    Some(s) => s.as_u64().filter(|s| *s <= 10_000).ok_or_else(|| {
+                        SearchError::bad("[match_phrase] [slop] must be a non-negative integer")
+                    })? as u32,
+                };
+                (text, slop, get_f32(o, "boost", "match_phrase")?)
+            }
+            v => (v, 0, None),
+        };
+        let q = self.phrase_field(&field, text, slop)?;
+        Ok(boosted(q, boost))
+    }
+
+    /// `["title^3", "text"]` → fields with boosts; `*` and absent mean `_all`.
+    fn field_list(
+        &self,
+        v: Option<&Value>,
+        clause: &str,
+    ) -> Result<Vec<(FieldRef, f32)>, SearchError> {
+        let Some(v) = v else {
+            return Ok(vec![(FieldRef::All, 1.0)]);
+        };
+        let list = v.as_array().ok_or_else(|| {
+            SearchError::bad(format!("[{clause}] [fields] must be an array of strings"))
+        })?;
+        let mut out = Vec::new();
+        for f in list {
+            let s = f.as_str().ok_or_else(|| {
+                SearchError::bad(format!(
+                    "[{clause}] [fields] must be an array of strings, got {f}"
+                ))
+            })?;
+            let (name, boost) = match s.split_once('^') {
+                Some((n, b)) => (
+                    n,
+                    b.parse::<f32>().map_err(|_| {
+                        SearchError::bad(format!("[{clause}] bad boost in field \"{s}\""))
+                    })?,
+                ),
+                None => (s, 1.0),
+            };
+            out.push((FieldRef::parse(name)?, boost));
+        }
+        if out.is_empty() {
+            out.push((FieldRef::All, 1.0));
+        }
+        Ok(out)
+    }
+
+    fn multi_match(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "multi_match")?;
+        check_keys(
+            o,
+            "multi_match",
+            &[
+                "query",
+                "fields",
+                "type",
+                "operator",
+                "minimum_should_match",
+                "fuzziness",
+                "tie_breaker",
+                "slop",
+                "analyzer",
+                "lenient",
+                "zero_terms_query",
+            ],
+        )?;
+        let text = o
+            .get("query")
+            .ok_or_else(|| SearchError::bad("[multi_match] requires [query]"))?;
+        let fields = self.field_list(o.get("fields"), "multi_match")?;
+        let opts = MatchOptions {
+            operator: operator(o, "operator", "multi_match")?,
+            minimum_should_match: o.get("minimum_should_match"),
+            fuzziness: fuzziness(o, "multi_match")?,
+        };
+        let tie_breaker = get_f32(o, "tie_breaker", "multi_match")?;
+        let kind = get_str(o, "type", "multi_match")?.unwrap_or("best_fields");
+        let q: Q = match kind {
+            "best_fields" | "most_fields" => {
+                let mut per_field = Vec::new();
+                for (f, b) in &fields {
+                    per_field.push(boosted(self.match_field(f, text, opts, "multi_match")?, Some(*b)));
+                }
+                if kind == "best_fields" {
+                    Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, tie_breaker.unwrap_or(0.0)))
+                } else {
+                    Box::new(BooleanQuery::new(per_field.into_iter().map(|q| (Occur::Should, q)).collect()))
+                }
+            }
+            "phrase" => {
+                let slop = o.get("slop").and_then(Value::as_u64).unwrap_or(0) as u32;
+                let mut per_field = Vec::new();
+                for (f, b) in &fields {
+                    per_field.push(boosted(self.phrase_field(f, text, slop)?, Some(*b)));
+                }
+                Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, tie_breaker.unwrap_or(0.0)))
+            }
+            // Term-centric: the fields are scored as one (BM25F); the operator and
+            // minimum_should_match apply to terms, not to fields.
+            "cross_fields" => self.combined(text, &fields, opts)?,
+            other => {
+                return Err(SearchError::bad(format!(
+                    "[multi_match] type [{other}] is not supported: best_fields, most_fields, cross_fields, phrase"
+                )))
+            }
+        };
+        Ok(boosted(q, get_f32(o, "boost", "multi_match")?))
+    }
+
+    /// BM25F over `fields` (text fields only; exact-valued fields have no term frequencies).
+    fn combined(
+        &mut self,
+        text: &Value,
+        fields: &[(FieldRef, f32)],
+        opts: MatchOptions<'_>,
+    ) -> Result<Q, SearchError> {
+        let text = query_text(text, "combined_fields")?;
+        let tokens = analyzer::analyze(&mut self.analyzer, &text);
+        let mut groups: Vec<TermGroup> = Vec::new();
+        for (_, tok) in &tokens {
+            let mut group = Vec::new();
+            for (f, b) in fields {
+                if matches!(f, FieldRef::Text(_) | FieldRef::All) {
+                    self.highlight.terms.push((f.clone(), tok.clone()));
+                    group.push((self.text_term(f, tok), *b));
+                }
+            }
+            if !group.is_empty() {
+                groups.push(group);
+            }
+        }
+        if groups.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        let mut length = Length::default();
+        for (f, b) in fields {
+            match f {
+                FieldRef::Text(path) => {
+                    length.columns.push((format!("{}.{path}", schema::LEN), *b))
+                }
+                FieldRef::All => length.fieldnorm = Some((self.fields.all, *b)),
+                _ => {}
+            }
+        }
+        let n = groups.len();
+        let minimum = match opts.operator {
+            Operator::And => n,
+            Operator::Or => match opts.minimum_should_match {
+                Some(v) => minimum_should_match(v, n)?.max(1),
+                None => 1,
+            },
+        };
+        Ok(Box::new(CombinedFieldsQuery::new(groups, length, minimum)))
+    }
+
+    fn combined_fields(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "combined_fields")?;
+        check_keys(
+            o,
+            "combined_fields",
+            &[
+                "query",
+                "fields",
+                "operator",
+                "minimum_should_match",
+                "zero_terms_query",
+                "auto_generate_synonyms_phrase_query",
+            ],
+        )?;
+        let text = o
+            .get("query")
+            .ok_or_else(|| SearchError::bad("[combined_fields] requires [query]"))?;
+        let fields = self.field_list(o.get("fields"), "combined_fields")?;
+        let opts = MatchOptions {
+            operator: operator(o, "operator", "combined_fields")?,
+            minimum_should_match: o.get("minimum_should_match"),
+            fuzziness: None,
+        };
+        let q = self.combined(text, &fields, opts)?;
+        Ok(boosted(q, get_f32(o, "boost", "combined_fields")?))
+    }
+
+    fn query_string(&mut self, body: &Value, simple: bool) -> Result<Q, SearchError> {
+        let clause = if simple {
+            "simple_query_string"
+        } else {
+            "query_string"
+        };
+        let o = expect_object(body, clause)?;
+        check_keys(
+            o,
+            clause,
+            &[
+                "query",
+                "default_field",
+                "fields",
+                "default_operator",
+                "analyzer",
+                "lenient",
+                "flags",
+                "analyze_wildcard",
+            ],
+        )?;
+        let text = get_str(o, "query", clause)?
+            .ok_or_else(|| SearchError::bad(format!("[{clause}] requires [query]")))?;
+        let fields = match (o.get("fields"), get_str(o, "default_field", clause)?) {
+            (Some(f), _) => self.field_list(Some(f), clause)?,
+            (None, Some(d)) => vec![(FieldRef::parse(d)?, 1.0)],
+            (None, None) => vec![(FieldRef::All, 1.0)],
+        };
+        let op = operator(o, "default_operator", clause)?;
+        let ast = query_string::parse(text, simple)?;
+        let q = self.translate_ast(&ast, &fields, op)?;
+        Ok(boosted(q, get_f32(o, "boost", clause)?))
+    }
+
+    fn translate_ast(
+        &mut self,
+        node: &query_string::Node,
+        fields: &[(FieldRef, f32)],
+        op: Operator,
+    ) -> Result<Q, SearchError> {
+        use query_string::Node;
+        let over_fields = |this: &mut Self,
+                           f: &mut dyn FnMut(&mut Self, &FieldRef) -> Result<Q, SearchError>|
+         -> Result<Q, SearchError> {
+            let mut alts = Vec::new();
+            for (field, b) in fields {
+                alts.push(boosted(f(this, field)?, Some(*b)));
+            }
+            Ok(if alts.len() == 1 {
+                alts.pop().expect("one")
+            } else {
+                Box::new(DisjunctionMaxQuery::new(alts))
+            })
+        };
+        match node {
+            Node::Term { field, text } => match field {
+                Some(name) => {
+                    let f = FieldRef::parse(name)?;
+                    self.match_field(
+                        &f,
+                        &Value::String(text.clone()),
+                        MatchOptions {
+                            operator: op,
+                            minimum_should_match: None,
+                            fuzziness: None,
+                        },
+                        "query_string",
+                    )
+                }
+                None => over_fields(self, &mut |this, f| {
+                    this.match_field(
+                        f,
+                        &Value::String(text.clone()),
+                        MatchOptions {
+                            operator: op,
+                            minimum_should_match: None,
+                            fuzziness: None,
+                        },
+                        "query_string",
+                    )
+                }),
+            },
+            Node::Phrase { field, text } => match field {
+                Some(name) => {
+                    let f = FieldRef::parse(name)?;
+                    self.phrase_field(&f, &Value::String(text.clone()), 0)
+                }
+                None => over_fields(self, &mut |this, f| {
+                    this.phrase_field(f, &Value::String(text.clone()), 0)
+                }),
+            },
+            Node::Prefix { field, text } => match field {
+                Some(name) => {
+                    let f = FieldRef::parse(name)?;
+                    self.prefix_on(&f, &text.to_lowercase())
+                }
+                None => over_fields(self, &mut |this, f| this.prefix_on(f, &text.to_lowercase())),
+            },
+            Node::Bool { clauses } => {
+                let mut subs = Vec::new();
+                let mut has_positive = false;
+                for (occ, n) in clauses {
+                    let q = self.translate_ast(n, fields, op)?;
+                    let occur = match occ {
+                        query_string::Occ::Must => Occur::Must,
+                        query_string::Occ::MustNot => Occur::MustNot,
+                        query_string::Occ::Should => Occur::Should,
+                        query_string::Occ::Default => match op {
+                            Operator::And => Occur::Must,
+                            Operator::Or => Occur::Should,
+                        },
+                    };
+                    has_positive |= occur != Occur::MustNot;
+                    subs.push((occur, q));
+                }
+                if !has_positive {
+                    subs.push((Occur::Must, Box::new(AllQuery) as Q));
+                }
+                Ok(Box::new(BooleanQuery::new(subs)))
+            }
+        }
+    }
+
+    fn term(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("term", body)?;
+        let field = FieldRef::parse(name)?;
+        let (value, boost) = match v {
+            Value::Object(o) => {
+                check_keys(o, "term", &["value", "case_insensitive"])?;
+                (
+                    o.get("value")
+                        .ok_or_else(|| SearchError::bad("[term] requires [value]"))?,
+                    get_f32(o, "boost", "term")?,
+                )
+            }
+            Value::Array(_) | Value::Null => {
+                return Err(SearchError::bad(format!(
+                    "[term] value for [{name}] must be a string, number or boolean"
+                )))
+            }
+            v => (v, None),
+        };
+        Ok(boosted(self.exact_query(&field, value, "term")?, boost))
+    }
+
+    fn terms(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("terms", body)?;
+        let field = FieldRef::parse(name)?;
+        let values = v.as_array().ok_or_else(|| {
+            SearchError::bad(format!("[terms] value for [{name}] must be an array"))
+        })?;
+        let mut subs = Vec::new();
+        for value in values {
+            subs.push((Occur::Should, self.exact_query(&field, value, "terms")?));
+        }
+        if subs.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        // Like Elasticsearch, terms is a filter: every match scores the same.
+        let boost = get_f32(expect_object(body, "terms")?, "boost", "terms")?.unwrap_or(1.0);
+        Ok(Box::new(ConstScoreQuery::new(
+            Box::new(BooleanQuery::new(subs)),
+            boost,
+        )))
+    }
+
+    fn range(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("range", body)?;
+        let field = FieldRef::parse(name)?.exact();
+        let o = expect_object(v, "range")?;
+        check_keys(
+            o,
+            "range",
+            &[
+                "gt",
+                "gte",
+                "lt",
+                "lte",
+                "format",
+                "time_zone",
+                "from",
+                "to",
+                "include_lower",
+                "include_upper",
+            ],
+        )?;
+        let mut lower = Bound::Unbounded;
+        let mut upper = Bound::Unbounded;
+        for (k, val) in o {
+            if val.is_null() {
+                continue;
+            }
+            let incl = |key: &str| o.get(key).and_then(Value::as_bool).unwrap_or(true);
+            match k.as_str() {
+                "gt" => lower = Bound::Excluded(self.range_term(&field, val)?),
+                "gte" => lower = Bound::Included(self.range_term(&field, val)?),
+                "lt" => upper = Bound::Excluded(self.range_term(&field, val)?),
+                "lte" => upper = Bound::Included(self.range_term(&field, val)?),
+                "from" => {
+                    lower = if incl("include_lower") {
+                        Bound::Included(self.range_term(&field, val)?)
+                    } else {
+                        Bound::Excluded(self.range_term(&field, val)?)
+                    }
+                }
+                "to" => {
+                    upper = if incl("include_upper") {
+                        Bound::Included(self.range_term(&field, val)?)
+                    } else {
+                        Bound::Excluded(self.range_term(&field, val)?)
+                    }
+                }
+                _ => {}
+            }
+        }
+        if matches!((&lower, &upper), (Bound::Unbounded, Bound::Unbounded)) {
+            return self.exists_on(&field);
+        }
+        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+            (&lower, &upper)
+        {
+            if a.typ() != b.typ() || a.value().json_path_type() != b.value().json_path_type() {
+                return Err(SearchError::bad(format!(
+                    "[range] bounds of [{name}] have different types"
+                )));
+            }
+        }
+        let boost = get_f32(o, "boost", "range")?.unwrap_or(1.0);
+        Ok(Box::new(ConstScoreQuery::new(
+            Box::new(RangeQuery::new(lower, upper)),
+            boost,
+        )))
+    }
+
+    fn range_term(&self, field: &FieldRef, v: &Value) -> Result<Term, SearchError> {
+        let bad = || SearchError::bad(format!("[range] bound {v} is not a number or date"));
+        let f = self.fields;
+        Ok(match field {
+            FieldRef::Keyword(path) => {
+                let mut t = self.kw_term(path);
+                match v {
+                    Value::Number(n) => t.append_type_and_fast_value(n.as_f64().ok_or_else(bad)?),
+                    Value::String(s) => match date_math(s) {
+                        Some(d) => t.append_type_and_fast_value(d),
+                        None => match s.trim().parse::<f64>() {
+                            Ok(x) => t.append_type_and_fast_value(x),
+                            Err(_) => t.append_type_and_str(s),
+                        },
+                    },
+                    _ => return Err(bad()),
+                }
+                t
+            }
+            FieldRef::Partition => Term::from_field_i64(f.partition, as_i64(v).ok_or_else(bad)?),
+            FieldRef::Offset => Term::from_field_i64(f.offset, as_i64(v).ok_or_else(bad)?),
+            FieldRef::Timestamp => Term::from_field_date(f.timestamp, as_date(v).ok_or_else(bad)?),
+            _ => return Err(SearchError::bad("[range] is not supported on this field")),
+        })
+    }
+
+    fn exists_on(&self, field: &FieldRef) -> Result<Q, SearchError> {
+        Ok(match field {
+            FieldRef::Text(path) | FieldRef::Keyword(path) => {
+                let mut text = Term::from_field_json_path(self.fields.body, path, false);
+                text.append_type_and_str("");
+                // A path exists when it has an exact value (fast column) or any text token
+                // (strings too long for a keyword).
+                Box::new(BooleanQuery::new(vec![
+                    (
+                        Occur::Should,
+                        Box::new(ExistsQuery::new(format!("{}.{}", schema::KW, path), true)) as Q,
+                    ),
+                    (
+                        Occur::Should,
+                        Box::new(KeyPatternQuery::new(&text, ValuePattern::Any)),
+                    ),
+                ]))
+            }
+            FieldRef::Key => {
+                let t = Term::from_field_bytes(self.fields.key, b"");
+                Box::new(KeyPatternQuery::new(&t, ValuePattern::Any))
+            }
+            FieldRef::All
+            | FieldRef::Partition
+            | FieldRef::Offset
+            | FieldRef::Timestamp
+            | FieldRef::Id => Box::new(AllQuery),
+        })
+    }
+
+    fn exists(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "exists")?;
+        check_keys(o, "exists", &["field"])?;
+        let name = get_str(o, "field", "exists")?
+            .ok_or_else(|| SearchError::bad("[exists] requires [field]"))?;
+        let q = self.exists_on(&FieldRef::parse(name)?)?;
+        Ok(Box::new(ConstScoreQuery::new(
+            q,
+            get_f32(o, "boost", "exists")?.unwrap_or(1.0),
+        )))
+    }
+
+    fn prefix_on(&mut self, field: &FieldRef, prefix: &str) -> Result<Q, SearchError> {
+        let empty = match field {
+            FieldRef::Text(_) | FieldRef::All => {
+                self.highlight
+                    .terms
+                    .push((field.clone(), format!("{prefix}*")));
+                self.text_term(field, "")
+            }
+            FieldRef::Keyword(_) => self.text_term(field, ""),
+            FieldRef::Key => Term::from_field_bytes(self.fields.key, b""),
+            _ => {
+                return Err(SearchError::bad(
+                    "[prefix] needs a text, keyword or _key field",
+                ))
+            }
+        };
+        Ok(Box::new(ConstScoreQuery::new(
+            Box::new(KeyPatternQuery::new(
+                &empty,
+                ValuePattern::Prefix(prefix.as_bytes().to_vec()),
+            )),
+            1.0,
+        )))
+    }
+
+    fn string_leaf<'v>(
+        clause: &str,
+        v: &'v Value,
+    ) -> Result<(&'v str, Option<f32>, bool), SearchError> {
+        match v {
+            Value::String(s) => Ok((s, None, false)),
+            Value::Object(o) => {
+                check_keys(
+                    o,
+                    clause,
+                    &["value", "case_insensitive", "rewrite", "wildcard"],
+                )?;
+                let s = get_str(o, "value", clause)?
+                    .or(get_str(o, "wildcard", clause)?)
+                    .ok_or_else(|| SearchError::bad(format!("[{clause}] requires [value]")))?;
+                let ci = o
+                    .get("case_insensitive")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Ok((s, get_f32(o, "boost", clause)?, ci))
+            }
+            other => Err(SearchError::bad(format!(
+                "[{clause}] value must be a string, got {}",
+                type_name(other)
+            ))),
+        }
+    }
+
+    fn prefix(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("prefix", body)?;
+        let field = FieldRef::parse(name)?;
+        let (s, boost, _) = Self::string_leaf("prefix", v)?;
+        // Text fields hold lowercased tokens; keyword fields hold the value as given.
+        let s = match field {
+            FieldRef::Text(_) | FieldRef::All => s.to_lowercase(),
+            _ => s.to_string(),
+        };
+        Ok(boosted(self.prefix_on(&field, &s)?, boost))
+    }
+
+    fn wildcard(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let (name, v) = single_field("wildcard", body)?;
+        let field = FieldRef::parse(name)?;
+        let (s, boost, ci) = Self::string_leaf("wildcard", v)?;
+        let (empty, pattern) = match &field {
+            FieldRef::Text(_) | FieldRef::All => (self.text_term(&field, ""), s.to_lowercase()),
+            FieldRef::Keyword(_) => (self.text_term(&field, ""), s.to_string()),
+            _ => return Err(SearchError::bad("[wildcard] needs a text or keyword field")),
+        };
+        let mut re = wildcard_regex(&pattern);
+        if ci {
+            re = format!("(?i){re}");
+        }
+        let regex = tantivy_fst::Regex::new(&re)
+            .map_err(|e| SearchError::bad(format!("[wildcard] bad pattern \"{s}\": {e}")))?;
+        let q = Box::new(ConstScoreQuery::new(
+            Box::new(KeyPatternQuery::new(
+                &empty,
+                ValuePattern::Regex(Arc::new(regex)),
+            )),
+            1.0,
+        ));
+        Ok(boosted(q, boost))
+    }
+
+    fn ids(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "ids")?;
+        check_keys(o, "ids", &["values"])?;
+        let values = o
+            .get("values")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SearchError::bad("[ids] requires [values], an array"))?;
+        let mut subs = Vec::new();
+        for v in values {
+            let id = v
+                .as_str()
+                .ok_or_else(|| SearchError::bad("[ids] values must be strings"))?;
+            subs.push((Occur::Should, self.id_query(id)?));
+        }
+        Ok(Box::new(ConstScoreQuery::new(
+            Box::new(BooleanQuery::new(subs)),
+            get_f32(o, "boost", "ids")?.unwrap_or(1.0),
+        )))
+    }
+
+    fn clause_list(&mut self, v: Option<&Value>) -> Result<Vec<Q>, SearchError> {
+        match v {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items.iter().map(|i| self.build(i)).collect(),
+            Some(v @ Value::Object(_)) => Ok(vec![self.build(v)?]),
+            Some(other) => Err(SearchError::bad(format!(
+                "[bool] clause must be an object or array, got {}",
+                type_name(other)
+            ))),
+        }
+    }
+
+    fn bool_query(&mut self, body: &Value) -> Result<Q, SearchError> {
+        let o = expect_object(body, "bool")?;
+        check_keys(
+            o,
+            "bool",
+            &[
+                "must",
+                "should",
+                "must_not",
+                "filter",
+                "minimum_should_match",
+                "adjust_pure_negative",
+            ],
+        )?;
+        let must = self.clause_list(o.get("must"))?;
+        let should = self.clause_list(o.get("should"))?;
+        let must_not = self.clause_list(o.get("must_not"))?;
+        let filter = self.clause_list(o.get("filter"))?;
+        let required = !must.is_empty() || !filter.is_empty();
+        let msm = match o.get("minimum_should_match") {
+            Some(v) => minimum_should_match(v, should.len())?,
+            None if required => 0,
+            None => usize::from(!should.is_empty()),
+        };
+        if msm > should.len() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        let mut subs: Vec<(Occur, Q)> = Vec::new();
+        subs.extend(must.into_iter().map(|q| (Occur::Must, q)));
+        // A filter restricts without scoring.
+        subs.extend(
+            filter
+                .into_iter()
+                .map(|q| (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)) as Q)),
+        );
+        subs.extend(must_not.into_iter().map(|q| (Occur::MustNot, q)));
+        let should_count = should.len();
+        subs.extend(should.into_iter().map(|q| (Occur::Should, q)));
+        if !required && should_count == 0 {
+            // Only must_not (or nothing): everything else matches, with score 0 as in
+            // Elasticsearch; an empty bool matches all with score 1.
+            let all: Q = if subs.is_empty() {
+                Box::new(AllQuery)
+            } else {
+                Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0))
+            };
+            subs.push((Occur::Must, all));
+        }
+        let q = BooleanQuery::with_minimum_required_clauses(subs, msm);
+        Ok(boosted(Box::new(q), get_f32(o, "boost", "bool")?))
+    }
+}
+
+fn term_query(t: Term) -> Q {
+    Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+}
+
+fn text_term_query(t: Term) -> Q {
+    Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs))
+}
+
+/// Combine per-term clauses with an operator and minimum_should_match.
+fn combine(clauses: Vec<Q>, op: Operator, msm: Option<&Value>) -> Result<Q, SearchError> {
+    let n = clauses.len();
+    Ok(match op {
+        Operator::And => Box::new(BooleanQuery::new(
+            clauses.into_iter().map(|q| (Occur::Must, q)).collect(),
+        )),
+        Operator::Or => {
+            let min = match msm {
+                Some(v) => minimum_should_match(v, n)?.max(1),
+                None => 1,
+            };
+            Box::new(BooleanQuery::with_minimum_required_clauses(
+                clauses.into_iter().map(|q| (Occur::Should, q)).collect(),
+                min,
+            ))
+        }
+    })
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A date as epoch milliseconds (number) or a date string / date math.
+fn as_date(v: &Value) -> Option<DateTime> {
+    match v {
+        Value::Number(n) => n.as_i64().map(DateTime::from_timestamp_millis),
+        Value::String(s) => date_math(s).or_else(|| {
+            s.trim()
+                .parse::<i64>()
+                .ok()
+                .map(DateTime::from_timestamp_millis)
+        }),
+        _ => None,
+    }
+}
+
+/// A date string, or Elasticsearch date math anchored at `now` (`now-1d`, `now+2h`, `now/d`).
+pub fn date_math(s: &str) -> Option<DateTime> {
+    let s = s.trim();
+    let Some(rest) = s.strip_prefix("now") else {
+        return schema::parse_date(s);
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as i64;
+    let mut ms = now_ms;
+    let mut chars = rest.chars().peekable();
+    while let Some(op) = chars.next() {
+        match op {
+            '+' | '-' => {
+                let mut num = String::new();
+                while let Some(c) = chars.peek().filter(|c| c.is_ascii_digit()) {
+                    num.push(*c);
+                    chars.next();
+                }
+                let n: i64 = if num.is_empty() { 1 } else { num.parse().ok()? };
+                let unit = unit_ms(chars.next()?)?;
+                ms += if op == '+' { n * unit } else { -n * unit };
+            }
+            '/' => {
+                let unit = unit_ms(chars.next()?)?;
+                ms -= ms.rem_euclid(unit);
+            }
+            _ => return None,
+        }
+    }
+    Some(DateTime::from_timestamp_millis(ms))
+}
+
+fn unit_ms(c: char) -> Option<i64> {
+    Some(match c {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' | 'H' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 7 * 86_400_000,
+        'M' => 30 * 86_400_000,
+        'y' => 365 * 86_400_000,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn minimum_should_match_forms() {
+        assert_eq!(minimum_should_match(&json!(2), 4).unwrap(), 2);
+        assert_eq!(minimum_should_match(&json!(-1), 4).unwrap(), 3);
+        assert_eq!(minimum_should_match(&json!("75%"), 4).unwrap(), 3);
+        assert_eq!(minimum_should_match(&json!("-25%"), 4).unwrap(), 3);
+        assert_eq!(minimum_should_match(&json!(9), 4).unwrap(), 4);
+        assert!(minimum_should_match(&json!("lots"), 4).is_err());
+    }
+
+    #[test]
+    fn field_names_resolve() {
+        assert_eq!(
+            FieldRef::parse("title").unwrap(),
+            FieldRef::Text("title".into())
+        );
+        assert_eq!(
+            FieldRef::parse("a.b.keyword").unwrap(),
+            FieldRef::Keyword("a.b".into())
+        );
+        assert_eq!(FieldRef::parse("_timestamp").unwrap(), FieldRef::Timestamp);
+        assert_eq!(FieldRef::parse("*").unwrap(), FieldRef::All);
+    }
+
+    #[test]
+    fn date_math_rounds_and_shifts() {
+        let d = date_math("now/d").unwrap().into_timestamp_millis();
+        assert_eq!(d % 86_400_000, 0);
+        let a = date_math("now-1d/d").unwrap().into_timestamp_millis();
+        assert_eq!(d - a, 86_400_000);
+        assert!(date_math("now-1x").is_none());
+    }
+}

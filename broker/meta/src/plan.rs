@@ -35,33 +35,59 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Place `count` partitions with `replication_factor` replicas each over the registered brokers,
-/// round-robin from `first_partition` so leaders spread evenly as partitions are added.
+/// Place `count` partitions with `replication_factor` replicas each over the live brokers,
+/// balanced by count and by leadership: each partition is led by the live broker leading the
+/// fewest partitions, and followed by those holding the fewest replicas. Counts include every existing topic, so placing
+/// topics one after another stays balanced too. Deterministic for a given state.
 pub fn assign_replicas(
     state: &ClusterState,
-    first_partition: usize,
     count: usize,
     replication_factor: usize,
 ) -> Result<Vec<Vec<i32>>> {
-    let brokers: Vec<i32> = state.brokers.keys().copied().collect();
+    let live: Vec<i32> = state.live_brokers().collect();
     if replication_factor == 0 {
         return Err(MetaError::InvalidReplicationFactor(
             "replication factor must be at least 1".into(),
         ));
     }
-    if replication_factor > brokers.len() {
+    if replication_factor > live.len() {
         return Err(MetaError::InvalidReplicationFactor(format!(
             "replication factor {replication_factor} is larger than the {} available brokers",
-            brokers.len()
+            live.len()
         )));
     }
-    Ok((first_partition..first_partition + count)
-        .map(|p| {
-            (0..replication_factor)
-                .map(|r| brokers[(p + r) % brokers.len()])
-                .collect()
-        })
-        .collect())
+    let mut leaders: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
+    let mut replicas: BTreeMap<i32, usize> = leaders.clone();
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        if let Some(n) = leaders.get_mut(&p.leader) {
+            *n += 1;
+        }
+        for r in &p.replicas {
+            if let Some(n) = replicas.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let leader = *live
+            .iter()
+            .min_by_key(|b| (leaders[b], replicas[b], **b))
+            .expect("replication factor >= 1 means a live broker exists");
+        // Among followers with equally few replicas, prefer those leading more: they take no
+        // leadership soon, while the others are about to get replicas as leaders anyway.
+        let mut followers: Vec<i32> = live.iter().copied().filter(|b| *b != leader).collect();
+        followers.sort_by_key(|b| (replicas[b], std::cmp::Reverse(leaders[b]), *b));
+        followers.truncate(replication_factor - 1);
+        let mut assignment = vec![leader];
+        assignment.extend(followers);
+        *leaders.get_mut(&leader).expect("live") += 1;
+        for r in &assignment {
+            *replicas.get_mut(r).expect("live") += 1;
+        }
+        out.push(assignment);
+    }
+    Ok(out)
 }
 
 /// Partitions are not replicated between brokers yet (no ISR, no high watermark): a placement
@@ -112,7 +138,6 @@ pub fn plan_create_topic(state: &ClusterState, req: &CreateTopic, id: Uuid) -> R
             }
             assign_replicas(
                 state,
-                0,
                 req.partitions as usize,
                 req.replication_factor as usize,
             )?
@@ -165,7 +190,7 @@ pub fn plan_create_partitions(
             )))
         }
         Some(a) => a,
-        None => assign_replicas(state, current, added, rf)?,
+        None => assign_replicas(state, added, rf)?,
     };
     check_replication_available(&assignments)?;
     let command = Command::CreatePartitions {
@@ -280,12 +305,59 @@ mod tests {
     }
 
     #[test]
-    fn replicas_spread_leaders_round_robin() {
-        let s = cluster(3);
-        let a = assign_replicas(&s, 0, 6, 2).unwrap();
-        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
-        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(a[2], vec![3, 1]);
+    fn placement_balances_replicas_and_leaders_exhaustively() {
+        for brokers in 1..=7 {
+            for rf in 1..=brokers as usize {
+                for count in 1..=30 {
+                    let s = cluster(brokers);
+                    let a = assign_replicas(&s, count, rf).unwrap();
+                    assert_eq!(a.len(), count);
+                    let mut leaders = BTreeMap::<i32, usize>::new();
+                    let mut replicas = BTreeMap::<i32, usize>::new();
+                    for r in &a {
+                        assert_eq!(r.len(), rf);
+                        let mut d = r.clone();
+                        d.sort_unstable();
+                        d.dedup();
+                        assert_eq!(d.len(), rf, "duplicate replica in {r:?}");
+                        *leaders.entry(r[0]).or_default() += 1;
+                        for b in r {
+                            *replicas.entry(*b).or_default() += 1;
+                        }
+                    }
+                    let spread = |m: &BTreeMap<i32, usize>, total: usize| {
+                        let counts: Vec<usize> = (1..=brokers)
+                            .map(|b| m.get(&b).copied().unwrap_or(0))
+                            .collect();
+                        assert_eq!(counts.iter().sum::<usize>(), total);
+                        counts.iter().max().unwrap() - counts.iter().min().unwrap()
+                    };
+                    assert!(
+                        spread(&leaders, count) <= 1,
+                        "{brokers} brokers rf {rf}: {a:?}"
+                    );
+                    assert!(
+                        spread(&replicas, count * rf) <= 1,
+                        "{brokers} brokers rf {rf}: {a:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn placement_counts_existing_topics_and_skips_fenced_brokers() {
+        let mut s = cluster(3);
+        let c = plan_create_topic(&s, &req("a", 1, 1), Uuid::from_u128(1)).unwrap();
+        s.apply(10, &c).unwrap();
+        // Broker 1 already leads a partition: the next topic starts elsewhere.
+        assert_eq!(assign_replicas(&s, 2, 1).unwrap(), vec![vec![2], vec![3]]);
+        s.apply(11, &Command::FenceBroker { node_id: 2 }).unwrap();
+        assert_eq!(assign_replicas(&s, 2, 1).unwrap(), vec![vec![3], vec![1]]);
+        assert!(matches!(
+            assign_replicas(&s, 1, 3),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What every handler can reach: this broker's identity and settings, the metadata store and
 //! the partition logs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chronik_log::LogManager;
 use chronik_meta::MetadataStore;
@@ -9,6 +9,7 @@ use chronik_meta::MetadataStore;
 use crate::coordinator::group::GroupConfig;
 use crate::coordinator::transaction_coordinator::{TransactionConfig, TransactionCoordinator};
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use crate::replication::{FetcherManager, ReplicaManager, ReplicationConfig};
 
 /// Kafka-facing settings of one broker. Defaults and validation live in chronik-server's config.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct KafkaConfig {
     pub transaction_state_partitions: i32,
     /// transaction.max.timeout.ms: the longest transaction.timeout.ms a producer may ask for.
     pub transaction_max_timeout_ms: i32,
+    /// Partition replication between brokers (ISR lag, fetch sizes).
+    pub replication: ReplicationConfig,
 }
 
 impl Default for KafkaConfig {
@@ -66,9 +69,13 @@ impl Default for KafkaConfig {
             // Kafka has 50; fewer for the reason given for offsets_topic_partitions.
             transaction_state_partitions: 8,
             transaction_max_timeout_ms: 900_000,
+            replication: ReplicationConfig::default(),
         }
     }
 }
+
+/// Replicas of `__consumer_offsets` and `__transaction_state` partitions.
+const INTERNAL_TOPICS_REPLICATION_FACTOR: i16 = 1;
 
 /// Shared state of the Kafka service.
 #[derive(Debug)]
@@ -82,6 +89,11 @@ pub struct Broker {
     pub(crate) producer_ids: crate::handlers::init_producer_id::ProducerIdAllocator,
     /// Transactional ids and their transactions (loaded from `__transaction_state`).
     pub(crate) transactions: TransactionCoordinator,
+    /// Leader side of partition replication: follower progress, ISR, high watermarks.
+    pub(crate) replicas: ReplicaManager,
+    /// Follower side, started by [`Broker::start_replication`] (a broker without it serves
+    /// only partitions with a single replica).
+    pub(crate) fetchers: OnceLock<FetcherManager>,
 }
 
 impl Broker {
@@ -94,7 +106,10 @@ impl Broker {
                 ..GroupConfig::default()
             },
             offsets_topic_partitions: config.offsets_topic_partitions,
-            offsets_topic_replication_factor: config.default_replication_factor.max(1),
+            // Internal topics stay on one replica: the coordinators do not yet wait for the
+            // high watermark nor reload their state when a partition's leadership moves, so a
+            // replicated internal topic would promise more than they keep (issue #7).
+            offsets_topic_replication_factor: INTERNAL_TOPICS_REPLICATION_FACTOR,
             offsets_retention_ms: config.offsets_retention_ms,
             offsets_retention_check_ms: 600_000,
             offset_metadata_max_bytes: 4096,
@@ -109,7 +124,7 @@ impl Broker {
             config.node_id,
             TransactionConfig {
                 partitions: config.transaction_state_partitions,
-                replication_factor: config.default_replication_factor.max(1),
+                replication_factor: INTERNAL_TOPICS_REPLICATION_FACTOR,
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
             meta.clone(),
@@ -122,6 +137,8 @@ impl Broker {
             groups,
             producer_ids: Default::default(),
             transactions,
+            replicas: ReplicaManager::default(),
+            fetchers: OnceLock::new(),
         }
     }
 

@@ -90,20 +90,6 @@ pub fn assign_replicas(
     Ok(out)
 }
 
-/// Partitions are not replicated between brokers yet (no ISR, no high watermark): a placement
-/// with more than one replica would promise durability the cluster cannot give, so it is
-/// refused instead. Remove this check with the replication work.
-pub const MAX_REPLICATION_FACTOR: usize = 1;
-
-fn check_replication_available(assignments: &[Vec<i32>]) -> Result<()> {
-    match assignments.iter().map(Vec::len).max() {
-        Some(rf) if rf > MAX_REPLICATION_FACTOR => Err(MetaError::InvalidReplicationFactor(format!(
-            "replication factor {rf} is not supported: partition replication is not available in this build yet; use 1"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// A CreateTopics request, after defaults were filled in by the caller.
 #[derive(Debug, Clone)]
 pub struct CreateTopic {
@@ -143,7 +129,6 @@ pub fn plan_create_topic(state: &ClusterState, req: &CreateTopic, id: Uuid) -> R
             )?
         }
     };
-    check_replication_available(&assignments)?;
     let min_isr = topic_config::TopicConfig::from_overrides(&configs).min_insync_replicas;
     if let Some(first) = assignments.first() {
         if min_isr as usize > first.len() {
@@ -192,7 +177,6 @@ pub fn plan_create_partitions(
         Some(a) => a,
         None => assign_replicas(state, added, rf)?,
     };
-    check_replication_available(&assignments)?;
     let command = Command::CreatePartitions {
         name: name.to_string(),
         assignments,
@@ -374,37 +358,25 @@ mod tests {
     }
 
     #[test]
-    fn replication_factor_above_one_is_refused_until_replication_exists() {
-        let s = cluster(3);
-        let e = plan_create_topic(&s, &req("t", 3, 3), Uuid::nil()).unwrap_err();
-        assert!(matches!(e, MetaError::InvalidReplicationFactor(_)));
-        assert!(e.to_string().contains("not available"), "{e}");
-        let mut explicit = req("t", 1, 1);
-        explicit.assignments = Some(vec![vec![1, 2]]);
-        assert!(matches!(
-            plan_create_topic(&s, &explicit, Uuid::nil()),
-            Err(MetaError::InvalidReplicationFactor(_))
-        ));
-        // RF 1 spreads leaders over every broker.
+    fn replicated_topics_are_placed_over_live_brokers() {
+        let mut s = cluster(3);
         let Command::CreateTopic { assignments, .. } =
-            plan_create_topic(&s, &req("t", 6, 1), Uuid::nil()).unwrap()
+            plan_create_topic(&s, &req("t", 3, 3), Uuid::nil()).unwrap()
         else {
             panic!("not a CreateTopic");
         };
         assert_eq!(
             assignments,
-            vec![vec![1], vec![2], vec![3], vec![1], vec![2], vec![3]]
+            vec![vec![1, 2, 3], vec![2, 1, 3], vec![3, 1, 2]]
         );
-        let mut s = s;
-        s.apply(
-            10,
-            &plan_create_topic(&s, &req("u", 1, 1), Uuid::nil()).unwrap(),
-        )
-        .unwrap();
+        s.apply(10, &Command::FenceBroker { node_id: 3 }).unwrap();
         assert!(matches!(
-            plan_create_partitions(&s, "u", 2, Some(vec![vec![2, 3]])),
+            plan_create_topic(&s, &req("t", 1, 3), Uuid::nil()),
             Err(MetaError::InvalidReplicationFactor(_))
         ));
+        let mut r = req("t", 1, 2);
+        r.configs.insert("min.insync.replicas".into(), "2".into());
+        plan_create_topic(&s, &r, Uuid::nil()).unwrap();
     }
 
     #[test]

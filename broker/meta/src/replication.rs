@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::{ClusterState, Command};
+
 /// The replica that leads after a failover: the first replica, in assignment order (so the
 /// preferred leader wins when it is eligible), that is both in the ISR and alive. Only ISR
 /// members are eligible (unclean leader election is off): anything else may lack
@@ -128,6 +130,36 @@ pub fn high_watermark(
     hw.max(current).min(leader_leo)
 }
 
+/// The controller's liveness decisions: fence a registered broker whose last heartbeat
+/// (`last_seen`, ms) is older than `lease_ms`, unfence a fenced one heard from within it. A
+/// broker not heard from at all counts as seen at `since_ms` (when this controller took
+/// over), so a new controller gives every broker one lease before fencing it.
+pub fn liveness_changes(
+    state: &ClusterState,
+    last_seen: &BTreeMap<i32, i64>,
+    since_ms: i64,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Vec<Command> {
+    state
+        .brokers
+        .keys()
+        .filter_map(|b| {
+            let heard = last_seen.get(b).copied();
+            let last = heard.unwrap_or(i64::MIN).max(since_ms);
+            let alive = now_ms - last <= lease_ms;
+            let fenced = state.fenced.contains(b);
+            if !alive && !fenced {
+                Some(Command::FenceBroker { node_id: *b })
+            } else if alive && fenced && heard.is_some_and(|h| now_ms - h <= lease_ms) {
+                Some(Command::UnfenceBroker { node_id: *b })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +176,45 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn brokers_are_fenced_after_a_silent_lease_and_unfenced_when_heard() {
+        let mut state = ClusterState::default();
+        for id in 1..=3 {
+            state
+                .apply(
+                    1,
+                    &Command::RegisterBroker(crate::BrokerInfo {
+                        node_id: id,
+                        host: "h".into(),
+                        port: 1,
+                        rack: None,
+                    }),
+                )
+                .unwrap();
+        }
+        let seen = BTreeMap::from([(1, 9_000), (2, 5_000)]);
+        // Within the grace after take-over nobody is fenced, heard from or not.
+        assert!(liveness_changes(&state, &seen, 8_000, 10_000, 3_000).is_empty());
+        assert_eq!(
+            liveness_changes(&state, &seen, 0, 10_000, 3_000),
+            vec![
+                Command::FenceBroker { node_id: 2 },
+                Command::FenceBroker { node_id: 3 }
+            ]
+        );
+        state
+            .apply(2, &Command::FenceBroker { node_id: 2 })
+            .unwrap();
+        state
+            .apply(3, &Command::FenceBroker { node_id: 3 })
+            .unwrap();
+        let seen = BTreeMap::from([(1, 9_000), (2, 9_500)]);
+        assert_eq!(
+            liveness_changes(&state, &seen, 0, 10_000, 3_000),
+            vec![Command::UnfenceBroker { node_id: 2 }]
+        );
     }
 
     #[test]

@@ -158,7 +158,10 @@ impl ClusterState {
                 }
             }
             Command::RegisterBroker(info) => {
-                self.brokers.insert(info.node_id, info.clone());
+                let restarted = self.brokers.insert(info.node_id, info.clone()).is_some();
+                if restarted {
+                    self.restart(info.node_id);
+                }
                 // A broker registers when it starts: it is alive.
                 self.unfence(info.node_id);
             }
@@ -291,6 +294,30 @@ impl ClusterState {
                 p.isr = isr;
                 p.partition_epoch += 1;
             }
+        }
+    }
+
+    /// A broker registered again: it restarted, and its log may have lost a tail that was
+    /// never fsynced. Replicated partitions it led move to another live ISR member, and it
+    /// leaves their ISR until it has caught up; where no other member is alive it keeps the
+    /// leadership under a new epoch, so followers truncate against its log again.
+    fn restart(&mut self, node_id: i32) {
+        let fenced = &self.fenced;
+        let brokers = &self.brokers;
+        for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
+            if p.leader != node_id || p.replicas.len() < 2 {
+                continue;
+            }
+            let others = replication::isr_without(&p.isr, node_id);
+            let next = replication::elect_leader(&p.replicas, &others, |r| {
+                r != node_id && brokers.contains_key(&r) && !fenced.contains(&r)
+            });
+            if let Some(leader) = next {
+                p.leader = leader;
+                p.isr = others;
+            }
+            p.leader_epoch += 1;
+            p.partition_epoch += 1;
         }
     }
 
@@ -584,6 +611,31 @@ mod tests {
             s.apply(8, &Command::FenceBroker { node_id: 9 }),
             Err(MetaError::UnknownBroker(9))
         ));
+    }
+
+    #[test]
+    fn a_restarted_leader_hands_replicated_partitions_to_the_isr() {
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2, 3]);
+        s.apply(3, &broker(1)).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        // Alone in the ISR: it keeps the partition under a new epoch.
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2]);
+        s.apply(3, &Command::FenceBroker { node_id: 2 }).unwrap();
+        s.apply(4, &broker(1)).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (1, 1, vec![1]));
+        // Single-replica partitions are untouched by restarts.
+        let mut s = ClusterState::default();
+        s.apply(1, &broker(1)).unwrap();
+        s.apply(2, &create("one", 1)).unwrap();
+        s.apply(3, &broker(1)).unwrap();
+        assert_eq!(s.topic("one").unwrap().partitions[0].leader_epoch, 0);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct ServerConfig {
     pub peers: Option<String>,
     /// CHRONIK_FLUSH: group, os or interval:<ms>.
     pub flush: String,
-    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: 1 (and only 1) until partition replication exists.
+    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: unset means min(3, live brokers).
     pub default_replication_factor: Option<i16>,
     /// CHRONIK_MIN_INSYNC_REPLICAS
     pub min_insync_replicas: i32,
@@ -295,12 +295,6 @@ impl ServerConfig {
                     "must be at least 1",
                 ));
             }
-            if rf > 1 {
-                return Err(invalid(
-                    "CHRONIK_DEFAULT_REPLICATION_FACTOR",
-                    "partition replication is not available in this build yet; only 1 is accepted",
-                ));
-            }
         }
         if self.min_insync_replicas < 1 {
             return Err(invalid("CHRONIK_MIN_INSYNC_REPLICAS", "must be at least 1"));
@@ -433,9 +427,13 @@ mod tests {
         }
         let c =
             ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "3")])).unwrap();
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.setting, "CHRONIK_DEFAULT_REPLICATION_FACTOR");
-        assert!(e.reason.contains("not available"), "{e}");
+        c.validate().unwrap();
+        let c =
+            ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "0")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_DEFAULT_REPLICATION_FACTOR"
+        );
         let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
     }

@@ -23,14 +23,15 @@ pub(crate) fn internal_partition_log(
     topic_name: &str,
     partition: i32,
 ) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-    if let Some(log) = logs.get(topic_name, partition) {
-        return Ok(log);
-    }
     let state = meta.state();
     let topic = state.topic(topic_name)?;
+    // Leadership first: a follower's log of the partition is open too, for replication.
     match topic.partitions.get(partition as usize) {
         Some(p) if p.leader == node_id => {}
         _ => return Err(CoordinatorError::NotLeader(partition)),
+    }
+    if let Some(log) = logs.get(topic_name, partition) {
+        return Ok(log);
     }
     let config = log_config_for(&topic.config(), FlushPolicy::Group);
     Ok(logs.get_or_create(topic_name, partition, config)?)
@@ -187,7 +188,7 @@ impl std::fmt::Debug for Coordinator {
 }
 
 /// Wall-clock millis: offsets' commit timestamps must mean the same after a restart.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -1,0 +1,428 @@
+"""Partition replication (Kafka's ISR model) across three real chronik-server processes.
+
+Topics with replication factor 3 and min.insync.replicas=2: followers fetch from the leader
+over the cluster port, acks=all is answered once the high watermark passes the batch, a broker
+that is SIGKILLed is fenced by the controller (the Raft leader) and its partitions get a new
+leader from the ISR, a returning broker truncates to the last shared leader epoch and catches
+up, and with two of three brokers down acks=all fails with NOT_ENOUGH_REPLICAS while reads
+are still served. Replicas are compared byte for byte, from their segment files, up to the
+high watermark.
+"""
+
+import glob
+import os
+import random
+import struct
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from clients import WAIT_S, wait_until
+from conftest import ChronikCluster
+from kafka_wire import WireClient, record_batch
+
+NOT_ENOUGH_REPLICAS = 19
+REQUEST_TIMED_OUT = 7
+CLUSTER_ENV = {
+    "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "CHRONIK_OFFSETS_TOPIC_PARTITIONS": "3",
+}
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def admin(node):
+    client = getattr(node, "_admin_client", None)
+    if client is None:
+        client = AdminClient({"bootstrap.servers": node.bootstrap})
+        node._admin_client = client
+    return client
+
+
+def create_replicated(node, name, partitions=3, rf=3, min_isr=2):
+    futures = admin(node).create_topics(
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=rf,
+                config={"min.insync.replicas": str(min_isr)},
+            )
+        ],
+        operation_timeout=15,
+    )
+    futures[name].result(timeout=30)
+
+
+def placement(node, topic):
+    """{partition: (leader, replicas, isr)} as one broker reports it."""
+    md = admin(node).list_topics(topic, timeout=WAIT_S)
+    t = md.topics[topic]
+    return {
+        p.id: (p.leader, sorted(p.replicas), sorted(p.isrs)) for p in t.partitions.values()
+    }
+
+
+def wait_for_placement(node, topic, check, what, timeout=40):
+    def ok():
+        try:
+            view = placement(node, topic)
+        except Exception:  # noqa: BLE001 - a broker mid-restart; try again
+            return None
+        return view if check(view) else None
+
+    return wait_until(ok, timeout=timeout, what=what)
+
+
+def full_isr(view, brokers=(1, 2, 3)):
+    return all(isr == sorted(brokers) and leader in brokers for leader, _, isr in view.values())
+
+
+def produce(bootstrap, topic, values, partitions, idempotent=False, timeout=60):
+    """acks=all; returns {value: (partition, offset)} of every acknowledged record and the
+    list of delivery errors."""
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": idempotent,
+            "linger.ms": 2,
+            "message.timeout.ms": int(timeout * 1000),
+        }
+    )
+    acked, errors = {}, []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % partitions, on_delivery=on_delivery)
+        p.poll(0)
+    assert p.flush(timeout + 10) == 0
+    return acked, errors
+
+
+def consume(bootstrap, topic, partitions, timeout=40):
+    """Every record below the high watermark: {value: (partition, offset)} plus duplicates."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got, dups = {}, []
+        eof = set()
+        deadline = time.monotonic() + timeout
+        while len(eof) < partitions:
+            assert time.monotonic() < deadline, f"read {len(got)} records, eof {eof}"
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                if m.error().retriable():
+                    continue
+                raise AssertionError(m.error())
+            eof.discard(m.partition())
+            if m.value() in got:
+                dups.append(m.value())
+            got[m.value()] = (m.partition(), m.offset())
+        return got, dups
+    finally:
+        c.close()
+
+
+def high_watermarks(bootstrap, topic, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused"})
+    try:
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=WAIT_S)[1]
+            for p in range(partitions)
+        }
+    finally:
+        c.close()
+
+
+def stored_batches(node, topic, partition):
+    """(base offset, last offset, bytes) of every whole batch in the partition's segment files."""
+    pattern = os.path.join(node.data_dir, "data", "logs", f"{topic}-{partition}", "*.log")
+    out = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 61 <= len(data):
+            base, length = struct.unpack_from(">qi", data, pos)
+            end = pos + 12 + length
+            if length <= 0 or end > len(data):
+                break
+            (last_delta,) = struct.unpack_from(">i", data, pos + 23)
+            out.append((base, base + last_delta, data[pos:end]))
+            pos = end
+    return out
+
+
+def assert_replicas_identical(cluster, topic, partitions, bootstrap):
+    """Every replica holds the same bytes below the high watermark (which covers everything)."""
+    hws = high_watermarks(bootstrap, topic, partitions)
+    for p in range(partitions):
+        views = {}
+        for i, node in cluster.nodes.items():
+            below = [b for b in stored_batches(node, topic, p) if b[1] < hws[p]]
+            views[i] = b"".join(b[2] for b in below)
+            last = below[-1][1] + 1 if below else 0
+            assert last == hws[p], f"node {i} partition {p}: batches end at {last}, hw {hws[p]}"
+        first = views[1]
+        for i, v in views.items():
+            assert v == first, f"partition {p}: node {i} differs from node 1 below hw {hws[p]}"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = ChronikCluster(3, name="repl", **CLUSTER_ENV)
+    try:
+        yield c.start()
+    finally:
+        c.cleanup()
+
+
+def test_replicated_topic_lists_replicas_and_isr_and_round_trips(cluster):
+    topic = unique("rf3")
+    create_replicated(cluster.nodes[2], topic)
+    for node in cluster.nodes.values():
+        view = wait_for_placement(node, topic, full_isr, "all replicas in sync")
+        assert all(replicas == [1, 2, 3] for _, replicas, _ in view.values()), view
+        # Leaders spread over the brokers.
+        assert sorted(leader for leader, _, _ in view.values()) == [1, 2, 3], view
+    values = [b"v%d" % i for i in range(300)]
+    acked, errors = produce(cluster.bootstrap, topic, values, 3)
+    assert not errors, errors[:3]
+    assert len(acked) == 300
+    got, dups = consume(cluster.bootstrap, topic, 3)
+    assert not dups
+    assert got == acked
+    wait_until(
+        lambda: all(
+            sum(len(stored_batches(n, topic, p)) for p in range(3)) > 0
+            for n in cluster.nodes.values()
+        ),
+        timeout=10,
+        what="followers storing batches",
+    )
+    assert_replicas_identical(cluster, topic, 3, cluster.bootstrap)
+
+
+def test_replication_factor_above_live_brokers_is_refused(cluster):
+    with pytest.raises(Exception) as e:
+        create_replicated(cluster.nodes[1], unique("rf4"), rf=4, min_isr=1)
+    err = e.value.args[0]
+    assert err.code() == KafkaError.INVALID_REPLICATION_FACTOR, err
+
+
+def test_min_insync_above_replication_factor_is_refused(cluster):
+    with pytest.raises(Exception) as e:
+        create_replicated(cluster.nodes[1], unique("minisr"), rf=2, min_isr=3)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_killing_a_partition_leader_elects_a_new_one_without_losing_acks():
+    c = ChronikCluster(3, name="failover", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("failover")
+        create_replicated(c.nodes[1], topic)
+        before = wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        acked, errors = produce(c.bootstrap, topic, [b"a%d" % i for i in range(200)], 3)
+        assert not errors and len(acked) == 200
+
+        victim = before[0][0]
+        c.nodes[victim].kill()
+        rest = [i for i in c.nodes if i != victim]
+        survivor = c.nodes[rest[0]]
+
+        def moved(view):
+            return all(
+                leader in rest and victim not in isr and len(isr) == 2
+                for leader, _, isr in view.values()
+            )
+
+        after = wait_for_placement(survivor, topic, moved, "new leaders from the ISR", 30)
+        assert after[0][0] != victim
+        bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
+        more, errors = produce(bootstrap, topic, [b"b%d" % i for i in range(200)], 3)
+        assert not errors and len(more) == 200, errors[:3]
+        got, dups = consume(bootstrap, topic, 3)
+        assert not dups
+        for v, where in list(acked.items()) + list(more.items()):
+            assert got.get(v) == where, (v, where, got.get(v))
+
+        # The old leader returns as a follower, truncates to the shared epoch and catches up.
+        c.nodes[victim].start()
+        wait_for_placement(survivor, topic, full_isr, "the returning broker back in the ISR", 40)
+        assert_replicas_identical(c, topic, 3, c.bootstrap)
+    finally:
+        c.cleanup()
+
+
+def test_two_brokers_down_refuses_acks_all_but_serves_reads():
+    c = ChronikCluster(3, name="minisr", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("minisr")
+        create_replicated(c.nodes[1], topic, partitions=1)
+        wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        acked, errors = produce(c.bootstrap, topic, [b"x%d" % i for i in range(50)], 1)
+        assert not errors and len(acked) == 50
+
+        # The partition leader survives. First the broker that is neither it nor the Raft
+        # leader dies (the quorum fences it: the ISR shrinks to two), then the last other one:
+        # the metadata quorum is gone with it, so the ISR cannot shrink to one and acks=all
+        # waits for a follower that never fetches: it times out, never acknowledged.
+        pl = placement(c.nodes[1], topic)[0][0]
+        rl = c.status(pl)["leader_id"]
+        order = sorted((i for i in c.nodes if i != pl), key=lambda i: i == rl)
+        c.nodes[order[0]].kill()
+        wait_for_placement(
+            c.nodes[pl],
+            topic,
+            lambda v: v[0][0] == pl and order[0] not in v[0][2],
+            "first victim out of the ISR",
+            30,
+        )
+        c.nodes[order[1]].kill()
+        survivor = c.nodes[pl]
+        with WireClient(survivor.port, timeout=20) as w:
+            code, _ = w.produce_v3(topic, 0, record_batch([(b"k", b"never")]), acks=-1)
+        assert code in (NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT), code
+        got, dups = consume(survivor.bootstrap, topic, 1)
+        assert not dups and set(acked) <= set(got)
+        assert b"never" not in got
+
+        for i in order:
+            c.nodes[i].launch()
+        for i in order:
+            c.nodes[i].wait_ready(60)
+        wait_for_placement(survivor, topic, full_isr, "both brokers back in the ISR", 60)
+        more, errors = produce(c.bootstrap, topic, [b"y%d" % i for i in range(50)], 1)
+        assert not errors and len(more) == 50
+        assert_replicas_identical(c, topic, 1, c.bootstrap)
+    finally:
+        c.cleanup()
+
+
+def test_acks_all_fails_with_not_enough_replicas_when_the_isr_is_too_small():
+    """Two of three down with the Raft quorum intact is impossible on three nodes, so the
+    NOT_ENOUGH_REPLICAS path is checked with min.insync.replicas=3 and one broker down."""
+    c = ChronikCluster(3, name="notenough", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("notenough")
+        create_replicated(c.nodes[1], topic, partitions=1, min_isr=3)
+        view = wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        with WireClient(c.nodes[view[0][0]].port) as w:
+            code, base = w.produce_v3(topic, 0, record_batch([(b"k", b"ok")]), acks=-1)
+        assert (code, base) == (0, 0)
+        leader = view[0][0]
+        raft_leader = c.status(leader)["leader_id"]
+        victim = next(i for i in c.nodes if i not in (leader, raft_leader))
+        c.nodes[victim].kill()
+        wait_for_placement(
+            c.nodes[leader], topic, lambda v: len(v[0][2]) == 2, "ISR shrunk to two", 30
+        )
+        with WireClient(c.nodes[leader].port) as w:
+            code, _ = w.produce_v3(topic, 0, record_batch([(b"k", b"refused")]), acks=-1)
+            assert code == NOT_ENOUGH_REPLICAS
+            # acks=1 does not wait for the ISR.
+            code, _ = w.produce_v3(topic, 0, record_batch([(b"k", b"one")]), acks=1)
+            assert code == 0
+        got, _ = consume(c.nodes[leader].bootstrap, topic, 1)
+        assert b"ok" in got and b"refused" not in got
+        c.nodes[victim].start()
+        wait_for_placement(c.nodes[leader], topic, full_isr, "the broker back in the ISR", 40)
+        with WireClient(c.nodes[leader].port) as w:
+            code, _ = w.produce_v3(topic, 0, record_batch([(b"k", b"again")]), acks=-1)
+        assert code == 0
+        assert_replicas_identical(c, topic, 1, c.bootstrap)
+    finally:
+        c.cleanup()
+
+
+def test_chaos_sigkill_random_brokers_loses_no_acknowledged_record():
+    rounds = int(os.environ.get("CHRONIK_CHAOS_ROUNDS", "10"))
+    c = ChronikCluster(3, name="chaos", **CLUSTER_ENV)
+    rng = random.Random(7)
+    try:
+        c.start()
+        topic = unique("chaos")
+        create_replicated(c.nodes[1], topic)
+        wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        acked, errors = {}, []
+        stop = threading.Event()
+
+        def run_producer():
+            p = Producer(
+                {
+                    "bootstrap.servers": c.bootstrap,
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    "message.timeout.ms": 120000,
+                }
+            )
+
+            def on_delivery(err, msg):
+                if err:
+                    errors.append(err)
+                else:
+                    acked[msg.value()] = (msg.partition(), msg.offset())
+
+            i = 0
+            while not stop.is_set():
+                try:
+                    p.produce(topic, value=b"c%d" % i, partition=i % 3, on_delivery=on_delivery)
+                    i += 1
+                except BufferError:
+                    pass
+                p.poll(0.01)
+            p.flush(150)
+
+        producer = threading.Thread(target=run_producer)
+        producer.start()
+        try:
+            for _ in range(rounds):
+                time.sleep(rng.uniform(1.5, 3.0))
+                victim = rng.choice(list(c.nodes))
+                c.nodes[victim].kill()
+                time.sleep(rng.uniform(1.0, 3.0))
+                c.nodes[victim].start()
+        finally:
+            time.sleep(3)
+            stop.set()
+            producer.join(200)
+        assert not producer.is_alive()
+        assert len(acked) > 100, len(acked)
+        assert not errors, errors[:5]
+        wait_for_placement(c.nodes[1], topic, full_isr, "every replica back in sync", 60)
+        got, dups = consume(c.bootstrap, topic, 3, timeout=60)
+        assert not dups, dups[:5]
+        lost = [(v, w) for v, w in acked.items() if got.get(v) != w]
+        assert not lost, lost[:5]
+        assert_replicas_identical(c, topic, 3, c.bootstrap)
+    finally:
+        c.cleanup()

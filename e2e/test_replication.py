@@ -424,5 +424,14 @@ def test_chaos_sigkill_random_brokers_loses_no_acknowledged_record():
         lost = [(v, w) for v, w in acked.items() if got.get(v) != w]
         assert not lost, lost[:5]
         assert_replicas_identical(c, topic, 3, c.bootstrap)
+        # The rounds really moved leadership and made followers truncate or catch up.
+        logs = "".join(open(n.log_path, errors="replace").read() for n in c.nodes.values())
+        print(
+            f"chaos: {rounds} rounds, {len(acked)} acknowledged, "
+            f"{logs.count('broker liveness changed')} liveness changes, "
+            f"{logs.count('leading partition')} leaderships, "
+            f"{logs.count('truncating')} truncations"
+        )
+        assert logs.count("leading partition") > 3
     finally:
         c.cleanup()

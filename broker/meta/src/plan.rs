@@ -35,12 +35,15 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Place `count` partitions with `replication_factor` replicas each over the live brokers,
-/// balanced by count and by leadership: each partition is led by the live broker leading the
-/// fewest partitions, and followed by those holding the fewest replicas. Counts include every existing topic, so placing
-/// topics one after another stays balanced too. Deterministic for a given state.
+/// Place `count` partitions of `topic` with `replication_factor` replicas each over the live
+/// brokers, balanced by count and by leadership within the topic (as Kafka does, so every
+/// topic spreads over all brokers), ties going to the brokers with the least load over the
+/// whole cluster. Each partition is led by the broker leading the fewest of the topic's
+/// partitions, and followed by those holding the fewest of its replicas. Partitions the topic
+/// already has count (CreatePartitions). Deterministic for a given state.
 pub fn assign_replicas(
     state: &ClusterState,
+    topic: &str,
     count: usize,
     replication_factor: usize,
 ) -> Result<Vec<Vec<i32>>> {
@@ -56,34 +59,75 @@ pub fn assign_replicas(
             live.len()
         )));
     }
-    let mut leaders: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
-    let mut replicas: BTreeMap<i32, usize> = leaders.clone();
-    for p in state.topics.values().flat_map(|t| &t.partitions) {
-        if let Some(n) = leaders.get_mut(&p.leader) {
-            *n += 1;
-        }
-        for r in &p.replicas {
-            if let Some(n) = replicas.get_mut(r) {
-                *n += 1;
+    let zero: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
+    let count_into =
+        |leaders: &mut BTreeMap<i32, usize>,
+         replicas: &mut BTreeMap<i32, usize>,
+         partitions: &mut dyn Iterator<Item = &crate::PartitionMeta>| {
+            for p in partitions {
+                if let Some(n) = leaders.get_mut(&p.leader) {
+                    *n += 1;
+                }
+                for r in &p.replicas {
+                    if let Some(n) = replicas.get_mut(r) {
+                        *n += 1;
+                    }
+                }
             }
-        }
-    }
+        };
+    let (mut leaders, mut replicas) = (zero.clone(), zero.clone());
+    count_into(
+        &mut leaders,
+        &mut replicas,
+        &mut state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flat_map(|t| &t.partitions),
+    );
+    let (mut all_leaders, mut all_replicas) = (zero.clone(), zero);
+    count_into(
+        &mut all_leaders,
+        &mut all_replicas,
+        &mut state.topics.values().flat_map(|t| &t.partitions),
+    );
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let leader = *live
             .iter()
-            .min_by_key(|b| (leaders[b], replicas[b], **b))
+            .min_by_key(|b| {
+                (
+                    leaders[b],
+                    replicas[b],
+                    all_leaders[b],
+                    all_replicas[b],
+                    **b,
+                )
+            })
             .expect("replication factor >= 1 means a live broker exists");
         // Among followers with equally few replicas, prefer those leading more: they take no
         // leadership soon, while the others are about to get replicas as leaders anyway.
         let mut followers: Vec<i32> = live.iter().copied().filter(|b| *b != leader).collect();
-        followers.sort_by_key(|b| (replicas[b], std::cmp::Reverse(leaders[b]), *b));
+        followers.sort_by_key(|b| {
+            (
+                replicas[b],
+                std::cmp::Reverse(leaders[b]),
+                all_replicas[b],
+                all_leaders[b],
+                *b,
+            )
+        });
         followers.truncate(replication_factor - 1);
         let mut assignment = vec![leader];
         assignment.extend(followers);
-        *leaders.get_mut(&leader).expect("live") += 1;
-        for r in &assignment {
-            *replicas.get_mut(r).expect("live") += 1;
+        for (l, r) in [
+            (&mut leaders, &mut replicas),
+            (&mut all_leaders, &mut all_replicas),
+        ] {
+            *l.get_mut(&leader).expect("live") += 1;
+            for b in &assignment {
+                *r.get_mut(b).expect("live") += 1;
+            }
         }
         out.push(assignment);
     }
@@ -124,6 +168,7 @@ pub fn plan_create_topic(state: &ClusterState, req: &CreateTopic, id: Uuid) -> R
             }
             assign_replicas(
                 state,
+                &req.name,
                 req.partitions as usize,
                 req.replication_factor as usize,
             )?
@@ -175,7 +220,7 @@ pub fn plan_create_partitions(
             )))
         }
         Some(a) => a,
-        None => assign_replicas(state, added, rf)?,
+        None => assign_replicas(state, name, added, rf)?,
     };
     let command = Command::CreatePartitions {
         name: name.to_string(),
@@ -294,7 +339,7 @@ mod tests {
             for rf in 1..=brokers as usize {
                 for count in 1..=30 {
                     let s = cluster(brokers);
-                    let a = assign_replicas(&s, count, rf).unwrap();
+                    let a = assign_replicas(&s, "t", count, rf).unwrap();
                     assert_eq!(a.len(), count);
                     let mut leaders = BTreeMap::<i32, usize>::new();
                     let mut replicas = BTreeMap::<i32, usize>::new();
@@ -330,16 +375,28 @@ mod tests {
     }
 
     #[test]
-    fn placement_counts_existing_topics_and_skips_fenced_brokers() {
+    fn placement_balances_each_topic_breaks_ties_by_cluster_load_and_skips_fenced_brokers() {
         let mut s = cluster(3);
         let c = plan_create_topic(&s, &req("a", 1, 1), Uuid::from_u128(1)).unwrap();
         s.apply(10, &c).unwrap();
-        // Broker 1 already leads a partition: the next topic starts elsewhere.
-        assert_eq!(assign_replicas(&s, 2, 1).unwrap(), vec![vec![2], vec![3]]);
+        // Broker 1 already leads a partition of another topic: this topic starts elsewhere
+        // but still spreads over every broker.
+        assert_eq!(
+            assign_replicas(&s, "b", 3, 1).unwrap(),
+            vec![vec![2], vec![3], vec![1]]
+        );
+        // New partitions of "a" go where "a" has none.
+        assert_eq!(
+            assign_replicas(&s, "a", 2, 1).unwrap(),
+            vec![vec![2], vec![3]]
+        );
         s.apply(11, &Command::FenceBroker { node_id: 2 }).unwrap();
-        assert_eq!(assign_replicas(&s, 2, 1).unwrap(), vec![vec![3], vec![1]]);
+        assert_eq!(
+            assign_replicas(&s, "b", 2, 1).unwrap(),
+            vec![vec![3], vec![1]]
+        );
         assert!(matches!(
-            assign_replicas(&s, 1, 3),
+            assign_replicas(&s, "b", 1, 3),
             Err(MetaError::InvalidReplicationFactor(_))
         ));
     }

@@ -228,6 +228,36 @@ def test_replicated_topic_lists_replicas_and_isr_and_round_trips(cluster):
     assert_replicas_identical(cluster, topic, 3, cluster.bootstrap)
 
 
+def test_kafka_python_produces_acks_all_and_consumes_a_replicated_topic(cluster):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KpTopicPartition
+
+    topic = unique("kp-rf3")
+    create_replicated(cluster.nodes[3], topic, partitions=3)
+    wait_for_placement(cluster.nodes[1], topic, full_isr, "all replicas in sync")
+    p = KafkaProducer(bootstrap_servers=cluster.nodes[1].bootstrap, acks="all")
+    futures = [p.send(topic, value=b"kp%d" % i, partition=i % 3) for i in range(90)]
+    sent = {f.get(timeout=30).offset for f in futures[:3]}
+    assert sent == {0}
+    for f in futures:
+        f.get(timeout=30)
+    p.close()
+    c = KafkaConsumer(
+        bootstrap_servers=cluster.nodes[2].bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=10000,
+    )
+    c.assign([KpTopicPartition(topic, i) for i in range(3)])
+    c.seek_to_beginning()
+    got = set()
+    for m in c:
+        got.add(m.value)
+        if len(got) == 90:
+            break
+    c.close()
+    assert got == {b"kp%d" % i for i in range(90)}
+
+
 def test_replication_factor_above_live_brokers_is_refused(cluster):
     with pytest.raises(Exception) as e:
         create_replicated(cluster.nodes[1], unique("rf4"), rf=4, min_isr=1)

@@ -23,6 +23,9 @@ pub struct KafkaConfig {
     /// Partitions of a topic created without an explicit count (Kafka's num.partitions).
     pub default_partitions: i32,
     pub default_replication_factor: i16,
+    /// min.insync.replicas given to topics that do not set it (capped at their replication
+    /// factor).
+    pub default_min_insync_replicas: i32,
     /// Largest request frame accepted (socket.request.max.bytes); checked before allocating.
     pub max_request_bytes: usize,
     /// Requests of one connection being worked on at once (their responses still go out in
@@ -56,6 +59,7 @@ impl Default for KafkaConfig {
             auto_create_topics: true,
             default_partitions: 1,
             default_replication_factor: 1,
+            default_min_insync_replicas: 1,
             max_request_bytes: 100 << 20,
             max_in_flight_per_connection: 16,
             group_initial_rebalance_delay_ms: 3_000,

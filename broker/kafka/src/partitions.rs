@@ -110,11 +110,33 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Command, MetaError> {
         let state = self.meta.state();
+        let req = &self.with_default_min_insync(&state, req);
         let command = plan::plan_create_topic(&state, req, uuid::Uuid::new_v4())?;
         if !validate_only {
             self.meta.propose(command.clone()).await?;
         }
         Ok(command)
+    }
+
+    /// CHRONIK_MIN_INSYNC_REPLICAS for a topic that does not set min.insync.replicas, capped
+    /// at its replication factor (a single replica cannot ask for two).
+    fn with_default_min_insync(&self, state: &ClusterState, req: &CreateTopic) -> CreateTopic {
+        let mut req = req.clone();
+        let default = self.config.default_min_insync_replicas;
+        if default > 1 && !req.configs.contains_key("min.insync.replicas") {
+            let rf = match &req.assignments {
+                Some(a) => a.first().map_or(1, Vec::len),
+                None => usize::try_from(req.replication_factor)
+                    .unwrap_or(1)
+                    .min(state.live_brokers().count()),
+            };
+            let min_isr = (default as usize).min(rf.max(1));
+            if min_isr > 1 {
+                req.configs
+                    .insert("min.insync.replicas".into(), min_isr.to_string());
+            }
+        }
+        req
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), MetaError> {

@@ -19,11 +19,13 @@ use crate::registry::Reply;
 use crate::replication::AckError;
 use crate::Broker;
 
-/// What acks=all on a replicated partition waits for besides local durability.
+/// A write to a replicated partition: acks=all also waits for the high watermark; any write
+/// may move it once durable (when the leader is the only in-sync replica).
 struct ReplicatedAck {
     broker: Arc<Broker>,
     topic: String,
     partition: i32,
+    acks_all: bool,
 }
 
 /// Outcome of the in-order part for one partition.
@@ -132,13 +134,15 @@ fn append(
         Err(code) => return Appended::Failed(code, None, Vec::new()),
     };
     let placement = topic.partitions.get(partition as usize);
-    let replicated =
-        (acks == -1 && placement.is_some_and(|p| p.replicas.len() > 1)).then(|| ReplicatedAck {
+    let replicated = placement
+        .is_some_and(|p| p.replicas.len() > 1)
+        .then(|| ReplicatedAck {
             broker: Arc::clone(broker),
             topic: topic.name.clone(),
             partition,
+            acks_all: acks == -1,
         });
-    if replicated.is_some() {
+    if replicated.as_ref().is_some_and(|r| r.acks_all) {
         let min_isr = topic.config().min_insync_replicas.max(1) as usize;
         let isr = placement.map_or(0, |p| p.isr.len());
         if isr < min_isr {
@@ -232,6 +236,12 @@ async fn respond(
                         return base
                             .with_base_offset(base_offset)
                             .with_log_start_offset(log_start_offset)
+                    }
+                    Some(r) if !r.acks_all => {
+                        r.broker.advance_high_watermark(&r.topic, r.partition);
+                        return base
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start_offset);
                     }
                     Some(r) => {
                         let left = timeout.saturating_sub(started.elapsed());

@@ -165,6 +165,7 @@ type PartitionKey = (String, i32);
 pub(crate) struct LeaderPartition {
     pub(crate) log: Arc<dyn PartitionLog>,
     pub(crate) leader_epoch: i32,
+    topic_id: uuid::Uuid,
     /// The log end when this leadership began: a follower below it may still hold a divergent
     /// tail, so it cannot rejoin the ISR yet.
     epoch_start_offset: i64,
@@ -209,8 +210,15 @@ impl ReplicaManager {
 /// This broker's role for every replicated partition it holds, as decided by metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
-    Leader { epoch: i32 },
-    Follower { leader: i32, epoch: i32 },
+    /// The topic id tells a topic deleted and created again under the same name apart.
+    Leader {
+        epoch: i32,
+        topic_id: uuid::Uuid,
+    },
+    Follower {
+        leader: i32,
+        epoch: i32,
+    },
 }
 
 fn roles(state: &ClusterState, node_id: i32) -> BTreeMap<PartitionKey, Role> {
@@ -226,6 +234,7 @@ fn roles(state: &ClusterState, node_id: i32) -> BTreeMap<PartitionKey, Role> {
                     key,
                     Role::Leader {
                         epoch: p.leader_epoch,
+                        topic_id: topic.id,
                     },
                 );
             } else if p.leader != NO_LEADER {
@@ -265,7 +274,11 @@ impl Broker {
         {
             let mut leaders = self.replicas.leaders.lock();
             leaders.retain(|key, lp| {
-                let keep = matches!(wanted.get(key), Some(Role::Leader { epoch }) if *epoch == lp.leader_epoch);
+                let keep = matches!(
+                    wanted.get(key),
+                    Some(Role::Leader { epoch, topic_id })
+                        if *epoch == lp.leader_epoch && *topic_id == lp.topic_id
+                );
                 if !keep {
                     lp.resigned.send_replace(true);
                 }
@@ -273,7 +286,7 @@ impl Broker {
             });
             for (key, role) in &wanted {
                 match role {
-                    Role::Leader { epoch } => {
+                    Role::Leader { epoch, .. } => {
                         if leaders.contains_key(key) {
                             continue;
                         }
@@ -337,6 +350,7 @@ impl Broker {
             epoch_start_offset: log.log_end_offset(),
             log,
             leader_epoch: epoch,
+            topic_id: topic.id,
             followers: Mutex::new(followers),
             isr_change_in_flight: AtomicBool::new(false),
             resigned: watch::Sender::new(false),
@@ -624,9 +638,7 @@ impl Broker {
         let mut resigned = lp.resigned.subscribe();
         let mut hw = lp.log.subscribe();
         // The ISR may be just the leader: its own (now durable) write can move the HW.
-        if let Some(p) = partition_meta(&self.meta.state(), topic, partition) {
-            lp.advance_high_watermark(self.config.node_id, &p.isr);
-        }
+        self.advance_high_watermark(topic, partition);
         let wait = async {
             loop {
                 if *resigned.borrow_and_update() {
@@ -658,7 +670,18 @@ impl Broker {
         }
     }
 
-    /// Whether this replicated partition is led here under the epoch in `p`.
+    /// Recompute a led partition's high watermark now (after a durable local write, which
+    /// moves it when the leader is the only in-sync replica).
+    pub(crate) fn advance_high_watermark(&self, topic: &str, partition: i32) {
+        if let (Some(lp), Some(p)) = (
+            self.replicas.leader(topic, partition),
+            partition_meta(&self.meta.state(), topic, partition),
+        ) {
+            lp.advance_high_watermark(self.config.node_id, &p.isr);
+        }
+    }
+
+    /// Whether this broker has taken up the leadership of this replicated partition.
     pub(crate) fn leads_replicated(&self, topic: &str, partition: i32) -> bool {
         self.replicas.leader(topic, partition).is_some()
     }

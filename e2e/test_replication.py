@@ -12,6 +12,7 @@ high watermark.
 import glob
 import os
 import random
+import signal
 import struct
 import threading
 import time
@@ -307,6 +308,53 @@ def test_killing_a_partition_leader_elects_a_new_one_without_losing_acks():
         wait_for_placement(survivor, topic, full_isr, "the returning broker back in the ISR", 40)
         assert_replicas_identical(c, topic, 3, c.bootstrap)
     finally:
+        c.cleanup()
+
+
+def test_a_paused_leader_is_replaced_and_cannot_acknowledge_after_it_resumes():
+    """SIGSTOP stands in for a network partition of the leader: it stops heartbeating and
+    fetching, the controller fences it and the ISR elects a new leader. When it resumes it
+    still believes it leads until it applies the new metadata: an acks=all write it takes then
+    is never acknowledged (no follower fetches from it), and once it learns it truncates
+    whatever it wrote alone and follows the new leader."""
+    c = ChronikCluster(3, name="paused", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("paused")
+        create_replicated(c.nodes[1], topic, partitions=1)
+        view = wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        old = view[0][0]
+        acked, errors = produce(c.bootstrap, topic, [b"p%d" % i for i in range(50)], 1)
+        assert not errors and len(acked) == 50
+        rest = [i for i in c.nodes if i != old]
+        # Keep the Raft quorum on the others.
+        c.nodes[old].proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for_placement(
+                c.nodes[rest[0]],
+                topic,
+                lambda v: v[0][0] in rest and old not in v[0][2],
+                "a new leader while the old one is paused",
+                30,
+            )
+            bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
+            more, errors = produce(bootstrap, topic, [b"q%d" % i for i in range(50)], 1)
+            assert not errors and len(more) == 50
+        finally:
+            c.nodes[old].proc.send_signal(signal.SIGCONT)
+        with WireClient(c.nodes[old].port, timeout=20) as w:
+            code, _ = w.produce_v3(topic, 0, record_batch([(b"k", b"stale")]), acks=-1)
+        assert code != 0, "a deposed leader acknowledged an acks=all write"
+        wait_for_placement(c.nodes[old], topic, full_isr, "the old leader back in the ISR", 40)
+        got, dups = consume(c.bootstrap, topic, 1)
+        assert not dups and b"stale" not in got
+        for v, where in list(acked.items()) + list(more.items()):
+            assert got.get(v) == where, (v, where, got.get(v))
+        assert_replicas_identical(c, topic, 1, c.bootstrap)
+    finally:
+        for node in c.nodes.values():
+            if node.alive():
+                node.proc.send_signal(signal.SIGCONT)
         c.cleanup()
 
 

@@ -513,3 +513,60 @@ def test_chaos_sigkill_random_brokers_loses_no_acknowledged_record():
         assert logs.count("leading partition") > 3
     finally:
         c.cleanup()
+
+
+def test_committed_offsets_survive_the_loss_of_the_group_coordinator():
+    """__consumer_offsets is replicated like any topic: offsets committed through one
+    coordinator are answered by the next after the first is SIGKILLed."""
+    c = ChronikCluster(3, name="groups", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("grp")
+        create_replicated(c.nodes[1], topic)
+        offsets_view = wait_for_placement(
+            c.nodes[1], "__consumer_offsets", full_isr, "__consumer_offsets in sync"
+        )
+        assert all(replicas == [1, 2, 3] for _, replicas, _ in offsets_view.values())
+        group = unique("g")
+        consumer = Consumer(
+            {
+                "bootstrap.servers": c.bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
+        )
+        committed = [TopicPartition(topic, p, 10 + p) for p in range(3)]
+        consumer.commit(offsets=committed, asynchronous=False)
+        consumer.close()
+        described = admin(c.nodes[1]).describe_consumer_groups([group])[group].result(timeout=30)
+        coordinator = described.coordinator.id
+        c.nodes[coordinator].kill()
+        rest = [i for i in c.nodes if i != coordinator]
+        bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
+
+        def answered():
+            fresh = Consumer(
+                {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+            )
+            try:
+                got = fresh.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+            except Exception:  # noqa: BLE001 - the coordinator is moving; ask again
+                return None
+            finally:
+                fresh.close()
+            return got if all(tp.offset >= 0 for tp in got) else None
+
+        got = wait_until(answered, timeout=40, what="committed offsets from the new coordinator")
+        assert [(tp.partition, tp.offset) for tp in got] == [(p, 10 + p) for p in range(3)]
+        # The group keeps working on the new coordinator.
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        consumer.commit(offsets=[TopicPartition(topic, 0, 42)], asynchronous=False)
+        consumer.close()
+        c.nodes[coordinator].start()
+        wait_for_placement(
+            c.nodes[coordinator], "__consumer_offsets", full_isr, "__consumer_offsets in sync", 40
+        )
+    finally:
+        c.cleanup()

@@ -78,8 +78,10 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Replicas of `__consumer_offsets` and `__transaction_state` partitions.
-const INTERNAL_TOPICS_REPLICATION_FACTOR: i16 = 1;
+/// Replicas of `__transaction_state` partitions: one, because the transaction coordinator
+/// does not yet reload its state when a partition's leadership moves (issue #7), so a
+/// replicated topic would promise a failover it cannot make.
+const TRANSACTION_TOPIC_REPLICATION_FACTOR: i16 = 1;
 
 /// Shared state of the Kafka service.
 #[derive(Debug)]
@@ -94,7 +96,7 @@ pub struct Broker {
     /// Transactional ids and their transactions (loaded from `__transaction_state`).
     pub(crate) transactions: TransactionCoordinator,
     /// Leader side of partition replication: follower progress, ISR, high watermarks.
-    pub(crate) replicas: ReplicaManager,
+    pub(crate) replicas: Arc<ReplicaManager>,
     /// Follower side, started by [`Broker::start_replication`] (a broker without it serves
     /// only partitions with a single replica).
     pub(crate) fetchers: OnceLock<FetcherManager>,
@@ -110,29 +112,32 @@ impl Broker {
                 ..GroupConfig::default()
             },
             offsets_topic_partitions: config.offsets_topic_partitions,
-            // Internal topics stay on one replica: the coordinators do not yet wait for the
-            // high watermark nor reload their state when a partition's leadership moves, so a
-            // replicated internal topic would promise more than they keep (issue #7).
-            offsets_topic_replication_factor: INTERNAL_TOPICS_REPLICATION_FACTOR,
+            // Replicated like any topic (capped at the live brokers when it is created): the
+            // group coordinator writes through the in-sync replicas and reloads a partition's
+            // groups when it takes over its leadership.
+            offsets_topic_replication_factor: config.default_replication_factor.max(1),
             offsets_retention_ms: config.offsets_retention_ms,
             offsets_retention_check_ms: 600_000,
             offset_metadata_max_bytes: 4096,
         };
+        let replicas = Arc::new(ReplicaManager::default());
         let groups = Arc::new(Coordinator::new(
             config.node_id,
             coordinator,
             meta.clone(),
             logs.clone(),
+            replicas.clone(),
         ));
         let transactions = TransactionCoordinator::new(
             config.node_id,
             TransactionConfig {
                 partitions: config.transaction_state_partitions,
-                replication_factor: INTERNAL_TOPICS_REPLICATION_FACTOR,
+                replication_factor: TRANSACTION_TOPIC_REPLICATION_FACTOR,
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
             meta.clone(),
             logs.clone(),
+            replicas.clone(),
         );
         Broker {
             config,
@@ -141,7 +146,7 @@ impl Broker {
             groups,
             producer_ids: Default::default(),
             transactions,
-            replicas: ReplicaManager::default(),
+            replicas,
             fetchers: OnceLock::new(),
         }
     }

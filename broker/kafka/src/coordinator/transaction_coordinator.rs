@@ -32,6 +32,7 @@ use super::{
     TRANSACTION_TOPIC,
 };
 use crate::error_codes;
+use crate::replication::ReplicaManager;
 use crate::Broker;
 
 /// How often prepared transactions are finished and timeouts checked (Kafka's
@@ -60,6 +61,7 @@ pub struct TransactionCoordinator {
     config: TransactionConfig,
     meta: Arc<dyn MetadataStore>,
     logs: Arc<LogManager>,
+    replicas: Arc<ReplicaManager>,
     /// One slot per transactional id; `None` until InitProducerId creates the id.
     slots: parking_lot::Mutex<HashMap<String, Slot>>,
     loaded: tokio::sync::OnceCell<()>,
@@ -87,12 +89,14 @@ impl TransactionCoordinator {
         config: TransactionConfig,
         meta: Arc<dyn MetadataStore>,
         logs: Arc<LogManager>,
+        replicas: Arc<ReplicaManager>,
     ) -> TransactionCoordinator {
         TransactionCoordinator {
             node_id,
             config,
             meta,
             logs,
+            replicas,
             slots: parking_lot::Mutex::new(HashMap::new()),
             loaded: tokio::sync::OnceCell::new(),
         }
@@ -176,6 +180,7 @@ impl TransactionCoordinator {
         internal_partition_log(
             &self.logs,
             &self.meta,
+            &self.replicas,
             self.node_id,
             TRANSACTION_TOPIC,
             partition,

@@ -16,6 +16,7 @@
 //! The decisions themselves are chronik-meta's `replication` functions and chronik-log's
 //! leader-epoch history; this module is the runtime around them.
 
+mod committed_log;
 mod fetcher;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chronik_log::{FlushPolicy, PartitionLog};
 use chronik_meta::replication::{self as decide, FollowerProgress};
-use chronik_meta::{ClusterState, Command, PartitionMeta, NO_LEADER};
+use chronik_meta::{ClusterState, Command, MetadataStore, PartitionMeta, NO_LEADER};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -204,6 +205,26 @@ impl ReplicaManager {
             .lock()
             .get(&(topic.to_string(), partition))
             .cloned()
+    }
+
+    /// The log of a replicated partition led here, as internal writers (the coordinators) see
+    /// it: appends carry the leader epoch and `wait_durable` also waits for the in-sync
+    /// replicas. `None` until this broker has taken up the leadership.
+    pub(crate) fn committed_log(
+        &self,
+        node_id: i32,
+        meta: &Arc<dyn MetadataStore>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Arc<dyn PartitionLog>> {
+        let leader = self.leader(topic, partition)?;
+        Some(Arc::new(committed_log::CommittedLog {
+            leader,
+            node_id,
+            topic: topic.to_string(),
+            partition,
+            meta: Arc::clone(meta),
+        }))
     }
 }
 

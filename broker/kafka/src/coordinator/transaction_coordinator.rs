@@ -266,6 +266,19 @@ impl TransactionCoordinator {
                 Err(ResponseError::UnknownTopicOrPartition) => continue,
                 Err(_) => return Err(CoordinatorError::NotLeader(*partition)),
             };
+            // On a replicated partition the marker counts once the in-sync replicas have it:
+            // a new leader without it would keep the transaction open for good.
+            let replicated = meta
+                .partitions
+                .get(*partition as usize)
+                .is_some_and(|p| p.replicas.len() > 1);
+            let log = if replicated {
+                self.replicas
+                    .committed_log(self.node_id, &self.meta, topic, *partition)
+                    .ok_or(CoordinatorError::NotLeader(*partition))?
+            } else {
+                log
+            };
             let leader_epoch = meta
                 .partitions
                 .get(*partition as usize)

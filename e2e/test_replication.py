@@ -570,3 +570,74 @@ def test_committed_offsets_survive_the_loss_of_the_group_coordinator():
         )
     finally:
         c.cleanup()
+
+
+def find_transaction_coordinator(node, transactional_id):
+    """FindCoordinator v1 (key type 1) asked of `node`: (error code, coordinator node id)."""
+    key = transactional_id.encode()
+    body = struct.pack(">h", len(key)) + key + struct.pack(">b", 1)
+    with WireClient(node.port) as w:
+        resp = w.request(10, 1, body)
+    _throttle, error = struct.unpack_from(">ih", resp, 0)
+    pos = 6
+    (msg_len,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + max(msg_len, 0)
+    (node_id,) = struct.unpack_from(">i", resp, pos)
+    return error, node_id
+
+
+def init_producer_id(node, transactional_id):
+    """InitProducerId v1: (error code, producer id, epoch)."""
+    key = transactional_id.encode()
+    body = struct.pack(">h", len(key)) + key + struct.pack(">i", 60000)
+    with WireClient(node.port, timeout=20) as w:
+        resp = w.request(22, 1, body)
+    _throttle, error, pid, epoch = struct.unpack_from(">ihqh", resp, 0)
+    return error, pid, epoch
+
+
+def test_transactional_ids_survive_the_loss_of_their_coordinator():
+    """__transaction_state is replicated: after its coordinator is SIGKILLed, the next
+    coordinator knows the id, so InitProducerId keeps the producer id and bumps the epoch
+    (fencing the previous producer) instead of starting over."""
+    c = ChronikCluster(3, name="txn", **CLUSTER_ENV)
+    try:
+        c.start()
+        tid = unique("tx")
+
+        def coordinator(nodes):
+            for i in nodes:
+                try:
+                    error, node_id = find_transaction_coordinator(c.nodes[i], tid)
+                except OSError:
+                    continue
+                if error == 0 and node_id in nodes:
+                    return node_id
+            return None
+
+        first = wait_until(lambda: coordinator(list(c.nodes)), timeout=30, what="a coordinator")
+        error, pid, epoch = wait_until(
+            lambda: (lambda r: r if r[0] == 0 else None)(init_producer_id(c.nodes[first], tid)),
+            timeout=30,
+            what="InitProducerId",
+        )
+        assert epoch == 0
+        view = wait_for_placement(
+            c.nodes[first], "__transaction_state", full_isr, "__transaction_state in sync"
+        )
+        assert all(replicas == [1, 2, 3] for _, replicas, _ in view.values())
+        c.nodes[first].kill()
+        rest = [i for i in c.nodes if i != first]
+        second = wait_until(lambda: coordinator(rest), timeout=40, what="a new coordinator")
+
+        def reinit():
+            try:
+                r = init_producer_id(c.nodes[second], tid)
+            except OSError:
+                return None
+            return r if r[0] == 0 else None
+
+        _, pid2, epoch2 = wait_until(reinit, timeout=40, what="InitProducerId on the new one")
+        assert (pid2, epoch2) == (pid, 1)
+    finally:
+        c.cleanup()

@@ -78,11 +78,6 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Replicas of `__transaction_state` partitions: one, because the transaction coordinator
-/// does not yet reload its state when a partition's leadership moves (issue #7), so a
-/// replicated topic would promise a failover it cannot make.
-const TRANSACTION_TOPIC_REPLICATION_FACTOR: i16 = 1;
-
 /// Shared state of the Kafka service.
 #[derive(Debug)]
 pub struct Broker {
@@ -132,7 +127,8 @@ impl Broker {
             config.node_id,
             TransactionConfig {
                 partitions: config.transaction_state_partitions,
-                replication_factor: TRANSACTION_TOPIC_REPLICATION_FACTOR,
+                // Replicated like __consumer_offsets (capped at the live brokers).
+                replication_factor: config.default_replication_factor.max(1),
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
             meta.clone(),

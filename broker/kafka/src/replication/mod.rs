@@ -20,7 +20,6 @@ mod committed_log;
 mod fetcher;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,8 +170,11 @@ pub(crate) struct LeaderPartition {
     /// tail, so it cannot rejoin the ISR yet.
     epoch_start_offset: i64,
     followers: Mutex<BTreeMap<i32, FollowerProgress>>,
-    /// One ISR change at a time; the next is decided on the committed result.
-    isr_change_in_flight: AtomicBool,
+    /// The ISR proposed and not yet committed (one change at a time; the next is decided on
+    /// the committed result). Until it commits, the high watermark counts the union of both
+    /// (Kafka's "maximal ISR"): a follower being added must hold everything below the high
+    /// watermark by the time it is an ISR member and so eligible as leader.
+    pending_isr: Mutex<Option<Vec<i32>>>,
     /// Set when this leadership ends, so acks=all waiters stop waiting.
     resigned: watch::Sender<bool>,
 }
@@ -180,10 +182,19 @@ pub(crate) struct LeaderPartition {
 impl LeaderPartition {
     /// Recompute the high watermark from the committed ISR and publish it if it moved.
     fn advance_high_watermark(&self, node_id: i32, isr: &[i32]) {
+        let mut maximal = isr.to_vec();
+        if let Some(pending) = &*self.pending_isr.lock() {
+            maximal.extend(pending.iter().filter(|r| !isr.contains(r)));
+        }
         let followers = self.followers.lock();
         let current = self.log.high_watermark();
-        let hw =
-            decide::high_watermark(node_id, self.log.log_end_offset(), isr, &followers, current);
+        let hw = decide::high_watermark(
+            node_id,
+            self.log.log_end_offset(),
+            &maximal,
+            &followers,
+            current,
+        );
         drop(followers);
         if hw > current {
             if let Err(e) = self.log.set_high_watermark(hw) {
@@ -373,7 +384,7 @@ impl Broker {
             leader_epoch: epoch,
             topic_id: topic.id,
             followers: Mutex::new(followers),
-            isr_change_in_flight: AtomicBool::new(false),
+            pending_isr: Mutex::new(None),
             resigned: watch::Sender::new(false),
         })
     }
@@ -387,8 +398,12 @@ impl Broker {
         p: &PartitionMeta,
         isr: Vec<i32>,
     ) {
-        if lp.isr_change_in_flight.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut pending = lp.pending_isr.lock();
+            if pending.is_some() {
+                return;
+            }
+            *pending = Some(isr.clone());
         }
         let command = Command::AlterIsr {
             topic: key.0.clone(),
@@ -409,7 +424,8 @@ impl Broker {
                     tracing::debug!(topic = %key.0, partition = key.1, error = %e, "ISR change refused")
                 }
             }
-            lp.isr_change_in_flight.store(false, Ordering::Release);
+            // Committed (and applied here, so the state now shows it) or refused.
+            *lp.pending_isr.lock() = None;
         });
     }
 

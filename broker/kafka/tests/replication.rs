@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chronik_kafka::replication::{
-    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink,
+    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, ReplicationConfig,
 };
 use chronik_kafka::{listener, Broker, KafkaConfig};
 use chronik_log::{FlushPolicy, LogManager, PartitionLog};
@@ -85,6 +85,16 @@ async fn start_node(
     meta: &Arc<dyn MetadataStore>,
     link: &Arc<DirectLink>,
 ) -> Node {
+    start_node_with(id, dir, meta, link, ReplicationConfig::default()).await
+}
+
+async fn start_node_with(
+    id: i32,
+    dir: &std::path::Path,
+    meta: &Arc<dyn MetadataStore>,
+    link: &Arc<DirectLink>,
+    replication: ReplicationConfig,
+) -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     meta.propose(Command::RegisterBroker(BrokerInfo {
@@ -100,6 +110,7 @@ async fn start_node(
     let config = KafkaConfig {
         node_id: id,
         advertised_port: addr.port() as i32,
+        replication,
         ..KafkaConfig::default()
     };
     let broker = Arc::new(Broker::new(config, meta.clone(), logs.clone()));
@@ -305,4 +316,44 @@ async fn a_failover_truncates_the_old_leaders_unreplicated_tail() {
     .await;
     assert_eq!(old.log_end_offset(), 4);
     assert_eq!(old.leader_epochs(), new.leader_epochs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetadataStore> =
+        Arc::new(LocalMetadataStore::open(dir.path().join("meta")).unwrap());
+    let link = Arc::new(DirectLink::default());
+    let fast = ReplicationConfig {
+        replica_lag_time_max_ms: 400,
+        ..ReplicationConfig::default()
+    };
+    let n1 = start_node_with(1, dir.path(), &meta, &link, fast.clone()).await;
+    let n2 = start_node_with(2, dir.path(), &meta, &link, fast).await;
+    meta.propose(Command::CreateTopic {
+        name: "lag".into(),
+        id: uuid::Uuid::from_u128(3),
+        assignments: vec![vec![1, 2]],
+        configs: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    wait_for("leadership set up", || n2.logs.get("lag", 0).is_some()).await;
+    assert_eq!(produce(&n1, "lag", "x", -1, 5_000).await, (0, 0));
+    // Broker 2 stays registered and unfenced but can no longer reach its leader.
+    link.brokers.lock().remove(&1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (code, base) = produce(&n1, "lag", "y", -1, 5_000).await;
+    // Held until the leader drops the silent follower from the ISR (400 ms without catching
+    // up), then acknowledged by the leader alone (min.insync.replicas is 1).
+    assert_eq!((code, base), (0, 1));
+    assert_eq!(meta.state().topics["lag"].partitions[0].isr, vec![1]);
+    assert_eq!(n2.logs.get("lag", 0).unwrap().log_end_offset(), 1);
+    // Reachable again: it catches up and is added back.
+    link.brokers.lock().insert(1, Arc::downgrade(&n1.broker));
+    wait_for("broker 2 back in the ISR", || {
+        meta.state().topics["lag"].partitions[0].isr == vec![1, 2]
+    })
+    .await;
+    assert_eq!(n2.logs.get("lag", 0).unwrap().log_end_offset(), 2);
 }

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// CHRONIK_LOG_MAINTENANCE_MS: how often retention and compaction run.
     pub log_maintenance_ms: u64,
+    /// CHRONIK_REPLICA_LAG_TIME_MAX_MS: Kafka's replica.lag.time.max.ms, how long a follower
+    /// may go without catching up before it leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS: Kafka's group.initial.rebalance.delay.ms.
     pub group_initial_rebalance_delay_ms: u64,
     /// CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS: Kafka's group.min.session.timeout.ms.
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             log_maintenance_ms: 30_000,
+            replica_lag_time_max_ms: 30_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -205,6 +209,9 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_LOG_MAINTENANCE_MS") {
             self.log_maintenance_ms = parse("CHRONIK_LOG_MAINTENANCE_MS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_REPLICA_LAG_TIME_MAX_MS") {
+            self.replica_lag_time_max_ms = parse("CHRONIK_REPLICA_LAG_TIME_MAX_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS") {
             self.group_initial_rebalance_delay_ms =
                 parse("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", &v)?;
@@ -306,6 +313,12 @@ impl ServerConfig {
             return Err(invalid(
                 "CHRONIK_MAX_REQUEST_BYTES",
                 "must be at least 1024",
+            ));
+        }
+        if self.replica_lag_time_max_ms == 0 || self.replica_lag_time_max_ms > i64::MAX as u64 {
+            return Err(invalid(
+                "CHRONIK_REPLICA_LAG_TIME_MAX_MS",
+                "must be positive",
             ));
         }
         if self.log_maintenance_ms == 0 {

@@ -57,6 +57,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         // SPEC: min(3, brokers); topic creation caps it at the live brokers.
         default_replication_factor: config.default_replication_factor.unwrap_or(3),
         default_min_insync_replicas: config.min_insync_replicas,
+        replication: chronik_kafka::replication::ReplicationConfig {
+            replica_lag_time_max_ms: config.replica_lag_time_max_ms as i64,
+            ..Default::default()
+        },
         max_request_bytes: config.max_request_bytes,
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,

@@ -441,6 +441,30 @@ def test_acks_all_fails_with_not_enough_replicas_when_the_isr_is_too_small():
         c.cleanup()
 
 
+def test_full_cluster_restart_keeps_every_acknowledged_record():
+    c = ChronikCluster(3, name="restart", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("restart")
+        create_replicated(c.nodes[1], topic)
+        wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        acked, errors = produce(c.bootstrap, topic, [b"r%d" % i for i in range(300)], 3)
+        assert not errors and len(acked) == 300
+        for node in c.nodes.values():
+            node.kill()
+        c.start()
+        wait_for_placement(c.nodes[2], topic, full_isr, "all replicas back in sync", 60)
+        got, dups = consume(c.bootstrap, topic, 3)
+        assert not dups
+        for v, where in acked.items():
+            assert got.get(v) == where, (v, where, got.get(v))
+        more, errors = produce(c.bootstrap, topic, [b"s%d" % i for i in range(30)], 3)
+        assert not errors and len(more) == 30
+        assert_replicas_identical(c, topic, 3, c.bootstrap)
+    finally:
+        c.cleanup()
+
+
 def test_chaos_sigkill_random_brokers_loses_no_acknowledged_record():
     rounds = int(os.environ.get("CHRONIK_CHAOS_ROUNDS", "10"))
     c = ChronikCluster(3, name="chaos", **CLUSTER_ENV)

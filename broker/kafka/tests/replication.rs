@@ -262,6 +262,14 @@ async fn acks_all_waits_for_the_follower_and_replicas_hold_identical_bytes() {
     let (code, base) = produce(leader, "r", "again", -1, 5_000).await;
     assert_eq!((code, base), (0, 6));
     assert_eq!(stored(&follower_log), stored(&leader_log));
+
+    // DeleteRecords on the leader reaches the follower with its next fetch.
+    assert_eq!(leader_log.delete_records_before(3).unwrap(), 3);
+    produce(leader, "r", "after-delete", -1, 5_000).await;
+    wait_for("the follower's log start", || {
+        follower_log.log_start_offset() == 3
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

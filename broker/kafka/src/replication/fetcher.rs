@@ -240,6 +240,15 @@ impl LeaderFetcher {
                     if hw > log.high_watermark() {
                         let _ = log.set_high_watermark(hw);
                     }
+                    // The leader's log start (DeleteRecords, retention) moves ours too, as far
+                    // as our high watermark allows, so records deleted there do not come back
+                    // if this replica leads later.
+                    let start = part.log_start_offset.min(log.high_watermark());
+                    if start > log.log_start_offset() {
+                        if let Err(e) = log.delete_records_before(start) {
+                            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "cannot follow the leader's log start");
+                        }
+                    }
                 }
                 ReplicaError::OffsetOutOfRange => {
                     let leo = log.log_end_offset();

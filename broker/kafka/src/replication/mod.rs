@@ -563,6 +563,12 @@ impl Broker {
                     }
                 };
                 let log = &lp.log;
+                if record_progress {
+                    // Subscribed before the ends are read, so a write in between still wakes
+                    // a long poll.
+                    watches.push(log.subscribe_log_end());
+                    watches.push(log.subscribe());
+                }
                 let leo = log.log_end_offset();
                 out.log_end_offset = leo;
                 out.log_start_offset = log.log_start_offset();
@@ -594,8 +600,6 @@ impl Broker {
                         isr.extend(expand);
                         self.propose_isr(&lp, (req.topic.clone(), req.partition), p, isr);
                     }
-                    watches.push(log.subscribe_log_end());
-                    watches.push(log.subscribe());
                 }
                 out.high_watermark = log.high_watermark();
                 if req.fetch_offset < leo {

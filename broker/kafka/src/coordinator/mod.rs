@@ -417,7 +417,30 @@ impl Coordinator {
         {
             return;
         }
-        inner.groups.retain(|id, _| owned(partition_for(id, count)));
+        let dropped: Vec<String> = inner
+            .groups
+            .keys()
+            .filter(|id| !owned(partition_for(id, count)))
+            .cloned()
+            .collect();
+        for id in dropped {
+            let Some(group) = inner.groups.remove(&id) else {
+                continue;
+            };
+            // Deferred joins and syncs learn at once that the group moved.
+            for token in group.waiting_tokens() {
+                match inner.waiters.remove(&token) {
+                    Some(Waiter::Join(tx)) => {
+                        drop(tx.send(JoinResult::failed(ResponseError::NotCoordinator, "")))
+                    }
+                    Some(Waiter::Sync(tx)) => {
+                        drop(tx.send(SyncResult::failed(ResponseError::NotCoordinator)))
+                    }
+                    None => {}
+                }
+            }
+            tracing::info!(group = %id, "group moved to another coordinator");
+        }
         for by_group in inner.pending_txn.values_mut() {
             by_group.retain(|id, _| owned(partition_for(id, count)));
         }

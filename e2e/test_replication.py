@@ -665,3 +665,70 @@ def test_transactional_ids_survive_the_loss_of_their_coordinator():
         assert (pid2, epoch2) == (pid, 1)
     finally:
         c.cleanup()
+
+
+def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies():
+    c = ChronikCluster(3, name="grpfail", **CLUSTER_ENV)
+    try:
+        c.start()
+        topic = unique("grpfail")
+        create_replicated(c.nodes[1], topic)
+        wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
+        first, errors = produce(c.bootstrap, topic, [b"f%d" % i for i in range(300)], 3)
+        assert not errors and len(first) == 300
+        group = unique("g")
+        consumer = Consumer(
+            {
+                "bootstrap.servers": c.bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 30000,
+            }
+        )
+        seen = set()
+
+        def consume_until(expected, timeout):
+            deadline = time.monotonic() + timeout
+            while not expected <= seen:
+                assert time.monotonic() < deadline, f"{len(expected - seen)} records never came"
+                for m in consumer.consume(100, 0.5):
+                    if m.error():
+                        continue
+                    seen.add(m.value())
+                try:
+                    consumer.commit(asynchronous=False)
+                except Exception:  # noqa: BLE001 - nothing to commit, or coordinator moving
+                    pass
+
+        try:
+            consumer.subscribe([topic])
+            consume_until(set(first), 60)
+            coordinator = (
+                admin(c.nodes[1]).describe_consumer_groups([group])[group].result(30).coordinator.id
+            )
+            c.nodes[coordinator].kill()
+            rest = [i for i in c.nodes if i != coordinator]
+            bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
+            wait_for_placement(
+                c.nodes[rest[0]],
+                "__consumer_offsets",
+                lambda v: all(leader in rest for leader, _, _ in v.values()),
+                "__consumer_offsets led by the survivors",
+                30,
+            )
+            more, errors = produce(bootstrap, topic, [b"m%d" % i for i in range(100)], 3)
+            assert not errors and len(more) == 100
+            consume_until(set(more), 90)
+        finally:
+            consumer.close()
+        # The group's committed offsets, kept by the new coordinator, cover everything read.
+        fresh = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            committed = fresh.committed([TopicPartition(topic, p) for p in range(3)], timeout=20)
+        finally:
+            fresh.close()
+        hws = high_watermarks(bootstrap, topic, 3)
+        assert {tp.partition: tp.offset for tp in committed} == hws
+    finally:
+        c.cleanup()

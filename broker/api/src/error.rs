@@ -61,7 +61,10 @@ impl IntoResponse for ApiError {
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         match e {
-            MetaError::UnknownTopic(_) => ApiError::NotFound(e.to_string()),
+            MetaError::UnknownTopic(_) | MetaError::UnknownBroker(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            MetaError::StalePartitionState(_) => ApiError::Conflict(e.to_string()),
             MetaError::TopicAlreadyExists(_) | MetaError::AlreadyMember(_) => {
                 ApiError::Conflict(e.to_string())
             }

@@ -34,7 +34,7 @@ pub struct ServerConfig {
     pub peers: Option<String>,
     /// CHRONIK_FLUSH: group, os or interval:<ms>.
     pub flush: String,
-    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: 1 (and only 1) until partition replication exists.
+    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: unset means min(3, live brokers).
     pub default_replication_factor: Option<i16>,
     /// CHRONIK_MIN_INSYNC_REPLICAS
     pub min_insync_replicas: i32,
@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// CHRONIK_LOG_MAINTENANCE_MS: how often retention and compaction run.
     pub log_maintenance_ms: u64,
+    /// CHRONIK_REPLICA_LAG_TIME_MAX_MS: Kafka's replica.lag.time.max.ms, how long a follower
+    /// may go without catching up before it leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS: Kafka's group.initial.rebalance.delay.ms.
     pub group_initial_rebalance_delay_ms: u64,
     /// CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS: Kafka's group.min.session.timeout.ms.
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             log_maintenance_ms: 30_000,
+            replica_lag_time_max_ms: 30_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -221,6 +225,9 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_LOG_MAINTENANCE_MS") {
             self.log_maintenance_ms = parse("CHRONIK_LOG_MAINTENANCE_MS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_REPLICA_LAG_TIME_MAX_MS") {
+            self.replica_lag_time_max_ms = parse("CHRONIK_REPLICA_LAG_TIME_MAX_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS") {
             self.group_initial_rebalance_delay_ms =
                 parse("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", &v)?;
@@ -326,12 +333,6 @@ impl ServerConfig {
                     "must be at least 1",
                 ));
             }
-            if rf > 1 {
-                return Err(invalid(
-                    "CHRONIK_DEFAULT_REPLICATION_FACTOR",
-                    "partition replication is not available in this build yet; only 1 is accepted",
-                ));
-            }
         }
         if self.min_insync_replicas < 1 {
             return Err(invalid("CHRONIK_MIN_INSYNC_REPLICAS", "must be at least 1"));
@@ -343,6 +344,12 @@ impl ServerConfig {
             return Err(invalid(
                 "CHRONIK_MAX_REQUEST_BYTES",
                 "must be at least 1024",
+            ));
+        }
+        if self.replica_lag_time_max_ms == 0 || self.replica_lag_time_max_ms > i64::MAX as u64 {
+            return Err(invalid(
+                "CHRONIK_REPLICA_LAG_TIME_MAX_MS",
+                "must be positive",
             ));
         }
         if self.log_maintenance_ms == 0 {
@@ -482,9 +489,13 @@ mod tests {
         }
         let c =
             ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "3")])).unwrap();
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.setting, "CHRONIK_DEFAULT_REPLICATION_FACTOR");
-        assert!(e.reason.contains("not available"), "{e}");
+        c.validate().unwrap();
+        let c =
+            ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "0")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_DEFAULT_REPLICATION_FACTOR"
+        );
         let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
         let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_HOT_BUFFER_BYTES", "1000")])).unwrap();

@@ -5,6 +5,7 @@ mod cluster;
 mod config;
 mod indexing;
 mod node;
+mod replication;
 mod sql;
 mod search;
 

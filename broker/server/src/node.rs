@@ -55,8 +55,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         advertised_port: i32::from(config.kafka_port),
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
-        // Partitions are not replicated between brokers yet (config validation refuses more).
-        default_replication_factor: config.default_replication_factor.unwrap_or(1),
+        // SPEC: min(3, brokers); topic creation caps it at the live brokers.
+        default_replication_factor: config.default_replication_factor.unwrap_or(3),
+        default_min_insync_replicas: config.min_insync_replicas,
+        replication: chronik_kafka::replication::ReplicationConfig {
+            replica_lag_time_max_ms: config.replica_lag_time_max_ms as i64,
+            ..Default::default()
+        },
         max_request_bytes: config.max_request_bytes,
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -66,6 +71,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         ..KafkaConfig::default()
     };
     let broker = Arc::new(Broker::new(kafka, meta.clone(), logs.clone()));
+    // Partition replication on the cluster port: serve followers, fetch as a follower.
+    raft.set_replica_handler(Arc::new(crate::replication::ReplicaBridge(broker.clone())));
+    let replication = broker.start_replication(Arc::new(crate::replication::GrpcLeaderLink(
+        raft.replica_clients(),
+    )));
     let partition_sync = broker.spawn_partition_sync(changes, recovered);
     // __consumer_offsets is placed over the brokers registered when it is created: give the
     // initial voters a moment to register so its partitions (and groups) spread over them.
@@ -145,6 +155,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     pipeline.shutdown().await;
     maintenance.abort();
     partition_sync.abort();
+    replication.abort();
     raft.shutdown().await;
     logs.close_all().context("closing logs")?;
     Ok(())

@@ -60,5 +60,3 @@ impl SqlService for Sql {
         chronik_sql::metrics().registry.gather()
     }
 }
-
-/// Partitions this broker leads, opened (and recovered) on first use as a produce would.

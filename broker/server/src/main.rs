@@ -6,8 +6,8 @@ mod config;
 mod indexing;
 mod node;
 mod replication;
-mod sql;
 mod search;
+mod sql;
 
 use std::path::PathBuf;
 

@@ -20,6 +20,8 @@ pub struct SqlConfig {
     pub default_limit: usize,
     /// Query timeout when a request gives no `timeout_ms`.
     pub default_timeout: Duration,
+    /// Threads of the query runtime (queries never run on the broker's own threads).
+    pub query_threads: usize,
 }
 
 impl SqlConfig {
@@ -34,6 +36,7 @@ impl SqlConfig {
             row_group_rows: 128 * 1024,
             default_limit: 10_000,
             default_timeout: Duration::from_secs(30),
+            query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

@@ -87,11 +87,56 @@ fn quote(ident: &str) -> String {
 #[derive(Debug)]
 pub struct SqlEngine {
     store: Arc<Store>,
+    runtime: QueryRuntime,
+}
+
+/// The threads queries run on. DataFusion operators can compute for a long time inside one
+/// poll; on their own runtime they cannot starve the Kafka listener, the HTTP API or the index
+/// pipeline, and a timed-out query is answered at its deadline while its task winds down.
+#[derive(Debug)]
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new(threads: usize) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("chronik-sql")
+            .enable_all()
+            .build()
+            .expect("the SQL query runtime starts");
+        QueryRuntime(Some(runtime))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("runtime present until drop")
+            .handle()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the engine may be dropped inside the server's runtime.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl SqlEngine {
     pub fn new(store: Arc<Store>) -> Self {
-        SqlEngine { store }
+        let threads = store.config.query_threads;
+        SqlEngine {
+            store,
+            runtime: QueryRuntime::new(threads),
+        }
+    }
+
+    fn detached(&self) -> DetachedEngine {
+        DetachedEngine {
+            store: self.store.clone(),
+        }
     }
 
     /// Every table with its schema, sorted by name.
@@ -127,6 +172,97 @@ impl SqlEngine {
         out
     }
 
+    /// Run a query and render it in the requested format.
+    pub async fn query(&self, q: Query) -> Result<Answer, SqlError> {
+        let started = Instant::now();
+        let result = self.execute(&q.sql, q.limit, q.timeout).await?;
+        let took_ms = started.elapsed().as_millis() as u64;
+        match q.format {
+            Format::Json => render_json(&result, took_ms),
+            Format::Ndjson => render_ndjson(&result),
+            Format::Arrow => render_arrow(&result),
+        }
+    }
+
+    /// Run a query, keeping at most `limit` rows; past `timeout` the whole plan is dropped
+    /// (every DataFusion task of the query is cancelled with it).
+    pub async fn execute(
+        &self,
+        sql: &str,
+        limit: Option<usize>,
+        timeout: Option<Duration>,
+    ) -> Result<QueryResult, SqlError> {
+        let started = Instant::now();
+        let timeout = timeout.unwrap_or(self.store.config.default_timeout);
+        let limit = limit.unwrap_or(self.store.config.default_limit);
+        // The query runs on its own task so the answer leaves at the timeout even while an
+        // operator is busy inside one poll; aborting the task drops the whole plan.
+        let engine = self.detached();
+        let sql = sql.to_owned();
+        let work = async move {
+            let ctx = engine.context().await?;
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx
+                .sql_with_options(&sql, options)
+                .await
+                .map_err(classify)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let mut out = QueryResult {
+                schema,
+                batches: Vec::new(),
+                rows: 0,
+                truncated: false,
+            };
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(classify)?;
+                if out.rows + batch.num_rows() > limit {
+                    let keep = limit - out.rows;
+                    if keep > 0 {
+                        out.batches.push(batch.slice(0, keep));
+                    }
+                    out.rows = limit;
+                    out.truncated = true;
+                    break;
+                }
+                out.rows += batch.num_rows();
+                out.batches.push(batch);
+            }
+            Ok::<_, SqlError>(out)
+        };
+        let mut task = self.runtime.handle().spawn(work);
+        let result = match tokio::time::timeout(timeout, &mut task).await {
+            Ok(joined) => {
+                Ok(joined.map_err(|e| SqlError::Internal(format!("query task failed: {e}")))?)
+            }
+            Err(elapsed) => {
+                task.abort();
+                Err(elapsed)
+            }
+        };
+        let outcome = match &result {
+            Err(_) => "timeout",
+            Ok(Err(SqlError::BadQuery(_) | SqlError::UnknownTable(_))) => "bad_query",
+            Ok(Err(_)) => "error",
+            Ok(Ok(_)) => "ok",
+        };
+        metrics().queries.with_label_values(&[outcome]).inc();
+        metrics()
+            .query_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|_| SqlError::Timeout(timeout.as_millis() as u64))?
+    }
+}
+
+/// What a query task needs of the engine, owned so the task can live on the query runtime.
+struct DetachedEngine {
+    store: Arc<Store>,
+}
+
+impl DetachedEngine {
     async fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
@@ -186,74 +322,6 @@ impl SqlEngine {
         );
         ctx.sql(&view).await.map_err(internal)?;
         Ok(())
-    }
-
-    /// Run a query and render it in the requested format.
-    pub async fn query(&self, q: Query) -> Result<Answer, SqlError> {
-        let started = Instant::now();
-        let result = self.execute(&q.sql, q.limit, q.timeout).await?;
-        let took_ms = started.elapsed().as_millis() as u64;
-        match q.format {
-            Format::Json => render_json(&result, took_ms),
-            Format::Ndjson => render_ndjson(&result),
-            Format::Arrow => render_arrow(&result),
-        }
-    }
-
-    /// Run a query, keeping at most `limit` rows; past `timeout` the whole plan is dropped
-    /// (every DataFusion task of the query is cancelled with it).
-    pub async fn execute(
-        &self,
-        sql: &str,
-        limit: Option<usize>,
-        timeout: Option<Duration>,
-    ) -> Result<QueryResult, SqlError> {
-        let started = Instant::now();
-        let timeout = timeout.unwrap_or(self.store.config.default_timeout);
-        let limit = limit.unwrap_or(self.store.config.default_limit);
-        let work = async {
-            let ctx = self.context().await?;
-            let options = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await.map_err(classify)?;
-            let mut out = QueryResult {
-                schema,
-                batches: Vec::new(),
-                rows: 0,
-                truncated: false,
-            };
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(classify)?;
-                if out.rows + batch.num_rows() > limit {
-                    let keep = limit - out.rows;
-                    if keep > 0 {
-                        out.batches.push(batch.slice(0, keep));
-                    }
-                    out.rows = limit;
-                    out.truncated = true;
-                    break;
-                }
-                out.rows += batch.num_rows();
-                out.batches.push(batch);
-            }
-            Ok::<_, SqlError>(out)
-        };
-        let result = tokio::time::timeout(timeout, work).await;
-        let outcome = match &result {
-            Err(_) => "timeout",
-            Ok(Err(SqlError::BadQuery(_) | SqlError::UnknownTable(_))) => "bad_query",
-            Ok(Err(_)) => "error",
-            Ok(Ok(_)) => "ok",
-        };
-        metrics().queries.with_label_values(&[outcome]).inc();
-        metrics()
-            .query_seconds
-            .observe(started.elapsed().as_secs_f64());
-        result.map_err(|_| SqlError::Timeout(timeout.as_millis() as u64))?
     }
 }
 

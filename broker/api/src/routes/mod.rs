@@ -3,8 +3,8 @@
 mod admin;
 mod health;
 mod metrics;
-pub(crate) mod sql;
 pub(crate) mod search;
+pub(crate) mod sql;
 mod topics;
 
 use axum::routing::{delete, get, patch, post};

@@ -213,6 +213,44 @@ pub fn java_string_hash(s: &str) -> i32 {
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
+/// The partition of an internal topic (`__consumer_offsets`, `__transaction_state`) that
+/// holds `key`, when this broker leads it.
+pub(crate) struct LedPartition {
+    pub partition: i32,
+    pub leader_epoch: i32,
+    /// Partitions of the topic (keys are placed by hashing over them).
+    pub partitions: i32,
+}
+
+/// Which coordinator answers for `key`: this broker (its partition), another broker
+/// (NOT_COORDINATOR), or none yet (COORDINATOR_NOT_AVAILABLE: no topic or no leader).
+pub(crate) fn led_partition(
+    state: &chronik_meta::ClusterState,
+    topic: &str,
+    key: &str,
+    node_id: i32,
+) -> Result<LedPartition, ResponseError> {
+    let Some(t) = state.topics.get(topic) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let partitions = t.partitions.len() as i32;
+    let partition = partition_for(key, partitions);
+    let Some(p) = t.partitions.get(partition as usize) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    if p.leader == chronik_meta::NO_LEADER {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if p.leader != node_id {
+        return Err(ResponseError::NotCoordinator);
+    }
+    Ok(LedPartition {
+        partition,
+        leader_epoch: p.leader_epoch,
+        partitions,
+    })
+}
+
 /// The partition of an internal topic with `partitions` partitions that owns `key`.
 pub fn partition_for(key: &str, partitions: i32) -> i32 {
     (java_string_hash(key) & 0x7fff_ffff) % partitions.max(1)
@@ -324,24 +362,15 @@ impl Coordinator {
     /// after this broker took up that leadership (a failover, or a restart) loads the
     /// partition's groups from the log, which the previous leader replicated here.
     fn check_owner(&self, group: &str) -> Result<(), ResponseError> {
-        let state = self.meta.state();
-        let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        };
-        let partition = partition_for(group, topic.partitions.len() as i32);
-        let Some(p) = topic.partitions.get(partition as usize) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        };
-        if p.leader == chronik_meta::NO_LEADER {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        if p.leader != self.node_id {
-            return Err(ResponseError::NotCoordinator);
-        }
-        if self.inner.lock().loaded_epochs.get(&partition) == Some(&p.leader_epoch) {
+        let LedPartition {
+            partition,
+            leader_epoch,
+            partitions,
+        } = led_partition(&self.meta.state(), OFFSETS_TOPIC, group, self.node_id)?;
+        if self.inner.lock().loaded_epochs.get(&partition) == Some(&leader_epoch) {
             return Ok(());
         }
-        self.load_partition(partition, p.leader_epoch, topic.partitions.len() as i32)
+        self.load_partition(partition, leader_epoch, partitions)
             .map_err(|e| {
                 tracing::info!(partition, error = %e, "__consumer_offsets partition not loadable yet");
                 ResponseError::CoordinatorLoadInProgress

@@ -28,8 +28,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::transaction::{EndStep, InitStep, TxnError, TxnMetadata, TxnState};
 use super::transaction_records as txn_records;
 use super::{
-    internal_partition_log, now_ms, partition_for, records, CoordinatorError, OFFSETS_TOPIC,
-    TRANSACTION_TOPIC,
+    internal_partition_log, led_partition, now_ms, partition_for, records, CoordinatorError,
+    LedPartition, OFFSETS_TOPIC, TRANSACTION_TOPIC,
 };
 use crate::error_codes;
 use crate::replication::ReplicaManager;
@@ -140,33 +140,28 @@ impl TransactionCoordinator {
             tracing::warn!(error = %e, "transaction coordinator not available");
             error_codes::for_coordinator(&e)
         })?;
-        match broker
-            .groups
-            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
-        {
-            Some(leader) if leader == self.node_id => self.ensure_loaded(transactional_id),
-            Some(chronik_meta::NO_LEADER) | None => Err(ResponseError::CoordinatorNotAvailable),
-            Some(_) => Err(ResponseError::NotCoordinator),
-        }
+        let led = led_partition(
+            &self.meta.state(),
+            TRANSACTION_TOPIC,
+            transactional_id,
+            self.node_id,
+        )?;
+        self.ensure_loaded(led)
     }
 
     /// The first request for an id after this broker took up the leadership of its
     /// partition (a failover, or a restart) loads that partition's ids from its log, which
     /// the previous leader replicated here.
-    fn ensure_loaded(&self, transactional_id: &str) -> Result<(), ResponseError> {
-        let state = self.meta.state();
-        let Some(topic) = state.topics.get(TRANSACTION_TOPIC) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        };
-        let count = topic.partitions.len() as i32;
-        let partition = partition_for(transactional_id, count);
-        let Some(p) = topic.partitions.get(partition as usize) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        };
-        if self.loaded_epochs.lock().get(&partition) == Some(&p.leader_epoch) {
+    fn ensure_loaded(&self, led: LedPartition) -> Result<(), ResponseError> {
+        let LedPartition {
+            partition,
+            leader_epoch,
+            partitions,
+        } = led;
+        if self.loaded_epochs.lock().get(&partition) == Some(&leader_epoch) {
             return Ok(());
         }
-        self.load_partition(partition, p.leader_epoch, count)
+        self.load_partition(partition, leader_epoch, partitions)
             .map_err(|e| {
                 tracing::info!(partition, error = %e, "__transaction_state partition not loadable yet");
                 ResponseError::CoordinatorLoadInProgress
@@ -587,20 +582,20 @@ impl TransactionCoordinator {
     /// elsewhere are not checked here.
     pub async fn verify_produce(
         &self,
-        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partition: (String, i32),
     ) -> Result<(), ResponseError> {
-        if broker
-            .groups
-            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
-            != Some(self.node_id)
-        {
+        let Ok(led) = led_partition(
+            &self.meta.state(),
+            TRANSACTION_TOPIC,
+            transactional_id,
+            self.node_id,
+        ) else {
             return Ok(());
-        }
-        self.ensure_loaded(transactional_id)?;
+        };
+        self.ensure_loaded(led)?;
         let slot = self
             .existing_slot(transactional_id)
             .map_err(|_| ResponseError::InvalidProducerIdMapping)?;

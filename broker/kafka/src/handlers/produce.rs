@@ -334,7 +334,6 @@ async fn verify_transaction(
     broker
         .transactions
         .verify_produce(
-            broker,
             transactional_id,
             header.producer_id,
             header.producer_epoch,

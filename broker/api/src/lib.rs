@@ -19,6 +19,9 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use routes::search::{SearchBackend, SearchFailure, SearchIndexStats};
+pub use routes::sql::{
+    SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ pub struct ApiState {
     pub admin_api_key: Option<String>,
     /// Full-text search; `None` answers the search routes with 501.
     pub search: Option<Arc<dyn SearchBackend>>,
+    /// The SQL engine behind /_sql; without one those routes answer 501.
+    pub sql: Option<Arc<dyn SqlService>>,
 }
 
 impl ApiState {
@@ -39,12 +44,19 @@ impl ApiState {
             ready: Arc::new(AtomicBool::new(false)),
             admin_api_key,
             search: None,
+            sql: None,
         }
     }
 
     /// Serve the search routes from `backend`.
     pub fn with_search(mut self, backend: Arc<dyn SearchBackend>) -> Self {
         self.search = Some(backend);
+        self
+    }
+
+    /// Serve /_sql from `sql`.
+    pub fn with_sql(mut self, sql: Arc<dyn SqlService>) -> Self {
+        self.sql = Some(sql);
         self
     }
 

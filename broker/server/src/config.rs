@@ -59,6 +59,17 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
     pub offsets_retention_minutes: u64,
+    /// CHRONIK_SQL_HOT_BUFFER_BYTES: budget for every columnar hot buffer of the node; past it
+    /// partitions seal early.
+    pub sql_hot_buffer_bytes: usize,
+    /// CHRONIK_SQL_SEAL_ROWS: a partition's hot buffer is sealed into Parquet at this many rows,
+    pub sql_seal_rows: usize,
+    /// CHRONIK_SQL_SEAL_BYTES: ...or this many bytes,
+    pub sql_seal_bytes: usize,
+    /// CHRONIK_SQL_SEAL_AGE_MS: ...or when its oldest row is this old.
+    pub sql_seal_age_ms: u64,
+    /// CHRONIK_SQL_ROW_GROUP_ROWS: rows per Parquet row group.
+    pub sql_row_group_rows: usize,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +97,11 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
+            sql_hot_buffer_bytes: 1 << 30,
+            sql_seal_rows: 1_000_000,
+            sql_seal_bytes: 128 << 20,
+            sql_seal_age_ms: 300_000,
+            sql_row_group_rows: 128 * 1024,
         }
     }
 }
@@ -225,6 +241,21 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_OFFSETS_TOPIC_PARTITIONS") {
             self.offsets_topic_partitions = parse("CHRONIK_OFFSETS_TOPIC_PARTITIONS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_SQL_HOT_BUFFER_BYTES") {
+            self.sql_hot_buffer_bytes = parse("CHRONIK_SQL_HOT_BUFFER_BYTES", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_ROWS") {
+            self.sql_seal_rows = parse("CHRONIK_SQL_SEAL_ROWS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_BYTES") {
+            self.sql_seal_bytes = parse("CHRONIK_SQL_SEAL_BYTES", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_AGE_MS") {
+            self.sql_seal_age_ms = parse("CHRONIK_SQL_SEAL_AGE_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_ROW_GROUP_ROWS") {
+            self.sql_row_group_rows = parse("CHRONIK_SQL_ROW_GROUP_ROWS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
             self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
         }
@@ -323,6 +354,24 @@ impl ServerConfig {
         }
         if self.log_maintenance_ms == 0 {
             return Err(invalid("CHRONIK_LOG_MAINTENANCE_MS", "must be positive"));
+        }
+        if self.sql_hot_buffer_bytes < 1 << 20 {
+            return Err(invalid(
+                "CHRONIK_SQL_HOT_BUFFER_BYTES",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        for (setting, value) in [
+            ("CHRONIK_SQL_SEAL_ROWS", self.sql_seal_rows),
+            ("CHRONIK_SQL_SEAL_BYTES", self.sql_seal_bytes),
+            ("CHRONIK_SQL_ROW_GROUP_ROWS", self.sql_row_group_rows),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, "must be positive"));
+            }
+        }
+        if self.sql_seal_age_ms == 0 {
+            return Err(invalid("CHRONIK_SQL_SEAL_AGE_MS", "must be positive"));
         }
         Ok(())
     }
@@ -449,6 +498,16 @@ mod tests {
         );
         let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_HOT_BUFFER_BYTES", "1000")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_SQL_HOT_BUFFER_BYTES"
+        );
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "0")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_SQL_SEAL_ROWS");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "5000")])).unwrap();
+        assert_eq!(c.sql_seal_rows, 5000);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod indexing;
 mod node;
 mod replication;
 mod search;
+mod sql;
 
 use std::path::PathBuf;
 

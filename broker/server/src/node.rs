@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::sql::Sql;
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let flush = config.flush_policy()?;
@@ -86,6 +87,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .context("cannot load consumer groups from __consumer_offsets")?;
 
+    // Indexes tail the logs from here on; a columnar topic's hot buffer is rebuilt from its log.
+    let sql_config = chronik_sql::SqlConfig {
+        seal_rows: config.sql_seal_rows,
+        seal_bytes: config.sql_seal_bytes,
+        seal_age: Duration::from_millis(config.sql_seal_age_ms),
+        hot_buffer_bytes: config.sql_hot_buffer_bytes,
+        row_group_rows: config.sql_row_group_rows,
+        ..chronik_sql::SqlConfig::new(config.data_dir.join("columnar"))
+    };
+    let (_, columnar, sql_engine) = chronik_sql::open(sql_config);
+
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -106,11 +118,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let search_indexer = Arc::new(chronik_search::SearchIndexer::new(
         config.data_dir.join("index").join("search"),
     ));
-    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone()).with_search(
-        Arc::new(crate::search::SearchApi::new(search_indexer.clone())),
-    );
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone())
+        .with_search(Arc::new(crate::search::SearchApi::new(
+            search_indexer.clone(),
+        )))
+        .with_sql(Arc::new(Sql(sql_engine)));
     // Indexes tail the logs after the write; the produce path never waits for them.
-    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer];
+    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer, columnar];
     let pipeline = chronik_index::Pipeline::start(
         meta.clone(),
         Arc::new(crate::indexing::BrokerLogs(broker.clone())),

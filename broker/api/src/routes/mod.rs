@@ -4,6 +4,7 @@ mod admin;
 mod health;
 mod metrics;
 pub(crate) mod search;
+pub(crate) mod sql;
 mod topics;
 
 use axum::routing::{delete, get, patch, post};
@@ -22,6 +23,9 @@ pub(crate) fn router() -> Router<ApiState> {
             get(topics::describe).delete(topics::remove),
         )
         .route("/topics/{name}/config", patch(topics::patch_config))
+        .route("/_sql", post(sql::query))
+        .route("/_sql/tables", get(sql::tables))
+        .route("/_sql/tables/{table}", get(sql::table))
         .route("/admin/cluster", get(admin::status))
         .route("/admin/cluster/nodes", post(admin::add_node))
         .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))

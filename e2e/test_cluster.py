@@ -1,8 +1,8 @@
 """A three-broker Raft cluster of real chronik-server processes on loopback.
 
-Metadata (brokers, topics, placement) is replicated by Raft; partition data is not replicated
-yet, so topics have replication factor 1 and their partitions are spread over the brokers. These
-tests check that every broker agrees on the metadata, that any broker takes admin requests
+Metadata (brokers, topics, placement) is replicated by Raft. These tests use topics with
+replication factor 1 spread over the brokers (partition replication has its own suite,
+test_replication.py) and check that every broker agrees on the metadata, that any broker takes admin requests
 (followers forward them to the Raft leader), that clients produce and consume through each
 partition's leader, that consumer groups work when __consumer_offsets is spread over brokers,
 and that the metadata quorum survives losing its leader and a full restart.
@@ -144,15 +144,6 @@ def test_create_topic_on_a_follower_is_visible_everywhere(cluster):
     # Balanced: two partition leaders on each broker.
     per_broker = sorted(list(views[0][1].values()).count(b) for b in (1, 2, 3))
     assert per_broker == [2, 2, 2], views[0][1]
-
-
-def test_replication_factor_above_one_is_refused_honestly(cluster):
-    topic = unique("rf3")
-    with pytest.raises(KafkaException) as e:
-        create_topic(cluster.nodes[1], topic, partitions=1, replication_factor=3)
-    err = e.value.args[0]
-    assert err.code() == KafkaError.INVALID_REPLICATION_FACTOR, err
-    assert "not available" in err.str(), err.str()
 
 
 def test_produce_to_a_non_leader_is_not_leader_or_follower(cluster):

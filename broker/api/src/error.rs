@@ -1,7 +1,7 @@
 //! The one place where API errors become HTTP statuses, in the SPEC's error shape:
 //! `{"error": {"type": "...", "reason": "..."}}`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,6 +27,9 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The request ran past its deadline and was cancelled.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -41,6 +44,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -57,7 +61,10 @@ impl IntoResponse for ApiError {
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         match e {
-            MetaError::UnknownTopic(_) => ApiError::NotFound(e.to_string()),
+            MetaError::UnknownTopic(_) | MetaError::UnknownBroker(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            MetaError::StalePartitionState(_) => ApiError::Conflict(e.to_string()),
             MetaError::TopicAlreadyExists(_) | MetaError::AlreadyMember(_) => {
                 ApiError::Conflict(e.to_string())
             }
@@ -101,6 +108,29 @@ impl From<crate::VectorFailure> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// Bad SQL is the client's (DataFusion's message passes through); an unknown table is 404.
+impl From<crate::SqlFailure> for ApiError {
+    fn from(f: crate::SqlFailure) -> Self {
+        use crate::SqlFailure;
+        match f {
+            SqlFailure::BadQuery(reason) => ApiError::BadRequest(reason),
+            SqlFailure::UnknownTable(table) => {
+                ApiError::NotFound(format!("table '{table}' not found"))
+            }
+            SqlFailure::Timeout(ms) => ApiError::Timeout(format!(
+                "query exceeded its timeout of {ms} ms and was cancelled"
+            )),
+            SqlFailure::Internal(reason) => ApiError::Internal(reason),
+        }
     }
 }
 

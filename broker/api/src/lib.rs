@@ -21,6 +21,9 @@ use tokio::sync::watch;
 pub use error::ApiError;
 pub use routes::search::{SearchBackend, SearchFailure, SearchIndexStats};
 pub use routes::vector::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
+pub use routes::sql::{
+    SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct ApiState {
     pub search: Option<Arc<dyn SearchBackend>>,
     /// Vector search and embeddings; `None` answers the vector routes with 501.
     pub vector: Option<Arc<dyn VectorBackend>>,
+    /// The SQL engine behind /_sql; without one those routes answer 501.
+    pub sql: Option<Arc<dyn SqlService>>,
 }
 
 impl ApiState {
@@ -44,6 +49,7 @@ impl ApiState {
             admin_api_key,
             search: None,
             vector: None,
+            sql: None,
         }
     }
 
@@ -56,6 +62,12 @@ impl ApiState {
     /// Serve the vector routes from `backend`.
     pub fn with_vector(mut self, backend: Arc<dyn VectorBackend>) -> Self {
         self.vector = Some(backend);
+        self
+    }
+
+    /// Serve /_sql from `sql`.
+    pub fn with_sql(mut self, sql: Arc<dyn SqlService>) -> Self {
+        self.sql = Some(sql);
         self
     }
 

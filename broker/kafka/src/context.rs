@@ -1,7 +1,7 @@
 //! What every handler can reach: this broker's identity and settings, the metadata store and
 //! the partition logs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chronik_log::LogManager;
 use chronik_meta::MetadataStore;
@@ -9,6 +9,7 @@ use chronik_meta::MetadataStore;
 use crate::coordinator::group::GroupConfig;
 use crate::coordinator::transaction_coordinator::{TransactionConfig, TransactionCoordinator};
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use crate::replication::{FetcherManager, ReplicaManager, ReplicationConfig};
 
 /// Kafka-facing settings of one broker. Defaults and validation live in chronik-server's config.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct KafkaConfig {
     /// Partitions of a topic created without an explicit count (Kafka's num.partitions).
     pub default_partitions: i32,
     pub default_replication_factor: i16,
+    /// min.insync.replicas given to topics that do not set it (capped at their replication
+    /// factor).
+    pub default_min_insync_replicas: i32,
     /// Largest request frame accepted (socket.request.max.bytes); checked before allocating.
     pub max_request_bytes: usize,
     /// Requests of one connection being worked on at once (their responses still go out in
@@ -42,6 +46,8 @@ pub struct KafkaConfig {
     pub transaction_state_partitions: i32,
     /// transaction.max.timeout.ms: the longest transaction.timeout.ms a producer may ask for.
     pub transaction_max_timeout_ms: i32,
+    /// Partition replication between brokers (ISR lag, fetch sizes).
+    pub replication: ReplicationConfig,
 }
 
 impl Default for KafkaConfig {
@@ -53,6 +59,7 @@ impl Default for KafkaConfig {
             auto_create_topics: true,
             default_partitions: 1,
             default_replication_factor: 1,
+            default_min_insync_replicas: 1,
             max_request_bytes: 100 << 20,
             max_in_flight_per_connection: 16,
             group_initial_rebalance_delay_ms: 3_000,
@@ -66,6 +73,7 @@ impl Default for KafkaConfig {
             // Kafka has 50; fewer for the reason given for offsets_topic_partitions.
             transaction_state_partitions: 8,
             transaction_max_timeout_ms: 900_000,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -82,6 +90,11 @@ pub struct Broker {
     pub(crate) producer_ids: crate::handlers::init_producer_id::ProducerIdAllocator,
     /// Transactional ids and their transactions (loaded from `__transaction_state`).
     pub(crate) transactions: TransactionCoordinator,
+    /// Leader side of partition replication: follower progress, ISR, high watermarks.
+    pub(crate) replicas: Arc<ReplicaManager>,
+    /// Follower side, started by [`Broker::start_replication`] (a broker without it serves
+    /// only partitions with a single replica).
+    pub(crate) fetchers: OnceLock<FetcherManager>,
 }
 
 impl Broker {
@@ -94,26 +107,33 @@ impl Broker {
                 ..GroupConfig::default()
             },
             offsets_topic_partitions: config.offsets_topic_partitions,
+            // Replicated like any topic (capped at the live brokers when it is created): the
+            // group coordinator writes through the in-sync replicas and reloads a partition's
+            // groups when it takes over its leadership.
             offsets_topic_replication_factor: config.default_replication_factor.max(1),
             offsets_retention_ms: config.offsets_retention_ms,
             offsets_retention_check_ms: 600_000,
             offset_metadata_max_bytes: 4096,
         };
+        let replicas = Arc::new(ReplicaManager::default());
         let groups = Arc::new(Coordinator::new(
             config.node_id,
             coordinator,
             meta.clone(),
             logs.clone(),
+            replicas.clone(),
         ));
         let transactions = TransactionCoordinator::new(
             config.node_id,
             TransactionConfig {
                 partitions: config.transaction_state_partitions,
+                // Replicated like __consumer_offsets (capped at the live brokers).
                 replication_factor: config.default_replication_factor.max(1),
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
             meta.clone(),
             logs.clone(),
+            replicas.clone(),
         );
         Broker {
             config,
@@ -122,6 +142,8 @@ impl Broker {
             groups,
             producer_ids: Default::default(),
             transactions,
+            replicas,
+            fetchers: OnceLock::new(),
         }
     }
 

@@ -42,6 +42,9 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         MetaError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
         MetaError::ProducerIdsExhausted(_) => ResponseError::UnknownServerError,
+        MetaError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
+        // Leadership moved while the change was being made: retriable against the new state.
+        MetaError::StalePartitionState(_) => ResponseError::NotLeaderOrFollower,
         // Retriable: clients try again once the Raft quorum has a leader.
         MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
         // Membership is not changed through Kafka APIs.

@@ -15,6 +15,7 @@ pub mod listener;
 mod metrics;
 mod partitions;
 mod registry;
+pub mod replication;
 
 pub use context::{Broker, KafkaConfig};
 pub use coordinator::CoordinatorError;

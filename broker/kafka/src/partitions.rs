@@ -42,15 +42,24 @@ impl Broker {
         topic: &TopicMeta,
         partition: i32,
     ) -> Result<Arc<dyn PartitionLog>, ResponseError> {
-        if let Some(log) = self.logs.get(&topic.name, partition) {
-            return Ok(log);
-        }
         let meta = usize::try_from(partition)
             .ok()
             .and_then(|p| topic.partitions.get(p))
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        // Checked before the open log: a follower's log is open too, for replication only.
+        if meta.leader == chronik_meta::NO_LEADER {
+            return Err(ResponseError::LeaderNotAvailable);
+        }
         if meta.leader != self.config.node_id {
             return Err(ResponseError::NotLeaderOrFollower);
+        }
+        // A replicated partition serves clients once its leadership is set up here (the
+        // high watermark then follows the ISR, not the local disk).
+        if meta.replicas.len() > 1 && !self.leads_replicated(&topic.name, partition) {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        if let Some(log) = self.logs.get(&topic.name, partition) {
+            return Ok(log);
         }
         let config = log_config_for(&topic.config(), FlushPolicy::Group);
         self.logs
@@ -80,7 +89,7 @@ impl Broker {
             replication_factor: self
                 .config
                 .default_replication_factor
-                .min(state.brokers.len().max(1) as i16),
+                .min(state.live_brokers().count().max(1) as i16),
             assignments: None,
             configs: BTreeMap::new(),
         };
@@ -101,11 +110,33 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Command, MetaError> {
         let state = self.meta.state();
+        let req = &self.with_default_min_insync(&state, req);
         let command = plan::plan_create_topic(&state, req, uuid::Uuid::new_v4())?;
         if !validate_only {
             self.meta.propose(command.clone()).await?;
         }
         Ok(command)
+    }
+
+    /// CHRONIK_MIN_INSYNC_REPLICAS for a topic that does not set min.insync.replicas, capped
+    /// at its replication factor (a single replica cannot ask for two).
+    fn with_default_min_insync(&self, state: &ClusterState, req: &CreateTopic) -> CreateTopic {
+        let mut req = req.clone();
+        let default = self.config.default_min_insync_replicas;
+        if default > 1 && !req.configs.contains_key("min.insync.replicas") {
+            let rf = match &req.assignments {
+                Some(a) => a.first().map_or(1, Vec::len),
+                None => usize::try_from(req.replication_factor)
+                    .unwrap_or(1)
+                    .min(state.live_brokers().count()),
+            };
+            let min_isr = (default as usize).min(rf.max(1));
+            if min_isr > 1 {
+                req.configs
+                    .insert("min.insync.replicas".into(), min_isr.to_string());
+            }
+        }
+        req
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
@@ -209,6 +240,7 @@ impl Broker {
                 for change in partition_changes(&prev, &next, broker.config.node_id) {
                     broker.apply_partition_change(&next, change);
                 }
+                broker.sync_replica_roles(&next);
                 prev = next;
             }
         })

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::batch;
 use crate::decode;
+use crate::leader_epoch::{self, LeaderEpochHistory};
 use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
 use crate::{
     AppendInfo, FlushPolicy, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset,
@@ -60,6 +61,8 @@ struct Shared {
     state: RwLock<State>,
     /// High watermark changes, for Fetch long polls.
     hw_tx: watch::Sender<i64>,
+    /// Log end changes, for replica fetch long polls.
+    leo_tx: watch::Sender<i64>,
     /// Bumped after every fsync round (successful or not) so group-commit waiters re-check.
     flushed_tx: watch::Sender<u64>,
     /// fsync calls on segment files, to verify that group commit shares them.
@@ -99,6 +102,9 @@ struct State {
     /// Idempotent producers' sequence state, checked and updated under this lock with every
     /// append; snapshotted at each roll and at close, rebuilt at open.
     producers: ProducerStates,
+    /// Where each leader epoch starts; checkpointed whenever it changes (rarely: leadership
+    /// changes and truncations).
+    epochs: LeaderEpochHistory,
 }
 
 /// What the last compaction pass covered, so maintenance only compacts when there is work.
@@ -271,6 +277,10 @@ impl FileLog {
         }
 
         let producers = recover_producers(&dir, &segments, log_end_offset)?;
+        let mut epochs = leader_epoch::read_checkpoint(&dir).unwrap_or_default();
+        if epochs.truncate_from_end(log_end_offset) {
+            leader_epoch::write_checkpoint(&dir, &epochs)?;
+        }
 
         let flush = config.flush;
         let state = State {
@@ -289,6 +299,7 @@ impl FileLog {
             closed: false,
             compaction: CompactionMark::default(),
             producers,
+            epochs,
         };
         Ok(FileLog {
             shared: Arc::new(Shared {
@@ -296,6 +307,7 @@ impl FileLog {
                 flush,
                 state: RwLock::new(state),
                 hw_tx: watch::Sender::new(log_end_offset),
+                leo_tx: watch::Sender::new(log_end_offset),
                 flushed_tx: watch::Sender::new(0),
                 fsyncs: AtomicU64::new(1),
                 auto_hw: AtomicBool::new(true),
@@ -329,12 +341,6 @@ impl FileLog {
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         let st = self.shared.state.read();
         st.segments.iter().map(|s| s.base_offset).collect()
-    }
-
-    /// Whether durability advances the high watermark (the default). A replication layer turns
-    /// this off and drives the high watermark with `set_high_watermark`.
-    pub fn set_auto_high_watermark(&self, enabled: bool) {
-        self.shared.auto_hw.store(enabled, Ordering::Relaxed);
     }
 }
 
@@ -720,6 +726,22 @@ fn recover_producers(dir: &Path, segments: &[Segment], end: i64) -> Result<Produ
     Ok(producers)
 }
 
+/// Replicated batches keep the leader's offsets: ascending, none below the log end (gaps are
+/// what compaction or retention on the leader leave).
+pub(crate) fn check_replicated_offsets(spans: &[batch::BatchSpan], log_end: i64) -> Result<()> {
+    let mut next = log_end;
+    for span in spans {
+        if span.header.base_offset < next {
+            return Err(LogError::InvalidBatch(format!(
+                "replicated batch at offset {} overlaps the log, which ends at {next}",
+                span.header.base_offset
+            )));
+        }
+        next = span.header.next_offset();
+    }
+    Ok(())
+}
+
 fn remove_segment_files(dir: &Path, base: i64) -> io::Result<()> {
     for suffix in ["log", "index", "timeindex"] {
         match fs::remove_file(dir.join(segment::file_name(base, suffix))) {
@@ -797,6 +819,10 @@ impl PartitionLog for FileLog {
         active.created_ms.get_or_insert(now);
         st.producers.commit(staged);
         st.log_end_offset = next;
+        if st.epochs.assign(leader_epoch, base_offset) {
+            leader_epoch::write_checkpoint(&shared.dir, &st.epochs)?;
+        }
+        shared.leo_tx.send_replace(next);
         if shared.flush != FlushPolicy::Group && shared.auto_hw() {
             st.high_watermark = next;
             shared.publish_hw(next);
@@ -865,6 +891,84 @@ impl PartitionLog for FileLog {
                 .aborted_between(offset, end);
         }
         Ok(result)
+    }
+
+    fn append_replicated(&self, records: Bytes) -> Result<AppendInfo> {
+        let shared = &self.shared;
+        // The leader validated these already; the CRC check here guards the wire and costs
+        // the same scan that finds batch boundaries. No size limit: the leader's config rules.
+        let spans = batch::validate_records(&records, usize::MAX)?;
+        let now = now_ms();
+        let mut st = shared.state.write();
+        st.check_open()?;
+        let first = spans.first().map(|s| s.header.base_offset).unwrap_or(0);
+        check_replicated_offsets(&spans, st.log_end_offset)?;
+        let offsets = spans.last().map_or(0, |s| s.header.next_offset()) - st.log_end_offset;
+        shared.maybe_roll(&mut st, records.len(), offsets, now)?;
+        let active = st.active_mut()?;
+        let position = active.size;
+        if let Err(e) = active.file.write_all_at(&records, position) {
+            let _ = active.file.set_len(position);
+            return Err(e.into());
+        }
+        let mut max_timestamp = i64::MIN;
+        for span in &spans {
+            active.index_batch(position + span.position as u64, &span.header);
+            max_timestamp = max_timestamp.max(span.header.max_timestamp);
+        }
+        active.created_ms.get_or_insert(now);
+        let mut epochs_changed = false;
+        for span in &spans {
+            let control = span
+                .header
+                .is_control()
+                .then(|| batch::control_kind(&records[span.position..span.end()]))
+                .flatten();
+            st.producers.replay(&span.header, control);
+            epochs_changed |= st
+                .epochs
+                .assign(span.header.partition_leader_epoch, span.header.base_offset);
+        }
+        let next = spans
+            .last()
+            .map_or(st.log_end_offset, |s| s.header.next_offset());
+        st.log_end_offset = next;
+        if epochs_changed {
+            leader_epoch::write_checkpoint(&shared.dir, &st.epochs)?;
+        }
+        shared.leo_tx.send_replace(next);
+        if shared.flush != FlushPolicy::Group && shared.auto_hw() {
+            st.high_watermark = next;
+            shared.publish_hw(next);
+        }
+        Ok(AppendInfo {
+            base_offset: first,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start_offset: st.log_start_offset,
+        })
+    }
+
+    fn leader_epochs(&self) -> LeaderEpochHistory {
+        self.shared.state.read().epochs.clone()
+    }
+
+    fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
+        let mut st = self.shared.state.write();
+        st.check_open()?;
+        let end = st.log_end_offset;
+        if st.epochs.assign(epoch, end) {
+            leader_epoch::write_checkpoint(&self.shared.dir, &st.epochs)?;
+        }
+        Ok(())
+    }
+
+    fn set_auto_high_watermark(&self, enabled: bool) {
+        self.shared.auto_hw.store(enabled, Ordering::Relaxed);
+    }
+
+    fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.shared.leo_tx.subscribe()
     }
 
     fn log_start_offset(&self) -> i64 {
@@ -944,6 +1048,10 @@ impl PartitionLog for FileLog {
         st.high_watermark = st.high_watermark.min(new_end);
         st.durable_end = st.durable_end.min(new_end);
         st.truncations += 1;
+        if st.epochs.truncate_from_end(new_end) {
+            leader_epoch::write_checkpoint(&shared.dir, &st.epochs)?;
+        }
+        shared.leo_tx.send_replace(new_end);
         shared.publish_hw(st.high_watermark);
         Ok(())
     }

@@ -16,6 +16,7 @@ mod config;
 mod decode;
 mod error;
 mod file_log;
+pub mod leader_epoch;
 mod manager;
 mod memory_log;
 mod producer_state;
@@ -27,6 +28,7 @@ pub use batch::{
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use file_log::FileLog;
+pub use leader_epoch::{truncation_offset, EpochEntry, LeaderEpochHistory};
 pub use manager::LogManager;
 pub use memory_log::MemoryLog;
 pub use producer_state::{AbortedTxn, PRODUCER_ID_EXPIRATION_MS, RETAINED_BATCHES};
@@ -124,6 +126,26 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// Read as a read_committed consumer: like `read` limited to the high watermark, but
     /// nothing at or past the last stable offset, and with `aborted_transactions` filled.
     fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult>;
+
+    /// Append batches exactly as the partition leader stored them (a follower's fetch):
+    /// offsets and leader epochs are the leader's, nothing is re-encoded or re-stamped. The
+    /// first batch may not start below the log end (gaps left by the leader's compaction or
+    /// retention are kept). Producer state and the leader-epoch history follow the batches.
+    fn append_replicated(&self, records: Bytes) -> Result<AppendInfo>;
+
+    /// Where each leader epoch starts in this log (survives restarts and truncations).
+    fn leader_epochs(&self) -> LeaderEpochHistory;
+
+    /// Record that `epoch` starts at the current log end (this replica became leader), unless
+    /// it is not newer than the latest epoch.
+    fn assign_leader_epoch(&self, epoch: i32) -> Result<()>;
+
+    /// Whether durability advances the high watermark (the default, a single replica). A
+    /// replicated partition turns it off and drives it with `set_high_watermark`.
+    fn set_auto_high_watermark(&self, enabled: bool);
+
+    /// Changes to the log end offset, for replica fetch long polls.
+    fn subscribe_log_end(&self) -> watch::Receiver<i64>;
 
     fn log_start_offset(&self) -> i64;
     fn log_end_offset(&self) -> i64;

@@ -16,13 +16,17 @@ use crate::batch::{self, BatchHeader};
 use crate::compaction::{compact_batch, Compacted, OffsetMap, TombstonePolicy, TxnFilter};
 use crate::decode;
 use crate::producer_state::{ProducerStates, PRODUCER_ID_EXPIRATION_MS};
-use crate::{AppendInfo, LogConfig, LogError, PartitionLog, ReadResult, Result, TimestampOffset};
+use crate::{
+    AppendInfo, LeaderEpochHistory, LogConfig, LogError, PartitionLog, ReadResult, Result,
+    TimestampOffset,
+};
 
 /// A partition log in memory.
 #[derive(Debug)]
 pub struct MemoryLog {
     state: RwLock<State>,
     hw_tx: watch::Sender<i64>,
+    leo_tx: watch::Sender<i64>,
 }
 
 #[derive(Debug)]
@@ -41,6 +45,9 @@ struct State {
     closed: bool,
     /// Idempotent producers' sequence state, checked under this lock with every append.
     producers: ProducerStates,
+    epochs: LeaderEpochHistory,
+    /// Whether the high watermark follows the log end (single replica).
+    auto_hw: bool,
 }
 
 impl State {
@@ -111,8 +118,11 @@ impl MemoryLog {
                 high_watermark: 0,
                 closed: false,
                 producers: ProducerStates::default(),
+                epochs: LeaderEpochHistory::default(),
+                auto_hw: true,
             }),
             hw_tx: watch::Sender::new(0),
+            leo_tx: watch::Sender::new(0),
         }
     }
 
@@ -197,14 +207,80 @@ impl PartitionLog for MemoryLog {
             });
         }
         st.log_end_offset = next;
-        st.high_watermark = next;
-        self.publish_hw(next);
+        st.epochs.assign(leader_epoch, base_offset);
+        self.leo_tx.send_replace(next);
+        if st.auto_hw {
+            st.high_watermark = next;
+            self.publish_hw(next);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             max_timestamp,
             log_start_offset: st.log_start_offset,
         })
+    }
+
+    fn append_replicated(&self, records: Bytes) -> Result<AppendInfo> {
+        let mut st = self.state.write();
+        st.check_open()?;
+        let spans = batch::validate_records(&records, usize::MAX)?;
+        crate::file_log::check_replicated_offsets(&spans, st.log_end_offset)?;
+        let first = spans
+            .first()
+            .map_or(st.log_end_offset, |s| s.header.base_offset);
+        let mut max_timestamp = i64::MIN;
+        for span in &spans {
+            let bytes = records.slice(span.position..span.end());
+            let control = span
+                .header
+                .is_control()
+                .then(|| batch::control_kind(&bytes))
+                .flatten();
+            st.producers.replay(&span.header, control);
+            st.epochs
+                .assign(span.header.partition_leader_epoch, span.header.base_offset);
+            max_timestamp = max_timestamp.max(span.header.max_timestamp);
+            st.batches.push_back(Stored {
+                header: span.header,
+                bytes,
+            });
+        }
+        let next = spans
+            .last()
+            .map_or(st.log_end_offset, |s| s.header.next_offset());
+        st.log_end_offset = next;
+        self.leo_tx.send_replace(next);
+        if st.auto_hw {
+            st.high_watermark = next;
+            self.publish_hw(next);
+        }
+        Ok(AppendInfo {
+            base_offset: first,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start_offset: st.log_start_offset,
+        })
+    }
+
+    fn leader_epochs(&self) -> LeaderEpochHistory {
+        self.state.read().epochs.clone()
+    }
+
+    fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
+        let mut st = self.state.write();
+        st.check_open()?;
+        let end = st.log_end_offset;
+        st.epochs.assign(epoch, end);
+        Ok(())
+    }
+
+    fn set_auto_high_watermark(&self, enabled: bool) {
+        self.state.write().auto_hw = enabled;
+    }
+
+    fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.leo_tx.subscribe()
     }
 
     async fn wait_durable(&self, offset: i64) -> Result<()> {
@@ -298,6 +374,8 @@ impl PartitionLog for MemoryLog {
         let new_end = first_removed.map_or(offset, |b| b.min(offset));
         st.log_end_offset = new_end;
         st.high_watermark = st.high_watermark.min(new_end);
+        st.epochs.truncate_from_end(new_end);
+        self.leo_tx.send_replace(new_end);
         self.publish_hw(st.high_watermark);
         Ok(())
     }

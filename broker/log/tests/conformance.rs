@@ -754,6 +754,55 @@ async fn compaction_drops_aborted_data_and_leaves_open_transactions_alone(make: 
     );
 }
 
+/// A follower's log: the leader's stored bytes appended as they are give the same bytes, the
+/// same offsets and the same epoch history; overlapping batches are refused; truncation forgets
+/// the epochs it removes.
+async fn replicated_appends_store_the_leaders_bytes_unchanged(make: Factory) {
+    let leader = make(LogConfig::default());
+    let follower = make(LogConfig::default());
+    follower.log.set_auto_high_watermark(false);
+    leader
+        .log
+        .append(batch(2, 1_000, Compression::None), 3)
+        .unwrap();
+    leader.log.assign_leader_epoch(5).unwrap();
+    leader
+        .log
+        .append(batch(3, 2_000, Compression::Lz4), 5)
+        .unwrap();
+    let stored = leader.log.read(0, 1 << 20, false).unwrap().records;
+    let mut ends = follower.log.subscribe_log_end();
+    let info = follower.log.append_replicated(stored.clone()).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 4));
+    assert_eq!(*ends.borrow_and_update(), 5);
+    assert_eq!(
+        follower.log.read(0, 1 << 20, false).unwrap().records,
+        stored
+    );
+    assert_eq!(follower.log.leader_epochs(), leader.log.leader_epochs());
+    assert_eq!(follower.log.leader_epochs().end_offset_for(3, 5), (3, 2));
+    // The high watermark is the replication layer's to move.
+    assert_eq!(follower.log.high_watermark(), 0);
+    follower.log.set_high_watermark(5).unwrap();
+    assert_eq!(read_all(&*follower.log), stored);
+    assert!(matches!(
+        follower.log.append_replicated(stored.clone()),
+        Err(LogError::InvalidBatch(_))
+    ));
+    follower.log.truncate_to(2).unwrap();
+    assert_eq!(follower.log.log_end_offset(), 2);
+    assert_eq!(follower.log.leader_epochs().latest().unwrap().epoch, 3);
+    assert_eq!(*ends.borrow_and_update(), 2);
+    // Re-fetching the rest restores the same log.
+    let rest = leader.log.read(2, 1 << 20, false).unwrap().records;
+    follower.log.append_replicated(rest).unwrap();
+    assert_eq!(
+        follower.log.read(0, 1 << 20, false).unwrap().records,
+        stored
+    );
+    assert_eq!(follower.log.leader_epochs(), leader.log.leader_epochs());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -798,4 +847,5 @@ conformance!(
     transactional_writes_follow_the_producer_epoch_and_transaction,
     truncation_reopens_a_transaction_whose_marker_it_removed,
     compaction_drops_aborted_data_and_leaves_open_transactions_alone,
+    replicated_appends_store_the_leaders_bytes_unchanged,
 );

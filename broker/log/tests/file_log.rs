@@ -519,3 +519,37 @@ fn transaction_state_is_rebuilt_on_open() {
         assert_eq!(log.last_stable_offset(), 6, "{case}");
     }
 }
+
+#[test]
+fn the_leader_epoch_checkpoint_survives_restarts_and_follows_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    let b = batch(2, 1, Compression::None);
+    log.append(b.clone(), 1).unwrap();
+    log.append(b.clone(), 4).unwrap();
+    log.append(b.clone(), 4).unwrap();
+    log.assign_leader_epoch(6).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("leader-epoch-checkpoint")).unwrap(),
+        "0\n3\n1 0\n4 2\n6 6\n"
+    );
+    drop(log); // a crash: no close
+               // Cut the last batch: the epochs that started there go with it.
+    let file = OpenOptions::new()
+        .write(true)
+        .open(segment(&dir, 0, "log"))
+        .unwrap();
+    file.set_len((2 * b.len()) as u64).unwrap();
+    drop(file);
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    let epochs = log.leader_epochs();
+    assert_eq!(epochs.end_offset_for(4, 4), (4, 4));
+    assert_eq!(epochs.end_offset_for(1, 4), (1, 2));
+    assert_eq!(epochs.latest().unwrap().epoch, 4);
+    log.truncate_to(2).unwrap();
+    drop(log);
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    assert_eq!(log.leader_epochs().latest().unwrap().epoch, 1);
+}

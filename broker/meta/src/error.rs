@@ -22,6 +22,11 @@ pub enum MetaError {
     InvalidConfig { key: String, reason: String },
     #[error("producer ids exhausted: {0}")]
     ProducerIdsExhausted(String),
+    #[error("unknown broker {0}")]
+    UnknownBroker(i32),
+    /// A partition change made against leadership or ISR that has moved on since.
+    #[error("stale partition state: {0}")]
+    StalePartitionState(String),
     #[error("metadata storage: {0}")]
     Storage(String),
     /// A membership change for a node that is already a member.

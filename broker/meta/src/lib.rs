@@ -10,12 +10,15 @@
 
 mod error;
 pub mod plan;
+pub mod replication;
 mod state;
 mod store;
 pub mod topic_config;
 
 pub use error::MetaError;
-pub use state::{BrokerInfo, ClusterState, Command, PartitionMeta, ProducerIdBlock, TopicMeta};
+pub use state::{
+    BrokerInfo, ClusterState, Command, PartitionMeta, ProducerIdBlock, TopicMeta, NO_LEADER,
+};
 pub use store::{LocalMetadataStore, MetadataStore, QuorumMember, QuorumStatus};
 pub use topic_config::{
     CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig, VectorField,

@@ -35,47 +35,103 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Place `count` partitions with `replication_factor` replicas each over the registered brokers,
-/// round-robin from `first_partition` so leaders spread evenly as partitions are added.
+/// Place `count` partitions of `topic` with `replication_factor` replicas each over the live
+/// brokers, balanced by count and by leadership within the topic (as Kafka does, so every
+/// topic spreads over all brokers), ties going to the brokers with the least load over the
+/// whole cluster. Each partition is led by the broker leading the fewest of the topic's
+/// partitions, and followed by those holding the fewest of its replicas. Partitions the topic
+/// already has count (CreatePartitions). Deterministic for a given state.
 pub fn assign_replicas(
     state: &ClusterState,
-    first_partition: usize,
+    topic: &str,
     count: usize,
     replication_factor: usize,
 ) -> Result<Vec<Vec<i32>>> {
-    let brokers: Vec<i32> = state.brokers.keys().copied().collect();
+    let live: Vec<i32> = state.live_brokers().collect();
     if replication_factor == 0 {
         return Err(MetaError::InvalidReplicationFactor(
             "replication factor must be at least 1".into(),
         ));
     }
-    if replication_factor > brokers.len() {
+    if replication_factor > live.len() {
         return Err(MetaError::InvalidReplicationFactor(format!(
             "replication factor {replication_factor} is larger than the {} available brokers",
-            brokers.len()
+            live.len()
         )));
     }
-    Ok((first_partition..first_partition + count)
-        .map(|p| {
-            (0..replication_factor)
-                .map(|r| brokers[(p + r) % brokers.len()])
-                .collect()
-        })
-        .collect())
-}
-
-/// Partitions are not replicated between brokers yet (no ISR, no high watermark): a placement
-/// with more than one replica would promise durability the cluster cannot give, so it is
-/// refused instead. Remove this check with the replication work.
-pub const MAX_REPLICATION_FACTOR: usize = 1;
-
-fn check_replication_available(assignments: &[Vec<i32>]) -> Result<()> {
-    match assignments.iter().map(Vec::len).max() {
-        Some(rf) if rf > MAX_REPLICATION_FACTOR => Err(MetaError::InvalidReplicationFactor(format!(
-            "replication factor {rf} is not supported: partition replication is not available in this build yet; use 1"
-        ))),
-        _ => Ok(()),
+    let zero: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
+    let count_into =
+        |leaders: &mut BTreeMap<i32, usize>,
+         replicas: &mut BTreeMap<i32, usize>,
+         partitions: &mut dyn Iterator<Item = &crate::PartitionMeta>| {
+            for p in partitions {
+                if let Some(n) = leaders.get_mut(&p.leader) {
+                    *n += 1;
+                }
+                for r in &p.replicas {
+                    if let Some(n) = replicas.get_mut(r) {
+                        *n += 1;
+                    }
+                }
+            }
+        };
+    let (mut leaders, mut replicas) = (zero.clone(), zero.clone());
+    count_into(
+        &mut leaders,
+        &mut replicas,
+        &mut state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flat_map(|t| &t.partitions),
+    );
+    let (mut all_leaders, mut all_replicas) = (zero.clone(), zero);
+    count_into(
+        &mut all_leaders,
+        &mut all_replicas,
+        &mut state.topics.values().flat_map(|t| &t.partitions),
+    );
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let leader = *live
+            .iter()
+            .min_by_key(|b| {
+                (
+                    leaders[b],
+                    replicas[b],
+                    all_leaders[b],
+                    all_replicas[b],
+                    **b,
+                )
+            })
+            .expect("replication factor >= 1 means a live broker exists");
+        // Among followers with equally few replicas, prefer those leading more: they take no
+        // leadership soon, while the others are about to get replicas as leaders anyway.
+        let mut followers: Vec<i32> = live.iter().copied().filter(|b| *b != leader).collect();
+        followers.sort_by_key(|b| {
+            (
+                replicas[b],
+                std::cmp::Reverse(leaders[b]),
+                all_replicas[b],
+                all_leaders[b],
+                *b,
+            )
+        });
+        followers.truncate(replication_factor - 1);
+        let mut assignment = vec![leader];
+        assignment.extend(followers);
+        for (l, r) in [
+            (&mut leaders, &mut replicas),
+            (&mut all_leaders, &mut all_replicas),
+        ] {
+            *l.get_mut(&leader).expect("live") += 1;
+            for b in &assignment {
+                *r.get_mut(b).expect("live") += 1;
+            }
+        }
+        out.push(assignment);
     }
+    Ok(out)
 }
 
 /// A CreateTopics request, after defaults were filled in by the caller.
@@ -112,13 +168,12 @@ pub fn plan_create_topic(state: &ClusterState, req: &CreateTopic, id: Uuid) -> R
             }
             assign_replicas(
                 state,
-                0,
+                &req.name,
                 req.partitions as usize,
                 req.replication_factor as usize,
             )?
         }
     };
-    check_replication_available(&assignments)?;
     let min_isr = topic_config::TopicConfig::from_overrides(&configs).min_insync_replicas;
     if let Some(first) = assignments.first() {
         if min_isr as usize > first.len() {
@@ -165,9 +220,8 @@ pub fn plan_create_partitions(
             )))
         }
         Some(a) => a,
-        None => assign_replicas(state, current, added, rf)?,
+        None => assign_replicas(state, name, added, rf)?,
     };
-    check_replication_available(&assignments)?;
     let command = Command::CreatePartitions {
         name: name.to_string(),
         assignments,
@@ -280,12 +334,71 @@ mod tests {
     }
 
     #[test]
-    fn replicas_spread_leaders_round_robin() {
-        let s = cluster(3);
-        let a = assign_replicas(&s, 0, 6, 2).unwrap();
-        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
-        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(a[2], vec![3, 1]);
+    fn placement_balances_replicas_and_leaders_exhaustively() {
+        for brokers in 1..=7 {
+            for rf in 1..=brokers as usize {
+                for count in 1..=30 {
+                    let s = cluster(brokers);
+                    let a = assign_replicas(&s, "t", count, rf).unwrap();
+                    assert_eq!(a.len(), count);
+                    let mut leaders = BTreeMap::<i32, usize>::new();
+                    let mut replicas = BTreeMap::<i32, usize>::new();
+                    for r in &a {
+                        assert_eq!(r.len(), rf);
+                        let mut d = r.clone();
+                        d.sort_unstable();
+                        d.dedup();
+                        assert_eq!(d.len(), rf, "duplicate replica in {r:?}");
+                        *leaders.entry(r[0]).or_default() += 1;
+                        for b in r {
+                            *replicas.entry(*b).or_default() += 1;
+                        }
+                    }
+                    let spread = |m: &BTreeMap<i32, usize>, total: usize| {
+                        let counts: Vec<usize> = (1..=brokers)
+                            .map(|b| m.get(&b).copied().unwrap_or(0))
+                            .collect();
+                        assert_eq!(counts.iter().sum::<usize>(), total);
+                        counts.iter().max().unwrap() - counts.iter().min().unwrap()
+                    };
+                    assert!(
+                        spread(&leaders, count) <= 1,
+                        "{brokers} brokers rf {rf}: {a:?}"
+                    );
+                    assert!(
+                        spread(&replicas, count * rf) <= 1,
+                        "{brokers} brokers rf {rf}: {a:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn placement_balances_each_topic_breaks_ties_by_cluster_load_and_skips_fenced_brokers() {
+        let mut s = cluster(3);
+        let c = plan_create_topic(&s, &req("a", 1, 1), Uuid::from_u128(1)).unwrap();
+        s.apply(10, &c).unwrap();
+        // Broker 1 already leads a partition of another topic: this topic starts elsewhere
+        // but still spreads over every broker.
+        assert_eq!(
+            assign_replicas(&s, "b", 3, 1).unwrap(),
+            vec![vec![2], vec![3], vec![1]]
+        );
+        // New partitions of "a" go where "a" has none.
+        assert_eq!(
+            assign_replicas(&s, "a", 2, 1).unwrap(),
+            vec![vec![2], vec![3]]
+        );
+        s.apply(11, &Command::FenceBroker { node_id: 2 }).unwrap();
+        assert_eq!(
+            assign_replicas(&s, "b", 2, 1).unwrap(),
+            vec![vec![3], vec![1]]
+        );
+        assert!(matches!(
+            assign_replicas(&s, "b", 1, 3),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
     }
 
     #[test]
@@ -302,37 +415,25 @@ mod tests {
     }
 
     #[test]
-    fn replication_factor_above_one_is_refused_until_replication_exists() {
-        let s = cluster(3);
-        let e = plan_create_topic(&s, &req("t", 3, 3), Uuid::nil()).unwrap_err();
-        assert!(matches!(e, MetaError::InvalidReplicationFactor(_)));
-        assert!(e.to_string().contains("not available"), "{e}");
-        let mut explicit = req("t", 1, 1);
-        explicit.assignments = Some(vec![vec![1, 2]]);
-        assert!(matches!(
-            plan_create_topic(&s, &explicit, Uuid::nil()),
-            Err(MetaError::InvalidReplicationFactor(_))
-        ));
-        // RF 1 spreads leaders over every broker.
+    fn replicated_topics_are_placed_over_live_brokers() {
+        let mut s = cluster(3);
         let Command::CreateTopic { assignments, .. } =
-            plan_create_topic(&s, &req("t", 6, 1), Uuid::nil()).unwrap()
+            plan_create_topic(&s, &req("t", 3, 3), Uuid::nil()).unwrap()
         else {
             panic!("not a CreateTopic");
         };
         assert_eq!(
             assignments,
-            vec![vec![1], vec![2], vec![3], vec![1], vec![2], vec![3]]
+            vec![vec![1, 2, 3], vec![2, 1, 3], vec![3, 1, 2]]
         );
-        let mut s = s;
-        s.apply(
-            10,
-            &plan_create_topic(&s, &req("u", 1, 1), Uuid::nil()).unwrap(),
-        )
-        .unwrap();
+        s.apply(10, &Command::FenceBroker { node_id: 3 }).unwrap();
         assert!(matches!(
-            plan_create_partitions(&s, "u", 2, Some(vec![vec![2, 3]])),
+            plan_create_topic(&s, &req("t", 1, 3), Uuid::nil()),
             Err(MetaError::InvalidReplicationFactor(_))
         ));
+        let mut r = req("t", 1, 2);
+        r.configs.insert("min.insync.replicas".into(), "2".into());
+        plan_create_topic(&s, &r, Uuid::nil()).unwrap();
     }
 
     #[test]

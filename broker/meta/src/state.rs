@@ -1,12 +1,12 @@
 //! The metadata state machine. `apply` is pure and deterministic: the same commands in the same
 //! order give the same state on every node, which is what lets Raft replicate it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{topic_config, MetaError, Result};
+use crate::{replication, topic_config, MetaError, Result};
 
 /// A broker known to the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,14 +18,22 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// Leader of a partition whose in-sync replicas are all down (Kafka's -1).
+pub const NO_LEADER: i32 = -1;
+
 /// One partition's placement and leadership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMeta {
+    /// [`NO_LEADER`] while no in-sync replica is alive.
     pub leader: i32,
     /// Bumped on every leader change so stale leaders and followers can be fenced.
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Bumped on every change of leader or ISR: an ISR change proposed against an older
+    /// version (a concurrent change won) is refused, as Kafka's AlterPartition does.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +67,10 @@ pub struct ClusterState {
     /// the broker hands them out from memory and asks for a new block when it runs out.
     #[serde(default)]
     pub producer_id_blocks: BTreeMap<i32, ProducerIdBlock>,
+    /// Registered brokers the controller declared dead (lease expired): they lead nothing,
+    /// are in no ISR (unless the last member), and get no new replicas.
+    #[serde(default)]
+    pub fenced: BTreeSet<i32>,
 }
 
 /// A range of producer ids reserved for one broker: `first..first + size`.
@@ -98,6 +110,26 @@ pub enum Command {
         name: String,
         configs: BTreeMap<String, String>,
     },
+    /// The controller lost `node_id`'s heartbeats: drop it from every ISR (never emptying
+    /// one) and elect new leaders, from the ISR only, for the partitions it led.
+    FenceBroker {
+        node_id: i32,
+    },
+    /// `node_id` is alive again: partitions left without a leader whose ISR holds it get it
+    /// back as leader. (It rejoins other ISRs by catching up, through `AlterIsr`.)
+    UnfenceBroker {
+        node_id: i32,
+    },
+    /// A partition leader changes the ISR (shrink: a follower lags; expand: it caught up).
+    /// Applies only if `leader`, `leader_epoch` and `partition_epoch` are current.
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     /// Reserve the next `size` producer ids for broker `node_id`; the block lands in
     /// `producer_id_blocks[node_id]`.
     AllocateProducerIds {
@@ -126,8 +158,40 @@ impl ClusterState {
                 }
             }
             Command::RegisterBroker(info) => {
-                self.brokers.insert(info.node_id, info.clone());
+                let restarted = self.brokers.insert(info.node_id, info.clone()).is_some();
+                if restarted {
+                    self.restart(info.node_id);
+                }
+                // A broker registers when it starts: it is alive.
+                self.unfence(info.node_id);
             }
+            Command::FenceBroker { node_id } => {
+                if !self.brokers.contains_key(node_id) {
+                    return Err(MetaError::UnknownBroker(*node_id));
+                }
+                self.fence(*node_id);
+            }
+            Command::UnfenceBroker { node_id } => {
+                if !self.brokers.contains_key(node_id) {
+                    return Err(MetaError::UnknownBroker(*node_id));
+                }
+                self.unfence(*node_id);
+            }
+            Command::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.alter_isr(
+                topic,
+                *partition,
+                *leader,
+                *leader_epoch,
+                *partition_epoch,
+                isr,
+            )?,
             Command::CreateTopic {
                 name,
                 id,
@@ -198,6 +262,139 @@ impl ClusterState {
         Ok(())
     }
 
+    /// Registered brokers that are not fenced, ascending.
+    pub fn live_brokers(&self) -> impl Iterator<Item = i32> + '_ {
+        self.brokers
+            .keys()
+            .copied()
+            .filter(|b| !self.fenced.contains(b))
+    }
+
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.contains_key(&node_id) && !self.fenced.contains(&node_id)
+    }
+
+    fn fence(&mut self, node_id: i32) {
+        self.fenced.insert(node_id);
+        let fenced = &self.fenced;
+        let brokers = &self.brokers;
+        for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
+            if !p.replicas.contains(&node_id) {
+                continue;
+            }
+            let isr = replication::isr_without(&p.isr, node_id);
+            if p.leader == node_id {
+                p.leader = replication::elect_leader(&p.replicas, &isr, |r| {
+                    brokers.contains_key(&r) && !fenced.contains(&r)
+                })
+                .unwrap_or(NO_LEADER);
+                p.leader_epoch += 1;
+            }
+            if isr != p.isr || p.leader != node_id {
+                p.isr = isr;
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// A broker registered again: it restarted, and its log may have lost a tail that was
+    /// never fsynced. Replicated partitions it led move to another live ISR member, and it
+    /// leaves their ISR until it has caught up; where no other member is alive it keeps the
+    /// leadership under a new epoch, so followers truncate against its log again.
+    fn restart(&mut self, node_id: i32) {
+        let fenced = &self.fenced;
+        let brokers = &self.brokers;
+        for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
+            if p.leader != node_id || p.replicas.len() < 2 {
+                continue;
+            }
+            let others = replication::isr_without(&p.isr, node_id);
+            let next = replication::elect_leader(&p.replicas, &others, |r| {
+                r != node_id && brokers.contains_key(&r) && !fenced.contains(&r)
+            });
+            if let Some(leader) = next {
+                p.leader = leader;
+                p.isr = others;
+            }
+            p.leader_epoch += 1;
+            p.partition_epoch += 1;
+        }
+    }
+
+    fn unfence(&mut self, node_id: i32) {
+        if !self.fenced.remove(&node_id) {
+            return;
+        }
+        for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
+            if p.leader == NO_LEADER && p.isr.contains(&node_id) {
+                p.leader = node_id;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    fn alter_isr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[i32],
+    ) -> Result<()> {
+        let fenced = self.fenced.clone();
+        let p = self
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?
+            .partitions
+            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+            .ok_or_else(|| {
+                MetaError::InvalidPartitions(format!("{topic}-{partition} does not exist"))
+            })?;
+        if p.leader != leader
+            || p.leader_epoch != leader_epoch
+            || p.partition_epoch != partition_epoch
+        {
+            return Err(MetaError::StalePartitionState(format!(
+                "{topic}-{partition} is at leader {} epoch {} version {}, the change was made at leader {leader} epoch {leader_epoch} version {partition_epoch}",
+                p.leader, p.leader_epoch, p.partition_epoch
+            )));
+        }
+        if !isr.contains(&leader) || isr.iter().any(|r| !p.replicas.contains(r)) {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "ISR {isr:?} must hold the leader {leader} and only replicas of {:?}",
+                p.replicas
+            )));
+        }
+        if let Some(r) = isr
+            .iter()
+            .find(|r| !p.isr.contains(r) && fenced.contains(r))
+        {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "broker {r} is fenced and cannot join the ISR of {topic}-{partition}"
+            )));
+        }
+        let mut sorted = isr.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != isr.len() {
+            return Err(MetaError::InvalidReplicaAssignment(format!(
+                "duplicate broker in ISR {isr:?}"
+            )));
+        }
+        // Kept in replica order, so the ISR reads the same on every broker.
+        p.isr = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| isr.contains(r))
+            .collect();
+        p.partition_epoch += 1;
+        Ok(())
+    }
+
     fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<()> {
         if assignments.is_empty() {
             return Err(MetaError::InvalidPartitions("no partitions".into()));
@@ -234,6 +431,7 @@ fn new_partition(replicas: &[i32]) -> PartitionMeta {
         leader_epoch: 0,
         replicas: replicas.to_vec(),
         isr: replicas.to_vec(),
+        partition_epoch: 0,
     }
 }
 
@@ -362,6 +560,120 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.next_producer_id, 0);
+    }
+
+    fn replicated(s: &mut ClusterState, replicas: &[i32]) {
+        for b in replicas {
+            s.apply(1, &broker(*b)).unwrap();
+        }
+        s.apply(
+            2,
+            &Command::CreateTopic {
+                name: "r".into(),
+                id: Uuid::from_u128(9),
+                assignments: vec![replicas.to_vec()],
+                configs: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_from_the_isr_and_bumps_the_epoch() {
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2, 3]);
+        s.apply(3, &Command::FenceBroker { node_id: 1 }).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        assert_eq!(s.live_brokers().collect::<Vec<_>>(), vec![2, 3]);
+        // A follower's death only shrinks the ISR.
+        s.apply(4, &Command::FenceBroker { node_id: 3 }).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (2, 1, vec![2]));
+        // The last ISR member dies: offline, and it stays the only eligible leader.
+        s.apply(5, &Command::FenceBroker { node_id: 2 }).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (NO_LEADER, 2, vec![2])
+        );
+        // Broker 1 returns: not in the ISR, so no unclean election.
+        s.apply(6, &broker(1)).unwrap();
+        assert_eq!(s.topic("r").unwrap().partitions[0].leader, NO_LEADER);
+        s.apply(7, &Command::UnfenceBroker { node_id: 2 }).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (2, 3));
+        assert!(s.fenced.contains(&3) && !s.fenced.contains(&2));
+        assert!(matches!(
+            s.apply(8, &Command::FenceBroker { node_id: 9 }),
+            Err(MetaError::UnknownBroker(9))
+        ));
+    }
+
+    #[test]
+    fn a_restarted_leader_hands_replicated_partitions_to_the_isr() {
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2, 3]);
+        s.apply(3, &broker(1)).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        // Alone in the ISR: it keeps the partition under a new epoch.
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2]);
+        s.apply(3, &Command::FenceBroker { node_id: 2 }).unwrap();
+        s.apply(4, &broker(1)).unwrap();
+        let p = &s.topic("r").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (1, 1, vec![1]));
+        // Single-replica partitions are untouched by restarts.
+        let mut s = ClusterState::default();
+        s.apply(1, &broker(1)).unwrap();
+        s.apply(2, &create("one", 1)).unwrap();
+        s.apply(3, &broker(1)).unwrap();
+        assert_eq!(s.topic("one").unwrap().partitions[0].leader_epoch, 0);
+    }
+
+    #[test]
+    fn isr_changes_are_fenced_by_leader_and_partition_epochs() {
+        let mut s = ClusterState::default();
+        replicated(&mut s, &[1, 2, 3]);
+        let alter = |leader, leader_epoch, partition_epoch, isr: &[i32]| Command::AlterIsr {
+            topic: "r".into(),
+            partition: 0,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr: isr.to_vec(),
+        };
+        s.apply(3, &alter(1, 0, 0, &[1, 3])).unwrap();
+        assert_eq!(s.topic("r").unwrap().partitions[0].isr, vec![1, 3]);
+        let before = s.clone();
+        for bad in [
+            alter(1, 0, 0, &[1]),       // stale partition epoch
+            alter(2, 0, 1, &[2]),       // not the leader
+            alter(1, 1, 1, &[1]),       // wrong leader epoch
+            alter(1, 0, 1, &[3]),       // leader missing
+            alter(1, 0, 1, &[1, 4]),    // not a replica
+            alter(1, 0, 1, &[1, 3, 3]), // duplicate
+        ] {
+            assert!(s.apply(4, &bad).is_err(), "{bad:?} accepted");
+            assert_eq!(s, before);
+        }
+        s.apply(4, &Command::FenceBroker { node_id: 2 }).unwrap();
+        let p = s.topic("r").unwrap().partitions[0].clone();
+        assert!(
+            s.apply(5, &alter(1, 0, p.partition_epoch, &[1, 2, 3]))
+                .is_err(),
+            "a fenced broker cannot rejoin"
+        );
+        s.apply(5, &alter(1, 0, p.partition_epoch, &[3, 1]))
+            .unwrap();
+        assert_eq!(s.topic("r").unwrap().partitions[0].isr, vec![1, 3]);
     }
 
     #[test]

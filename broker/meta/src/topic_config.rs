@@ -181,7 +181,6 @@ fn check_hnsw_ef(v: &str) -> Result<(), String> {
     }
 }
 
-const NO_SQL: Option<&str> = Some("SQL over topics is not available in this build yet");
 const NO_OPENAI: Option<&str> =
     Some("the openai embedding provider is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
@@ -302,8 +301,7 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         Boolean,
         "false",
         check_bool,
-        "SQL over the topic",
-        NO_SQL
+        "SQL over the topic"
     ),
     def!(
         "searchable.enabled",
@@ -664,8 +662,8 @@ mod tests {
     fn capabilities_not_in_this_build_are_refused_honestly() {
         let err = validate(&map(&[("vector.embedding.provider", "openai")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
-        let err = validate(&map(&[("columnar.enabled", "true")])).unwrap_err();
-        assert!(err.to_string().contains("not available"), "{err}");
+        // SQL is served: its key is accepted.
+        validate(&map(&[("columnar.enabled", "true")])).unwrap();
     }
 
     #[test]
@@ -764,6 +762,7 @@ mod tests {
         assert_eq!(s.source, ConfigSource::Default);
         assert!(all.iter().any(|c| c.name == "vector.enabled"));
         assert!(all.iter().all(|c| c.name != "vector.embedding.endpoint"));
-        assert!(all.iter().all(|c| c.name != "columnar.enabled"));
+        let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
+        assert_eq!(c.source, ConfigSource::Default);
     }
 }

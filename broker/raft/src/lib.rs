@@ -10,12 +10,16 @@
 //! - [`store`]: [`RaftMetadataStore`], the `chronik_meta::MetadataStore` the broker uses,
 //!   which forwards proposals from followers to the leader;
 //! - [`node`]: [`RaftNode`], which wires the above together and bootstraps the cluster;
-//! - `membership`: adding a voter on the leader (learner first, promoted once caught up).
+//! - `membership`: adding a voter on the leader (learner first, promoted once caught up);
+//! - [`controller`]: broker heartbeats and, on the Raft leader, fencing of silent brokers
+//!   (which elects new partition leaders), plus the partition replication service and
+//!   clients on the same cluster port.
 //!
 //! A single broker is a one-voter cluster on exactly the same path.
 //!
 //! [`ClusterState::apply`]: chronik_meta::ClusterState::apply
 
+pub mod controller;
 mod error;
 pub mod log_store;
 mod membership;
@@ -28,6 +32,7 @@ use std::io::Cursor;
 
 use chronik_meta::{Command, MetaError};
 
+pub use controller::{LivenessConfig, ReplicaClients, ReplicaHandler};
 pub use error::RaftError;
 pub use node::{RaftNode, RaftNodeConfig, RaftTimings};
 pub use store::RaftMetadataStore;

@@ -2,6 +2,7 @@
 //! to call them ([`NetworkFactory`]). Raft messages are openraft's serde encoding in an opaque
 //! protobuf field (see proto/raft.proto for why).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chronik_meta::Command;
@@ -20,12 +21,13 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::controller::Liveness;
 use crate::membership::{self, AddVoter};
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{
-    membership_reply, propose_reply, AddVoterRequest, MembershipReply, NotLeader, ProposeReply,
-    ProposeRequest, RaftMessage, Refused,
+    membership_reply, propose_reply, AddVoterRequest, HeartbeatReply, HeartbeatRequest,
+    MembershipReply, NotLeader, ProposeReply, ProposeRequest, RaftMessage, Refused,
 };
 use crate::{NodeId, Raft, TypeConfig};
 
@@ -60,11 +62,12 @@ fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
 #[derive(Clone)]
 pub struct RaftGrpc {
     raft: Raft,
+    liveness: Arc<Liveness>,
 }
 
 impl RaftGrpc {
-    pub fn new(raft: Raft) -> Self {
-        RaftGrpc { raft }
+    pub fn new(raft: Raft, liveness: Arc<Liveness>) -> Self {
+        RaftGrpc { raft, liveness }
     }
 }
 
@@ -145,6 +148,15 @@ impl RaftService for RaftGrpc {
         Ok(Response::new(MembershipReply {
             result: Some(result),
         }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        // Recorded wherever it lands; only the leader's controller acts on it.
+        self.liveness.record(request.into_inner().node_id);
+        Ok(Response::new(HeartbeatReply {}))
     }
 }
 

@@ -19,9 +19,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::controller::{
+    self, Liveness, LivenessConfig, ReplicaClients, ReplicaGrpc, ReplicaHandler,
+};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, RaftGrpc};
 use crate::proto::raft_service_server::RaftServiceServer;
+use crate::proto::replica_service_server::ReplicaServiceServer;
 use crate::state_machine::StateMachine;
 use crate::store::RaftMetadataStore;
 use crate::{NodeId, Raft, RaftError};
@@ -36,6 +40,8 @@ pub struct RaftTimings {
     pub snapshot_every: u64,
     /// How long a metadata proposal may wait for a leader.
     pub propose_timeout: Duration,
+    /// Broker heartbeats to the controller and the lease after which it fences a broker.
+    pub liveness: LivenessConfig,
 }
 
 impl Default for RaftTimings {
@@ -46,6 +52,7 @@ impl Default for RaftTimings {
             election_timeout_max_ms: 2_000,
             snapshot_every: 1_000,
             propose_timeout: Duration::from_secs(15),
+            liveness: LivenessConfig::default(),
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct RaftNode {
     store: Arc<RaftMetadataStore>,
     server: JoinHandle<()>,
     stop_server: watch::Sender<bool>,
+    replica_service: ReplicaGrpc,
+    controller: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -124,7 +133,12 @@ impl RaftNode {
         .map_err(|e| RaftError::Raft(e.to_string()))?;
 
         let (stop_server, mut stopped) = watch::channel(false);
-        let service = RaftServiceServer::new(RaftGrpc::new(raft.clone()))
+        let liveness = Arc::new(Liveness::default());
+        let service = RaftServiceServer::new(RaftGrpc::new(raft.clone(), liveness.clone()))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let replica_service = ReplicaGrpc::default();
+        let replicas = ReplicaServiceServer::new(replica_service.clone())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
         let incoming =
@@ -132,6 +146,7 @@ impl RaftNode {
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(replicas)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 })
@@ -172,12 +187,21 @@ impl RaftNode {
             state_machine,
             config.timings.propose_timeout,
         ));
+        let controller = controller::spawn(
+            config.node_id,
+            raft.clone(),
+            store.clone(),
+            liveness,
+            config.timings.liveness.clone(),
+        );
         Ok(RaftNode {
             node_id: config.node_id,
             raft,
             store,
             server,
             stop_server,
+            replica_service,
+            controller,
         })
     }
 
@@ -187,6 +211,17 @@ impl RaftNode {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Install what serves partition replication on the cluster port (once; later calls are
+    /// ignored and answer false).
+    pub fn set_replica_handler(&self, handler: Arc<dyn ReplicaHandler>) -> bool {
+        self.replica_service.install(handler)
+    }
+
+    /// Clients for fetching from partition leaders over their cluster ports.
+    pub fn replica_clients(&self) -> ReplicaClients {
+        ReplicaClients::new(self.raft.clone())
     }
 
     /// Wait until this node is a member that knows a leader and has applied everything that
@@ -254,6 +289,7 @@ impl RaftNode {
     }
 
     pub async fn shutdown(self) {
+        self.controller.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }

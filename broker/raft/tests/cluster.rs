@@ -22,6 +22,7 @@ fn timings() -> RaftTimings {
         election_timeout_max_ms: 800,
         snapshot_every: 20,
         propose_timeout: Duration::from_secs(10),
+        liveness: Default::default(),
     }
 }
 

@@ -34,7 +34,7 @@ pub struct ServerConfig {
     pub peers: Option<String>,
     /// CHRONIK_FLUSH: group, os or interval:<ms>.
     pub flush: String,
-    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: 1 (and only 1) until partition replication exists.
+    /// CHRONIK_DEFAULT_REPLICATION_FACTOR: unset means min(3, live brokers).
     pub default_replication_factor: Option<i16>,
     /// CHRONIK_MIN_INSYNC_REPLICAS
     pub min_insync_replicas: i32,
@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// CHRONIK_LOG_MAINTENANCE_MS: how often retention and compaction run.
     pub log_maintenance_ms: u64,
+    /// CHRONIK_REPLICA_LAG_TIME_MAX_MS: Kafka's replica.lag.time.max.ms, how long a follower
+    /// may go without catching up before it leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS: Kafka's group.initial.rebalance.delay.ms.
     pub group_initial_rebalance_delay_ms: u64,
     /// CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS: Kafka's group.min.session.timeout.ms.
@@ -65,6 +68,17 @@ pub struct ServerConfig {
     pub embedding_model_dir: Option<PathBuf>,
     /// CHRONIK_EMBEDDING_WORKERS: embedding batches run at once (each uses every core).
     pub embedding_workers: usize,
+    /// CHRONIK_SQL_HOT_BUFFER_BYTES: budget for every columnar hot buffer of the node; past it
+    /// partitions seal early.
+    pub sql_hot_buffer_bytes: usize,
+    /// CHRONIK_SQL_SEAL_ROWS: a partition's hot buffer is sealed into Parquet at this many rows,
+    pub sql_seal_rows: usize,
+    /// CHRONIK_SQL_SEAL_BYTES: ...or this many bytes,
+    pub sql_seal_bytes: usize,
+    /// CHRONIK_SQL_SEAL_AGE_MS: ...or when its oldest row is this old.
+    pub sql_seal_age_ms: u64,
+    /// CHRONIK_SQL_ROW_GROUP_ROWS: rows per Parquet row group.
+    pub sql_row_group_rows: usize,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +100,7 @@ impl Default for ServerConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             log_maintenance_ms: 30_000,
+            replica_lag_time_max_ms: 30_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -95,6 +110,11 @@ impl Default for ServerConfig {
             embedding_model: None,
             embedding_model_dir: None,
             embedding_workers: 1,
+            sql_hot_buffer_bytes: 1 << 30,
+            sql_seal_rows: 1_000_000,
+            sql_seal_bytes: 128 << 20,
+            sql_seal_age_ms: 300_000,
+            sql_row_group_rows: 128 * 1024,
         }
     }
 }
@@ -222,6 +242,9 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_LOG_MAINTENANCE_MS") {
             self.log_maintenance_ms = parse("CHRONIK_LOG_MAINTENANCE_MS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_REPLICA_LAG_TIME_MAX_MS") {
+            self.replica_lag_time_max_ms = parse("CHRONIK_REPLICA_LAG_TIME_MAX_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS") {
             self.group_initial_rebalance_delay_ms =
                 parse("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", &v)?;
@@ -234,6 +257,21 @@ impl ServerConfig {
         }
         if let Some(v) = get("CHRONIK_OFFSETS_TOPIC_PARTITIONS") {
             self.offsets_topic_partitions = parse("CHRONIK_OFFSETS_TOPIC_PARTITIONS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_HOT_BUFFER_BYTES") {
+            self.sql_hot_buffer_bytes = parse("CHRONIK_SQL_HOT_BUFFER_BYTES", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_ROWS") {
+            self.sql_seal_rows = parse("CHRONIK_SQL_SEAL_ROWS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_BYTES") {
+            self.sql_seal_bytes = parse("CHRONIK_SQL_SEAL_BYTES", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_SEAL_AGE_MS") {
+            self.sql_seal_age_ms = parse("CHRONIK_SQL_SEAL_AGE_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_SQL_ROW_GROUP_ROWS") {
+            self.sql_row_group_rows = parse("CHRONIK_SQL_ROW_GROUP_ROWS", &v)?;
         }
         if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
             self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
@@ -324,12 +362,6 @@ impl ServerConfig {
                     "must be at least 1",
                 ));
             }
-            if rf > 1 {
-                return Err(invalid(
-                    "CHRONIK_DEFAULT_REPLICATION_FACTOR",
-                    "partition replication is not available in this build yet; only 1 is accepted",
-                ));
-            }
         }
         if self.min_insync_replicas < 1 {
             return Err(invalid("CHRONIK_MIN_INSYNC_REPLICAS", "must be at least 1"));
@@ -341,6 +373,12 @@ impl ServerConfig {
             return Err(invalid(
                 "CHRONIK_MAX_REQUEST_BYTES",
                 "must be at least 1024",
+            ));
+        }
+        if self.replica_lag_time_max_ms == 0 || self.replica_lag_time_max_ms > i64::MAX as u64 {
+            return Err(invalid(
+                "CHRONIK_REPLICA_LAG_TIME_MAX_MS",
+                "must be positive",
             ));
         }
         if self.log_maintenance_ms == 0 {
@@ -377,6 +415,24 @@ impl ServerConfig {
                 "CHRONIK_EMBEDDING_WORKERS",
                 "must be between 1 and 64",
             ));
+        }
+        if self.sql_hot_buffer_bytes < 1 << 20 {
+            return Err(invalid(
+                "CHRONIK_SQL_HOT_BUFFER_BYTES",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        for (setting, value) in [
+            ("CHRONIK_SQL_SEAL_ROWS", self.sql_seal_rows),
+            ("CHRONIK_SQL_SEAL_BYTES", self.sql_seal_bytes),
+            ("CHRONIK_SQL_ROW_GROUP_ROWS", self.sql_row_group_rows),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, "must be positive"));
+            }
+        }
+        if self.sql_seal_age_ms == 0 {
+            return Err(invalid("CHRONIK_SQL_SEAL_AGE_MS", "must be positive"));
         }
         Ok(())
     }
@@ -502,11 +558,25 @@ mod tests {
         }
         let c =
             ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "3")])).unwrap();
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.setting, "CHRONIK_DEFAULT_REPLICATION_FACTOR");
-        assert!(e.reason.contains("not available"), "{e}");
+        c.validate().unwrap();
+        let c =
+            ServerConfig::load(None, env(&[("CHRONIK_DEFAULT_REPLICATION_FACTOR", "0")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_DEFAULT_REPLICATION_FACTOR"
+        );
         let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_HOT_BUFFER_BYTES", "1000")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_SQL_HOT_BUFFER_BYTES"
+        );
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "0")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_SQL_SEAL_ROWS");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "5000")])).unwrap();
+        assert_eq!(c.sql_seal_rows, 5000);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -5,8 +5,10 @@ mod cluster;
 mod config;
 mod indexing;
 mod node;
+mod replication;
 mod search;
 mod vector;
+mod sql;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::sql::Sql;
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let flush = config.flush_policy()?;
@@ -54,8 +55,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         advertised_port: i32::from(config.kafka_port),
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
-        // Partitions are not replicated between brokers yet (config validation refuses more).
-        default_replication_factor: config.default_replication_factor.unwrap_or(1),
+        // SPEC: min(3, brokers); topic creation caps it at the live brokers.
+        default_replication_factor: config.default_replication_factor.unwrap_or(3),
+        default_min_insync_replicas: config.min_insync_replicas,
+        replication: chronik_kafka::replication::ReplicationConfig {
+            replica_lag_time_max_ms: config.replica_lag_time_max_ms as i64,
+            ..Default::default()
+        },
         max_request_bytes: config.max_request_bytes,
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -65,6 +71,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         ..KafkaConfig::default()
     };
     let broker = Arc::new(Broker::new(kafka, meta.clone(), logs.clone()));
+    // Partition replication on the cluster port: serve followers, fetch as a follower.
+    raft.set_replica_handler(Arc::new(crate::replication::ReplicaBridge(broker.clone())));
+    let replication = broker.start_replication(Arc::new(crate::replication::GrpcLeaderLink(
+        raft.replica_clients(),
+    )));
     let partition_sync = broker.spawn_partition_sync(changes, recovered);
     // __consumer_offsets is placed over the brokers registered when it is created: give the
     // initial voters a moment to register so its partitions (and groups) spread over them.
@@ -75,6 +86,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .start_group_coordinator()
         .await
         .context("cannot load consumer groups from __consumer_offsets")?;
+
+    // Indexes tail the logs from here on; a columnar topic's hot buffer is rebuilt from its log.
+    let sql_config = chronik_sql::SqlConfig {
+        seal_rows: config.sql_seal_rows,
+        seal_bytes: config.sql_seal_bytes,
+        seal_age: Duration::from_millis(config.sql_seal_age_ms),
+        hot_buffer_bytes: config.sql_hot_buffer_bytes,
+        row_group_rows: config.sql_row_group_rows,
+        ..chronik_sql::SqlConfig::new(config.data_dir.join("columnar"))
+    };
+    let (_, columnar, sql_engine) = chronik_sql::open(sql_config);
 
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)
@@ -96,18 +118,21 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let search_indexer = Arc::new(chronik_search::SearchIndexer::new(
         config.data_dir.join("index").join("search"),
     ));
-    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone()).with_search(
-        Arc::new(crate::search::SearchApi::new(search_indexer.clone())),
-    );
     let vector_indexer = Arc::new(chronik_vector::VectorIndexer::new(
         config.data_dir.join("index").join("vector"),
         crate::vector::embedding_pool(&config),
     ));
-    let api = api.with_vector(Arc::new(crate::vector::VectorApi::new(
-        vector_indexer.clone(),
-    )));
+    let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone())
+        .with_search(Arc::new(crate::search::SearchApi::new(
+            search_indexer.clone(),
+        )))
+        .with_vector(Arc::new(crate::vector::VectorApi::new(
+            vector_indexer.clone(),
+        )))
+        .with_sql(Arc::new(Sql(sql_engine)));
     // Indexes tail the logs after the write; the produce path never waits for them.
-    let indexers: Vec<Arc<dyn chronik_index::Indexer>> = vec![search_indexer, vector_indexer];
+    let indexers: Vec<Arc<dyn chronik_index::Indexer>> =
+        vec![search_indexer, vector_indexer, columnar];
     let pipeline = chronik_index::Pipeline::start(
         meta.clone(),
         Arc::new(crate::indexing::BrokerLogs(broker.clone())),
@@ -138,6 +163,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     pipeline.shutdown().await;
     maintenance.abort();
     partition_sync.abort();
+    replication.abort();
     raft.shutdown().await;
     logs.close_all().context("closing logs")?;
     Ok(())

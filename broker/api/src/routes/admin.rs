@@ -83,6 +83,8 @@ pub(crate) async fn status(
         node["port"] = json!(b.port);
         node["rack"] = json!(b.rack);
         node["registered"] = json!(true);
+        // False once the controller fenced it (heartbeats stopped): it leads nothing.
+        node["alive"] = json!(meta.is_live(b.node_id));
     }
     let (leader_id, term, role) = match &quorum {
         Some(q) => (q.leader_id, Some(q.term), Some(q.role.clone())),

@@ -12,6 +12,10 @@ use crate::{ApiError, ApiState};
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let partitions = partition_registry(&state).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut families = chronik_kafka::metrics().registry.gather();
+    families.extend(chronik_index::metrics().registry.gather());
+    if let Some(sql) = &state.sql {
+        families.extend(sql.metric_families());
+    }
     families.extend(partitions.gather());
     let mut out = Vec::new();
     TextEncoder::new()

@@ -5,6 +5,7 @@ mod health;
 mod metrics;
 mod query;
 pub(crate) mod search;
+pub(crate) mod sql;
 mod topics;
 pub(crate) mod vector;
 
@@ -24,6 +25,9 @@ pub(crate) fn router() -> Router<ApiState> {
             get(topics::describe).delete(topics::remove),
         )
         .route("/topics/{name}/config", patch(topics::patch_config))
+        .route("/_sql", post(sql::query))
+        .route("/_sql/tables", get(sql::tables))
+        .route("/_sql/tables/{table}", get(sql::table))
         .route("/admin/cluster", get(admin::status))
         .route("/admin/cluster/nodes", post(admin::add_node))
         .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))

@@ -358,6 +358,15 @@ impl Group {
         std::mem::take(&mut self.needs_store)
     }
 
+    /// The deferred JoinGroup and SyncGroup requests of the members, to fail when the group
+    /// moves to another coordinator.
+    pub fn waiting_tokens(&self) -> Vec<Token> {
+        self.members
+            .values()
+            .flat_map(|m| m.awaiting_join.into_iter().chain(m.awaiting_sync))
+            .collect()
+    }
+
     /// A group with no members, no member ids handed out and no offsets holds nothing worth
     /// keeping.
     pub fn is_removable(&self) -> bool {

@@ -586,3 +586,15 @@ fn restored_group_is_stable_with_its_members() {
     );
     assert!(matches!(&out[..], [Output::Sync(1, r)] if r.assignment == "a1"));
 }
+
+#[test]
+fn deferred_joins_are_listed_until_answered() {
+    let mut h = Harness::new(3_000);
+    let (_, t) = h.join_new("m1", &["range"]);
+    // The initial rebalance delay holds the join: it is waiting.
+    assert!(h.join_answer(t).is_none());
+    assert_eq!(h.group.waiting_tokens(), vec![t]);
+    h.tick(3_000);
+    assert!(h.join_answer(t).is_some());
+    assert!(h.group.waiting_tokens().is_empty());
+}

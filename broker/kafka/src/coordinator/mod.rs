@@ -19,18 +19,26 @@ pub(crate) mod group;
 pub(crate) fn internal_partition_log(
     logs: &LogManager,
     meta: &Arc<dyn MetadataStore>,
+    replicas: &ReplicaManager,
     node_id: i32,
     topic_name: &str,
     partition: i32,
 ) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-    if let Some(log) = logs.get(topic_name, partition) {
-        return Ok(log);
-    }
     let state = meta.state();
     let topic = state.topic(topic_name)?;
+    // Leadership first: a follower's log of the partition is open too, for replication.
     match topic.partitions.get(partition as usize) {
+        Some(p) if p.leader == node_id && p.replicas.len() > 1 => {
+            // Writes go through the in-sync replicas, as acks=all.
+            return replicas
+                .committed_log(node_id, meta, topic_name, partition)
+                .ok_or(CoordinatorError::NotLeader(partition));
+        }
         Some(p) if p.leader == node_id => {}
         _ => return Err(CoordinatorError::NotLeader(partition)),
+    }
+    if let Some(log) = logs.get(topic_name, partition) {
+        return Ok(log);
     }
     let config = log_config_for(&topic.config(), FlushPolicy::Group);
     Ok(logs.get_or_create(topic_name, partition, config)?)
@@ -62,6 +70,7 @@ use tokio::sync::oneshot;
 
 use crate::error_codes;
 use crate::partitions::log_config_for;
+use crate::replication::ReplicaManager;
 use group::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Output, SyncRequest,
     SyncResult, Token,
@@ -144,6 +153,9 @@ struct Inner {
     waiters: HashMap<Token, Waiter>,
     /// Offsets committed by transactions whose marker has not arrived yet.
     pending_txn: PendingOffsets,
+    /// `__consumer_offsets` partitions whose groups are loaded, and the leader epoch they were
+    /// loaded at; a new epoch (leadership moved and came back) loads them again.
+    loaded_epochs: HashMap<i32, i32>,
 }
 
 /// What DescribeGroups reports about one group.
@@ -171,6 +183,7 @@ pub struct Coordinator {
     config: CoordinatorConfig,
     meta: Arc<dyn MetadataStore>,
     logs: Arc<LogManager>,
+    replicas: Arc<ReplicaManager>,
     inner: Mutex<Inner>,
     /// Set once `__consumer_offsets` exists and has been replayed.
     loaded: tokio::sync::OnceCell<()>,
@@ -187,7 +200,7 @@ impl std::fmt::Debug for Coordinator {
 }
 
 /// Wall-clock millis: offsets' commit timestamps must mean the same after a restart.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -198,6 +211,44 @@ fn now_ms() -> i64 {
 pub fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The partition of an internal topic (`__consumer_offsets`, `__transaction_state`) that
+/// holds `key`, when this broker leads it.
+pub(crate) struct LedPartition {
+    pub partition: i32,
+    pub leader_epoch: i32,
+    /// Partitions of the topic (keys are placed by hashing over them).
+    pub partitions: i32,
+}
+
+/// Which coordinator answers for `key`: this broker (its partition), another broker
+/// (NOT_COORDINATOR), or none yet (COORDINATOR_NOT_AVAILABLE: no topic or no leader).
+pub(crate) fn led_partition(
+    state: &chronik_meta::ClusterState,
+    topic: &str,
+    key: &str,
+    node_id: i32,
+) -> Result<LedPartition, ResponseError> {
+    let Some(t) = state.topics.get(topic) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let partitions = t.partitions.len() as i32;
+    let partition = partition_for(key, partitions);
+    let Some(p) = t.partitions.get(partition as usize) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    if p.leader == chronik_meta::NO_LEADER {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if p.leader != node_id {
+        return Err(ResponseError::NotCoordinator);
+    }
+    Ok(LedPartition {
+        partition,
+        leader_epoch: p.leader_epoch,
+        partitions,
+    })
 }
 
 /// The partition of an internal topic with `partitions` partitions that owns `key`.
@@ -211,12 +262,14 @@ impl Coordinator {
         config: CoordinatorConfig,
         meta: Arc<dyn MetadataStore>,
         logs: Arc<LogManager>,
+        replicas: Arc<ReplicaManager>,
     ) -> Coordinator {
         Coordinator {
             node_id,
             config,
             meta,
             logs,
+            replicas,
             inner: Mutex::new(Inner::default()),
             loaded: tokio::sync::OnceCell::new(),
             next_token: AtomicU64::new(1),
@@ -257,7 +310,7 @@ impl Coordinator {
         let replication_factor = self
             .config
             .offsets_topic_replication_factor
-            .min(state.brokers.len().max(1) as i16);
+            .min(state.live_brokers().count().max(1) as i16);
         let req = CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_partitions,
@@ -305,12 +358,120 @@ impl Coordinator {
         t.partitions.get(p as usize).map(|p| p.leader)
     }
 
-    /// NOT_COORDINATOR unless this broker leads the group's partition.
+    /// NOT_COORDINATOR unless this broker leads the group's partition. The first request
+    /// after this broker took up that leadership (a failover, or a restart) loads the
+    /// partition's groups from the log, which the previous leader replicated here.
     fn check_owner(&self, group: &str) -> Result<(), ResponseError> {
-        match self.coordinator_of(group, OFFSETS_TOPIC) {
-            Some(leader) if leader == self.node_id => Ok(()),
-            Some(_) => Err(ResponseError::NotCoordinator),
-            None => Err(ResponseError::CoordinatorNotAvailable),
+        let LedPartition {
+            partition,
+            leader_epoch,
+            partitions,
+        } = led_partition(&self.meta.state(), OFFSETS_TOPIC, group, self.node_id)?;
+        if self.inner.lock().loaded_epochs.get(&partition) == Some(&leader_epoch) {
+            return Ok(());
+        }
+        self.load_partition(partition, leader_epoch, partitions)
+            .map_err(|e| {
+                tracing::info!(partition, error = %e, "__consumer_offsets partition not loadable yet");
+                ResponseError::CoordinatorLoadInProgress
+            })
+    }
+
+    /// Replace the groups of one `__consumer_offsets` partition with what its log holds.
+    fn load_partition(
+        &self,
+        partition: i32,
+        leader_epoch: i32,
+        partitions: i32,
+    ) -> Result<(), CoordinatorError> {
+        let log = self.offsets_log(partition)?;
+        let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
+        let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let mut pending = PendingOffsets::new();
+        replay_partition(&*log, &mut stored, &mut offsets, &mut pending)?;
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let here = |id: &str| partition_for(id, partitions) == partition;
+        inner.groups.retain(|id, _| !here(id));
+        for by_group in inner.pending_txn.values_mut() {
+            by_group.retain(|id, _| !here(id));
+        }
+        for (pid, by_group) in pending {
+            inner.pending_txn.entry(pid).or_default().extend(by_group);
+        }
+        let groups = stored.len();
+        for (id, s) in stored {
+            inner
+                .groups
+                .insert(id, Group::restore(s, self.config.group.clone(), now));
+        }
+        for (id, group_offsets) in offsets {
+            let group = inner
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(&id, self.config.group.clone(), now));
+            for ((topic, p), o) in group_offsets {
+                group.set_offset(&topic, p, o);
+            }
+        }
+        inner.loaded_epochs.insert(partition, leader_epoch);
+        tracing::info!(
+            partition,
+            leader_epoch,
+            groups,
+            "loaded __consumer_offsets partition"
+        );
+        Ok(())
+    }
+
+    /// Forget the groups of partitions this broker no longer leads (their new coordinator
+    /// loads them from the replicated log).
+    fn drop_unowned(&self, inner: &mut Inner) {
+        let state = self.meta.state();
+        let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let count = topic.partitions.len() as i32;
+        let owned = |partition: i32| {
+            topic
+                .partitions
+                .get(partition as usize)
+                .is_some_and(|p| p.leader == self.node_id)
+        };
+        inner.loaded_epochs.retain(|p, _| owned(*p));
+        if inner
+            .groups
+            .keys()
+            .all(|id| owned(partition_for(id, count)))
+        {
+            return;
+        }
+        let dropped: Vec<String> = inner
+            .groups
+            .keys()
+            .filter(|id| !owned(partition_for(id, count)))
+            .cloned()
+            .collect();
+        for id in dropped {
+            let Some(group) = inner.groups.remove(&id) else {
+                continue;
+            };
+            // Deferred joins and syncs learn at once that the group moved.
+            for token in group.waiting_tokens() {
+                match inner.waiters.remove(&token) {
+                    Some(Waiter::Join(tx)) => {
+                        drop(tx.send(JoinResult::failed(ResponseError::NotCoordinator, "")))
+                    }
+                    Some(Waiter::Sync(tx)) => {
+                        drop(tx.send(SyncResult::failed(ResponseError::NotCoordinator)))
+                    }
+                    None => {}
+                }
+            }
+            tracing::info!(group = %id, "group moved to another coordinator");
+        }
+        for by_group in inner.pending_txn.values_mut() {
+            by_group.retain(|id, _| owned(partition_for(id, count)));
         }
     }
 
@@ -318,6 +479,7 @@ impl Coordinator {
         internal_partition_log(
             &self.logs,
             &self.meta,
+            &self.replicas,
             self.node_id,
             OFFSETS_TOPIC,
             partition,
@@ -346,11 +508,19 @@ impl Coordinator {
         let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
         let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut open_txns = PendingOffsets::new();
+        let mut loaded = Vec::new();
         for (index, p) in topic.partitions.iter().enumerate() {
             if p.leader != self.node_id {
                 continue;
             }
-            let log = self.offsets_log(index as i32)?;
+            let log = match self.offsets_log(index as i32) {
+                Ok(log) => log,
+                // A replicated partition whose leadership is still being set up here: its
+                // first request loads it.
+                Err(CoordinatorError::NotLeader(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            loaded.push((index as i32, p.leader_epoch));
             // Per partition: a marker ends its producer's transaction on that partition only.
             let mut pending = PendingOffsets::new();
             replay_partition(&*log, &mut stored, &mut offsets, &mut pending)?;
@@ -361,6 +531,7 @@ impl Coordinator {
         let now = now_ms();
         let mut inner = self.inner.lock();
         inner.pending_txn = open_txns;
+        inner.loaded_epochs.extend(loaded);
         for (id, s) in stored {
             inner
                 .groups
@@ -798,6 +969,7 @@ impl Coordinator {
 
     fn tick(self: &Arc<Self>, now: i64) {
         let mut inner = self.inner.lock();
+        self.drop_unowned(&mut inner);
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         for id in ids {
             self.step(&mut inner, &id, |g, out| g.tick(now, out));

@@ -28,10 +28,11 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::transaction::{EndStep, InitStep, TxnError, TxnMetadata, TxnState};
 use super::transaction_records as txn_records;
 use super::{
-    internal_partition_log, now_ms, partition_for, records, CoordinatorError, OFFSETS_TOPIC,
-    TRANSACTION_TOPIC,
+    internal_partition_log, led_partition, now_ms, partition_for, records, CoordinatorError,
+    LedPartition, OFFSETS_TOPIC, TRANSACTION_TOPIC,
 };
 use crate::error_codes;
+use crate::replication::ReplicaManager;
 use crate::Broker;
 
 /// How often prepared transactions are finished and timeouts checked (Kafka's
@@ -60,9 +61,13 @@ pub struct TransactionCoordinator {
     config: TransactionConfig,
     meta: Arc<dyn MetadataStore>,
     logs: Arc<LogManager>,
+    replicas: Arc<ReplicaManager>,
     /// One slot per transactional id; `None` until InitProducerId creates the id.
     slots: parking_lot::Mutex<HashMap<String, Slot>>,
     loaded: tokio::sync::OnceCell<()>,
+    /// `__transaction_state` partitions whose ids are loaded, and the leader epoch they were
+    /// loaded at; a new epoch (leadership moved here) loads them again from the log.
+    loaded_epochs: parking_lot::Mutex<HashMap<i32, i32>>,
 }
 
 impl std::fmt::Debug for TransactionCoordinator {
@@ -87,14 +92,17 @@ impl TransactionCoordinator {
         config: TransactionConfig,
         meta: Arc<dyn MetadataStore>,
         logs: Arc<LogManager>,
+        replicas: Arc<ReplicaManager>,
     ) -> TransactionCoordinator {
         TransactionCoordinator {
             node_id,
             config,
             meta,
             logs,
+            replicas,
             slots: parking_lot::Mutex::new(HashMap::new()),
             loaded: tokio::sync::OnceCell::new(),
+            loaded_epochs: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,14 +140,78 @@ impl TransactionCoordinator {
             tracing::warn!(error = %e, "transaction coordinator not available");
             error_codes::for_coordinator(&e)
         })?;
-        match broker
-            .groups
-            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
-        {
-            Some(leader) if leader == self.node_id => Ok(()),
-            Some(_) => Err(ResponseError::NotCoordinator),
-            None => Err(ResponseError::CoordinatorNotAvailable),
+        let led = led_partition(
+            &self.meta.state(),
+            TRANSACTION_TOPIC,
+            transactional_id,
+            self.node_id,
+        )?;
+        self.ensure_loaded(led)
+    }
+
+    /// The first request for an id after this broker took up the leadership of its
+    /// partition (a failover, or a restart) loads that partition's ids from its log, which
+    /// the previous leader replicated here.
+    fn ensure_loaded(&self, led: LedPartition) -> Result<(), ResponseError> {
+        let LedPartition {
+            partition,
+            leader_epoch,
+            partitions,
+        } = led;
+        if self.loaded_epochs.lock().get(&partition) == Some(&leader_epoch) {
+            return Ok(());
         }
+        self.load_partition(partition, leader_epoch, partitions)
+            .map_err(|e| {
+                tracing::info!(partition, error = %e, "__transaction_state partition not loadable yet");
+                ResponseError::CoordinatorLoadInProgress
+            })
+    }
+
+    /// Replace the ids of one `__transaction_state` partition with what its log holds.
+    fn load_partition(
+        &self,
+        partition: i32,
+        leader_epoch: i32,
+        partitions: i32,
+    ) -> Result<(), CoordinatorError> {
+        let log = self.state_log(partition)?;
+        let mut found: HashMap<String, TxnMetadata> = HashMap::new();
+        replay_partition(&*log, &mut found)?;
+        let ids = found.len();
+        let mut slots = self.slots.lock();
+        slots.retain(|id, _| partition_for(id, partitions) != partition);
+        for (id, m) in found {
+            slots.insert(id, Arc::new(AsyncMutex::new(Some(m))));
+        }
+        self.loaded_epochs.lock().insert(partition, leader_epoch);
+        tracing::info!(
+            partition,
+            leader_epoch,
+            ids,
+            "loaded __transaction_state partition"
+        );
+        Ok(())
+    }
+
+    /// Forget the ids of partitions this broker no longer leads (the new coordinator loads
+    /// them from the replicated log), so the timer never acts on them here.
+    fn drop_unowned(&self) {
+        let state = self.meta.state();
+        let Some(topic) = state.topics.get(TRANSACTION_TOPIC) else {
+            return;
+        };
+        let count = topic.partitions.len() as i32;
+        let owned = |partition: i32| {
+            topic
+                .partitions
+                .get(partition as usize)
+                .is_some_and(|p| p.leader == self.node_id)
+        };
+        self.loaded_epochs.lock().retain(|p, _| owned(*p));
+        self.slots
+            .lock()
+            .retain(|id, _| owned(partition_for(id, count)));
     }
 
     async fn ensure_topic(&self) -> Result<(), CoordinatorError> {
@@ -153,7 +225,7 @@ impl TransactionCoordinator {
             replication_factor: self
                 .config
                 .replication_factor
-                .min(state.brokers.len().max(1) as i16),
+                .min(state.live_brokers().count().max(1) as i16),
             assignments: None,
             configs: [
                 ("cleanup.policy".to_string(), "compact".to_string()),
@@ -176,6 +248,7 @@ impl TransactionCoordinator {
         internal_partition_log(
             &self.logs,
             &self.meta,
+            &self.replicas,
             self.node_id,
             TRANSACTION_TOPIC,
             partition,
@@ -260,6 +333,19 @@ impl TransactionCoordinator {
                 Ok(log) => log,
                 Err(ResponseError::UnknownTopicOrPartition) => continue,
                 Err(_) => return Err(CoordinatorError::NotLeader(*partition)),
+            };
+            // On a replicated partition the marker counts once the in-sync replicas have it:
+            // a new leader without it would keep the transaction open for good.
+            let replicated = meta
+                .partitions
+                .get(*partition as usize)
+                .is_some_and(|p| p.replicas.len() > 1);
+            let log = if replicated {
+                self.replicas
+                    .committed_log(self.node_id, &self.meta, topic, *partition)
+                    .ok_or(CoordinatorError::NotLeader(*partition))?
+            } else {
+                log
             };
             let leader_epoch = meta
                 .partitions
@@ -496,19 +582,20 @@ impl TransactionCoordinator {
     /// elsewhere are not checked here.
     pub async fn verify_produce(
         &self,
-        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partition: (String, i32),
     ) -> Result<(), ResponseError> {
-        if broker
-            .groups
-            .coordinator_of(transactional_id, TRANSACTION_TOPIC)
-            != Some(self.node_id)
-        {
+        let Ok(led) = led_partition(
+            &self.meta.state(),
+            TRANSACTION_TOPIC,
+            transactional_id,
+            self.node_id,
+        ) else {
             return Ok(());
-        }
+        };
+        self.ensure_loaded(led)?;
         let slot = self
             .existing_slot(transactional_id)
             .map_err(|_| ResponseError::InvalidProducerIdMapping)?;
@@ -570,6 +657,7 @@ impl TransactionCoordinator {
     /// Finish prepared transactions and abort expired ones. Ids busy with a request are left
     /// for the next tick.
     async fn tick(&self, broker: &Broker) {
+        self.drop_unowned();
         let slots: Vec<Slot> = self.slots.lock().values().cloned().collect();
         for slot in slots {
             let Ok(mut guard) = slot.try_lock() else {
@@ -606,8 +694,17 @@ impl TransactionCoordinator {
             if p.leader != self.node_id {
                 continue;
             }
-            let log = self.state_log(index as i32)?;
+            let log = match self.state_log(index as i32) {
+                Ok(log) => log,
+                // A replicated partition whose leadership is still being set up here: its
+                // first request loads it.
+                Err(CoordinatorError::NotLeader(_)) => continue,
+                Err(e) => return Err(e),
+            };
             replay_partition(&*log, &mut found)?;
+            self.loaded_epochs
+                .lock()
+                .insert(index as i32, p.leader_epoch);
         }
         let open = found.values().filter(|m| m.start_timestamp >= 0).count();
         let mut slots = self.slots.lock();

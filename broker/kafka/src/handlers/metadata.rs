@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chronik_meta::{ClusterState, TopicMeta};
+use chronik_meta::{ClusterState, TopicMeta, NO_LEADER};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -23,10 +23,16 @@ pub(crate) async fn handle(
     let client_allows = version < 4 || request.allow_auto_topic_creation;
     let topics = match request.topics {
         // null (or, in v0, empty) means every topic
-        None => state.topics.values().map(topic_response).collect(),
-        Some(list) if list.is_empty() && version == 0 => {
-            state.topics.values().map(topic_response).collect()
-        }
+        None => state
+            .topics
+            .values()
+            .map(|t| topic_response(&state, t))
+            .collect(),
+        Some(list) if list.is_empty() && version == 0 => state
+            .topics
+            .values()
+            .map(|t| topic_response(&state, t))
+            .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for requested in list {
@@ -55,7 +61,7 @@ pub(crate) async fn handle(
                     }
                 }
                 match state.topics.get(&name) {
-                    Some(t) => out.push(topic_response(t)),
+                    Some(t) => out.push(topic_response(&state, t)),
                     None => out.push(error_topic(&name, ResponseError::UnknownTopicOrPartition)),
                 }
             }
@@ -69,10 +75,12 @@ pub(crate) async fn handle(
         .with_topics(topics)
 }
 
+/// Live brokers only, as Kafka lists them: a fenced broker leads nothing.
 fn brokers(state: &ClusterState) -> Vec<MetadataResponseBroker> {
     state
         .brokers
         .values()
+        .filter(|b| state.is_live(b.node_id))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -89,13 +97,28 @@ fn error_topic(name: &str, code: ResponseError) -> MetadataResponseTopic {
         .with_name(Some(TopicName(str_bytes(name))))
 }
 
-fn topic_response(topic: &TopicMeta) -> MetadataResponseTopic {
+fn topic_response(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            // No live ISR member: offline until one returns (no unclean election).
+            let code = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(code)
+                .with_offline_replicas(
+                    p.replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !state.is_live(*r))
+                        .map(BrokerId)
+                        .collect(),
+                )
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)

@@ -16,7 +16,17 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use super::str_bytes;
 use crate::error_codes;
 use crate::registry::Reply;
+use crate::replication::AckError;
 use crate::Broker;
+
+/// A write to a replicated partition: acks=all also waits for the high watermark; any write
+/// may move it once durable (when the leader is the only in-sync replica).
+struct ReplicatedAck {
+    broker: Arc<Broker>,
+    topic: String,
+    partition: i32,
+    acks_all: bool,
+}
 
 /// Outcome of the in-order part for one partition.
 enum Appended {
@@ -25,6 +35,8 @@ enum Appended {
         base_offset: i64,
         last_offset: i64,
         log_start_offset: i64,
+        /// acks=all on a replicated partition: also wait for the high watermark.
+        replicated: Option<ReplicatedAck>,
     },
     /// Refused: the code, a message for v8+ clients, and the indexes of the offending records
     /// within the batch (record_errors) when only some records are at fault.
@@ -66,7 +78,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
                             _ => Ok(()),
                         };
                         match verified {
-                            Ok(()) => append(broker, meta, data.index, data.records),
+                            Ok(()) => append(broker, meta, data.index, data.records, acks),
                             Err(code) => Appended::Failed(
                                 code,
                                 Some(
@@ -111,15 +123,38 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
 }
 
 fn append(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     topic: &chronik_meta::TopicMeta,
     partition: i32,
     records: Option<Bytes>,
+    acks: i16,
 ) -> Appended {
     let log = match broker.partition_log(topic, partition) {
         Ok(log) => log,
         Err(code) => return Appended::Failed(code, None, Vec::new()),
     };
+    let placement = topic.partitions.get(partition as usize);
+    let replicated = placement
+        .is_some_and(|p| p.replicas.len() > 1)
+        .then(|| ReplicatedAck {
+            broker: Arc::clone(broker),
+            topic: topic.name.clone(),
+            partition,
+            acks_all: acks == -1,
+        });
+    if replicated.as_ref().is_some_and(|r| r.acks_all) {
+        let min_isr = topic.config().min_insync_replicas.max(1) as usize;
+        let isr = placement.map_or(0, |p| p.isr.len());
+        if isr < min_isr {
+            return Appended::Failed(
+                ResponseError::NotEnoughReplicas,
+                Some(format!(
+                    "{isr} in-sync replicas, min.insync.replicas is {min_isr}; nothing was written"
+                )),
+                Vec::new(),
+            );
+        }
+    }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Appended::Failed(
             ResponseError::InvalidRecord,
@@ -140,6 +175,7 @@ fn append(
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             log_start_offset: info.log_start_offset,
+            replicated,
         },
         // A retry of a batch already stored: Kafka (since 1.1) answers NONE with the original
         // offsets, which every client takes as delivered (librdkafka would accept
@@ -162,6 +198,7 @@ fn append(
                 base_offset,
                 last_offset,
                 log_start_offset,
+                replicated,
             }
         }
         Err(e) => {
@@ -190,22 +227,49 @@ async fn respond(
             base_offset,
             last_offset,
             log_start_offset,
-        } => match tokio::time::timeout(timeout, log.wait_durable(last_offset)).await {
-            Ok(Ok(())) => {
-                return base
-                    .with_base_offset(base_offset)
-                    .with_log_start_offset(log_start_offset)
+            replicated,
+        } => {
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(timeout, log.wait_durable(last_offset)).await {
+                Ok(Ok(())) => match replicated {
+                    None => {
+                        return base
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start_offset)
+                    }
+                    Some(r) if !r.acks_all => {
+                        r.broker.advance_high_watermark(&r.topic, r.partition);
+                        return base
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start_offset);
+                    }
+                    Some(r) => {
+                        let left = timeout.saturating_sub(started.elapsed());
+                        match r
+                            .broker
+                            .wait_replicated(&r.topic, r.partition, last_offset, left)
+                            .await
+                        {
+                            Ok(()) => {
+                                return base
+                                    .with_base_offset(base_offset)
+                                    .with_log_start_offset(log_start_offset)
+                            }
+                            Err(e) => ack_failure(e),
+                        }
+                    }
+                },
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "durability wait failed");
+                    (error_codes::for_log(&e), Some(e.to_string()), Vec::new())
+                }
+                Err(_) => (
+                    ResponseError::RequestTimedOut,
+                    Some("timed out waiting for the write to become durable".to_string()),
+                    Vec::new(),
+                ),
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "durability wait failed");
-                (error_codes::for_log(&e), Some(e.to_string()), Vec::new())
-            }
-            Err(_) => (
-                ResponseError::RequestTimedOut,
-                Some("timed out waiting for the write to become durable".to_string()),
-                Vec::new(),
-            ),
-        },
+        }
         Appended::Failed(code, message, record_errors) => (code, message, record_errors),
     };
     let response = base
@@ -232,6 +296,25 @@ async fn respond(
     }
 }
 
+/// Why an acks=all write on a replicated partition is not acknowledged.
+fn ack_failure(e: AckError) -> (ResponseError, Option<String>, Vec<i32>) {
+    let (code, message) = match e {
+        AckError::NotLeader => (
+            ResponseError::NotLeaderOrFollower,
+            "leadership moved before the write was replicated",
+        ),
+        AckError::TimedOut => (
+            ResponseError::RequestTimedOut,
+            "timed out waiting for the in-sync replicas",
+        ),
+        AckError::NotEnoughReplicasAfterAppend => (
+            ResponseError::NotEnoughReplicasAfterAppend,
+            "written, but the in-sync replicas fell below min.insync.replicas",
+        ),
+    };
+    (code, Some(message.to_string()), Vec::new())
+}
+
 /// A transactional producer's batch must belong to its open transaction (see
 /// `TransactionCoordinator::verify_produce`). Requests without a transactional id, the plain
 /// and idempotent produce path, never get here.
@@ -251,7 +334,6 @@ async fn verify_transaction(
     broker
         .transactions
         .verify_produce(
-            broker,
             transactional_id,
             header.producer_id,
             header.producer_epoch,

@@ -1,0 +1,62 @@
+//! chronik-sql behind the API's [`SqlService`] seam (the API crate does not build DataFusion).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chronik_api::{SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable};
+use chronik_sql::{Format, Query, SqlEngine, SqlError};
+
+#[derive(Debug)]
+pub struct Sql(pub Arc<SqlEngine>);
+
+#[async_trait]
+impl SqlService for Sql {
+    async fn query(&self, request: SqlRequest) -> Result<SqlAnswer, SqlFailure> {
+        let query = Query {
+            sql: request.query,
+            limit: request.limit,
+            timeout: request.timeout_ms.map(Duration::from_millis),
+            format: match request.format {
+                SqlFormat::Json => Format::Json,
+                SqlFormat::Ndjson => Format::Ndjson,
+                SqlFormat::Arrow => Format::Arrow,
+            },
+        };
+        match self.0.query(query).await {
+            Ok(answer) => Ok(SqlAnswer {
+                content_type: answer.content_type,
+                body: answer.body,
+            }),
+            Err(SqlError::BadQuery(reason)) => Err(SqlFailure::BadQuery(reason)),
+            Err(SqlError::UnknownTable(table)) => Err(SqlFailure::UnknownTable(table)),
+            Err(SqlError::Timeout(ms)) => Err(SqlFailure::Timeout(ms)),
+            Err(e) => Err(SqlFailure::Internal(e.to_string())),
+        }
+    }
+
+    fn tables(&self) -> Vec<SqlTable> {
+        self.0
+            .tables()
+            .into_iter()
+            .map(|t| SqlTable {
+                name: t.name,
+                topic: t.topic,
+                kind: t.kind.to_string(),
+                columns: t
+                    .columns
+                    .into_iter()
+                    .map(|c| SqlColumn {
+                        name: c.name,
+                        data_type: c.data_type,
+                        nullable: c.nullable,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn metric_families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        chronik_sql::metrics().registry.gather()
+    }
+}

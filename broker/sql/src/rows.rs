@@ -1,0 +1,251 @@
+//! Records of the hot buffer and their conversion into Arrow record batches under a topic's
+//! current schema. Values are kept as produced, so a batch can be rebuilt losslessly after
+//! the schema widens.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chronik_index::IndexRecord;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::Value;
+
+use crate::schema::{parse_timestamp_micros, ColumnType, TopicSchema, VALUE};
+use crate::SqlError;
+
+/// One record waiting in a partition's hot buffer.
+#[derive(Debug, Clone)]
+pub struct HotRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    /// Headers as a JSON object text, `None` without headers.
+    pub headers: Option<String>,
+    pub value: Option<Bytes>,
+}
+
+impl HotRecord {
+    pub fn from_index(r: &IndexRecord) -> Self {
+        let headers = (!r.headers.is_empty()).then(|| {
+            let map: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    let v = h.value.as_ref().map_or(Value::Null, |v| {
+                        Value::String(String::from_utf8_lossy(v).into_owned())
+                    });
+                    (h.key.clone(), v)
+                })
+                .collect();
+            Value::Object(map).to_string()
+        });
+        HotRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            headers,
+            value: r.value.clone(),
+        }
+    }
+
+    /// Approximate memory held, for the seal and node budgets.
+    pub fn size(&self) -> usize {
+        64 + self.key.as_ref().map_or(0, Bytes::len)
+            + self.headers.as_ref().map_or(0, String::len)
+            + 2 * self.value.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+enum Builder {
+    Boolean(BooleanBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+}
+
+impl Builder {
+    fn new(t: ColumnType, rows: usize) -> Self {
+        match t {
+            ColumnType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
+            ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(rows)),
+            ColumnType::Float64 => Builder::Float64(Float64Builder::with_capacity(rows)),
+            ColumnType::Timestamp => Builder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            ),
+            ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
+            ColumnType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, rows * 8)),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Boolean(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+            Builder::Utf8(b) => b.append_null(),
+            Builder::Binary(b) => b.append_null(),
+        }
+    }
+
+    /// Append a JSON field's value. The schema was widened to fit every value before any
+    /// batch is built, so a mismatch cannot happen; it would be stored as null.
+    fn append_json(&mut self, v: &Value) {
+        match (self, v) {
+            (b, Value::Null) => b.append_null(),
+            (Builder::Boolean(b), Value::Bool(x)) => b.append_value(*x),
+            (Builder::Int64(b), Value::Number(n)) => b.append_option(n.as_i64()),
+            (Builder::Float64(b), Value::Number(n)) => b.append_option(n.as_f64()),
+            (Builder::Timestamp(b), Value::String(s)) => b.append_option(parse_timestamp_micros(s)),
+            (Builder::Utf8(b), Value::String(s)) => b.append_value(s),
+            (Builder::Utf8(b), other) => b.append_value(other.to_string()),
+            (b, _) => b.append_null(),
+        }
+    }
+
+    fn append_raw(&mut self, bytes: &[u8]) {
+        match self {
+            Builder::Utf8(b) => b.append_value(String::from_utf8_lossy(bytes)),
+            Builder::Binary(b) => b.append_value(bytes),
+            b => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Boolean(mut b) => Arc::new(b.finish()),
+            Builder::Int64(mut b) => Arc::new(b.finish()),
+            Builder::Float64(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+            Builder::Utf8(mut b) => Arc::new(b.finish()),
+            Builder::Binary(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Build one batch of `records` of `partition` under `schema` (stored layout).
+pub fn build_batch(
+    partition: i32,
+    records: &[HotRecord],
+    schema: &TopicSchema,
+) -> Result<RecordBatch, SqlError> {
+    let n = records.len();
+    let mut partitions = Int32Builder::with_capacity(n);
+    let mut offsets = Int64Builder::with_capacity(n);
+    let mut timestamps = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut keys = StringBuilder::with_capacity(n, n * 8);
+    let mut headers = StringBuilder::with_capacity(n, 0);
+    let mut tombstones = BooleanBuilder::with_capacity(n);
+    let mut columns: Vec<Builder> = schema
+        .columns()
+        .iter()
+        .map(|(_, t)| Builder::new(*t, n))
+        .collect();
+    let value_column = schema.position(VALUE);
+    let mut filled = vec![false; columns.len()];
+
+    for r in records {
+        partitions.append_value(partition);
+        offsets.append_value(r.offset);
+        timestamps.append_value(r.timestamp);
+        keys.append_option(r.key.as_ref().map(|k| String::from_utf8_lossy(k)));
+        headers.append_option(r.headers.as_deref());
+        tombstones.append_value(r.value.is_none());
+        filled.iter_mut().for_each(|f| *f = false);
+        if let Some(bytes) = &r.value {
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(Value::Object(fields)) => {
+                    for (name, v) in &fields {
+                        if let Some(i) = schema.position(name).filter(|i| Some(*i) != value_column)
+                        {
+                            if !filled[i] {
+                                columns[i].append_json(v);
+                                filled[i] = true;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(i) = value_column {
+                        columns[i].append_raw(bytes);
+                        filled[i] = true;
+                    }
+                }
+            }
+        }
+        for (i, f) in filled.iter().enumerate() {
+            if !f {
+                columns[i].append_null();
+            }
+        }
+    }
+
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(partitions.finish()),
+        Arc::new(offsets.finish()),
+        Arc::new(timestamps.finish()),
+        Arc::new(keys.finish()),
+        Arc::new(headers.finish()),
+        Arc::new(tombstones.finish()),
+    ];
+    arrays.extend(columns.into_iter().map(Builder::finish));
+    RecordBatch::try_new(schema.stored_arrow(), arrays)
+        .map_err(|e| SqlError::Internal(format!("cannot build a hot batch: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+
+    fn rec(offset: i64, value: Option<&str>) -> HotRecord {
+        HotRecord {
+            offset,
+            timestamp: 1000 + offset,
+            key: Some(Bytes::from(format!("k{offset}"))),
+            headers: None,
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn builds_typed_columns_with_nulls_for_missing_fields() {
+        let records = vec![
+            rec(0, Some(r#"{"a": 1, "b": "x"}"#)),
+            rec(1, Some(r#"{"a": 2.5, "c": {"n": [1, 2]}}"#)),
+            rec(2, None),
+            rec(3, Some("not json")),
+        ];
+        let mut schema = TopicSchema::default();
+        for r in &records {
+            schema.observe_value(r.value.as_deref());
+        }
+        let batch = build_batch(7, &records, &schema).unwrap();
+        assert_eq!(batch.num_rows(), 4);
+        let a = batch
+            .column_by_name("a")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(a.value(0), 1.0);
+        assert_eq!(a.value(1), 2.5);
+        assert!(a.is_null(2));
+        let c = batch.column_by_name("c").unwrap().as_string::<i32>();
+        assert_eq!(c.value(1), r#"{"n":[1,2]}"#);
+        let v = batch.column_by_name("_value").unwrap().as_string::<i32>();
+        assert_eq!(v.value(3), "not json");
+        assert!(v.is_null(0));
+        let t = batch.column_by_name("_tombstone").unwrap().as_boolean();
+        assert!(t.value(2) && !t.value(0));
+        let o = batch
+            .column_by_name("_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(o.values().to_vec(), vec![0, 1, 2, 3]);
+    }
+}

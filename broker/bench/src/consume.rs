@@ -147,7 +147,7 @@ pub fn round_trip(cli: &Cli) -> Result<Report> {
                 progress
                     .consumed_bytes
                     .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                if let Some(sent) = payload::sent_nanos(payload) {
+                if let Some(sent) = cli.payload.sent_nanos(payload) {
                     let now = payload::nanos_since(progress.origin);
                     if sent <= now {
                         let mut histogram = e2e.lock().expect("histogram poisoned");
@@ -158,7 +158,7 @@ pub fn round_trip(cli: &Cli) -> Result<Report> {
         });
         // Producing before the consumer is connected would count its start-up as latency.
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
-        let produced = produce::run(cli, Some(Arc::clone(&progress)));
+        let produced = produce::run(cli, Some(Arc::clone(&progress)), false);
         // Whatever happened, tell the consumer where the topic ends so it can stop.
         let high = topic::watermarks(cli).map(|marks| {
             marks

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::consume::{self, Offsets, ReadRange};
 use crate::produce::{Acked, ProduceOutcome};
 use crate::topic::{self, Watermarks};
-use crate::{payload, Cli};
+use crate::Cli;
 
 /// How many individual problems a report lists before summarising.
 const MAX_PROBLEMS: usize = 10;
@@ -183,7 +183,7 @@ fn read_back(
     let mut mismatched = 0u64;
     consume::read(cli, &range, None, |partition, offset, bytes| {
         if let Some(seq) = by_position.remove(&(partition, offset)) {
-            if payload::is_intact(bytes, seq, cli.message_size) {
+            if cli.payload.is_intact(bytes, seq, cli.message_size) {
                 intact += 1;
             } else {
                 mismatched += 1;
@@ -192,13 +192,13 @@ fn read_back(
                         "partition {partition} offset {offset}: expected message {seq} \
                          ({} B), found message {:?} ({} B)",
                         cli.message_size,
-                        payload::seq(bytes),
+                        cli.payload.seq(bytes),
                         bytes.len()
                     ));
                 }
             }
-        } else if let Some(seq) = payload::seq(bytes) {
-            if by_seq.remove(&seq) && payload::is_intact(bytes, seq, cli.message_size) {
+        } else if let Some(seq) = cli.payload.seq(bytes) {
+            if by_seq.remove(&seq) && cli.payload.is_intact(bytes, seq, cli.message_size) {
                 intact += 1;
             }
         }

@@ -36,7 +36,8 @@ use crate::{payload, topic, verify, Cli};
 pub enum Backend {
     /// `POST /{topic}/_search`: a terms aggregation on `_partition` with a max of `_offset`.
     Search,
-    /// `POST /_sql`: `SELECT _partition, MAX(_offset) ... GROUP BY _partition`.
+    /// `POST /_sql`: `SELECT _partition, MAX(_offset) ... GROUP BY _partition`. Written
+    /// against SPEC 5.1 and not yet run against a server (Chronik has no SQL yet).
     Sql,
 }
 
@@ -458,7 +459,10 @@ mod tests {
         assert_eq!(matched.not_visible, 2);
         assert_eq!(matched.visible_before_ack, 1);
         assert_eq!(matched.histogram.len(), 4);
-        assert_eq!(matched.histogram.max(), 5_000 /* us */);
+        // Three significant digits: max() is the top of 5 ms's bucket, not 5000 exactly.
+        assert!(matched
+            .histogram
+            .equivalent(matched.histogram.max(), 5_000 /* us */));
         assert!(matched.histogram.equivalent(matched.histogram.min(), 1));
     }
 

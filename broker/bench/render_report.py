@@ -70,8 +70,11 @@ def verified(row):
     if verification is None:
         return "n/a"
     if verification.get("ok"):
-        readback = verification.get("readback")
-        return "yes (read back)" if readback else "yes"
+        how = ["read back"] if verification.get("readback") else []
+        # Replicated acks=1 runs: the high watermark trails the last acknowledgement.
+        if verification.get("waited_ms"):
+            how.append(f"watermarks settled {verification['waited_ms'] / 1000:.1f} s after the run")
+        return f"yes ({'; '.join(how)})" if how else "yes"
     readback = verification.get("readback") or {}
     if readback.get("missing") or readback.get("mismatched"):
         return (f"**FAILED**: {readback.get('missing', 0):,} of {readback['expected']:,} "

@@ -190,6 +190,8 @@ print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  p50 %s us p99 %s us  verify %s
     sys.argv[2], sys.argv[3], r.get("msgs_per_sec", 0), r.get("mb_per_sec", 0),
     lat.get("p50_us", "-"), lat.get("p99_us", "-"),
     ("ok" if v.get("ok") else "FAILED") if v else "-", state))
+if v.get("waited_ms"):
+    print("suite:          watermarks settled %d ms after the run" % v["waited_ms"])
 for p in (v.get("problems") or [])[:3] + (r.get("error_samples") or [])[:3]:
     print("suite:          " + p)
 EOF

@@ -159,25 +159,36 @@ pub fn round_trip(cli: &Cli) -> Result<Report> {
         // Producing before the consumer is connected would count its start-up as latency.
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
         let produced = produce::run(cli, Some(Arc::clone(&progress)), false);
-        // Whatever happened, tell the consumer where the topic ends so it can stop.
-        let high = topic::watermarks(cli).map(|marks| {
-            marks
-                .iter()
-                .map(|(&p, &(_, high))| (p, high))
-                .collect::<Offsets>()
+        // The end is where the high watermarks settle once they cover the acknowledgements
+        // (replication may trail acks=1), so the consumer reads everything the check judges.
+        let observed = produced.and_then(|produced| {
+            let observed = if cli.no_verify {
+                None
+            } else {
+                Some(verify::observe(cli, &before, &produced)?)
+            };
+            let marks = match &observed {
+                Some(observed) => observed.after.clone(),
+                None => topic::watermarks(cli).context("reading watermarks after the run")?,
+            };
+            Ok((produced, observed, marks))
         });
-        let _ = end.set(high.as_ref().cloned().unwrap_or_else(|_| start.clone()));
+        // Whatever happened, tell the consumer where the topic ends so it can stop.
+        let _ = end.set(match &observed {
+            Ok((_, _, marks)) => marks.iter().map(|(&p, &(_, high))| (p, high)).collect(),
+            Err(_) => start.clone(),
+        });
         let consumed = consumer.join().expect("consumer thread panicked");
-        (produced.and_then(|p| high.map(|_| p)), consumed)
+        (observed, consumed)
     });
-    let produced = produced?;
+    let (produced, observed, _) = produced?;
     let consumed = consumed?;
 
     let mut report = Report::from_produce(cli, &produced);
     report.end_to_end_latency =
         LatencySummary::from_histogram(&e2e.into_inner().expect("histogram poisoned"));
-    if !cli.no_verify {
-        let mut verification = verify::run(cli, &before, &produced)?;
+    if let Some(observed) = observed {
+        let mut verification = verify::check(cli, &before, &produced, observed)?;
         if consumed < produced.acked {
             verification.fail(format!(
                 "consumer saw {consumed} messages but {} were acknowledged",

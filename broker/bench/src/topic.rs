@@ -27,11 +27,15 @@ pub fn ensure(cli: &Cli) -> Result<()> {
         .base_config()
         .create()
         .context("creating admin client")?;
-    let topic = NewTopic::new(
+    let configs = cli.topic_configs()?;
+    let mut topic = NewTopic::new(
         &cli.topic,
         cli.partitions,
         TopicReplication::Fixed(cli.replication_factor),
     );
+    for (key, value) in &configs {
+        topic = topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics([&topic], &options))
         .context("CreateTopics request")?;
@@ -105,4 +109,50 @@ pub fn watermarks(cli: &Cli) -> Result<Watermarks> {
         marks.insert(partition, pair);
     }
     Ok(marks)
+}
+
+/// Where one partition lives: its leader (-1 when none) and how many replicas and in-sync
+/// replicas it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub leader: i32,
+    pub replicas: usize,
+    pub isr: usize,
+}
+
+impl Placement {
+    /// Led, and every replica in sync.
+    pub fn healthy(&self) -> bool {
+        self.leader >= 0 && self.isr == self.replicas
+    }
+}
+
+/// Leader, replicas and ISR of every partition of the topic, as the broker asked reports them.
+pub fn placement(cli: &Cli) -> Result<BTreeMap<i32, Placement>> {
+    let consumer: BaseConsumer = cli.base_config().create().context("creating client")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&cli.topic), METADATA_TIMEOUT)
+        .context("metadata request")?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == cli.topic)
+        .ok_or_else(|| anyhow!("topic {} missing from metadata", cli.topic))?;
+    if let Some(error) = topic.error() {
+        bail!("topic {}: {:?}", cli.topic, RDKafkaErrorCode::from(error));
+    }
+    Ok(topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            (
+                p.id(),
+                Placement {
+                    leader: p.leader(),
+                    replicas: p.replicas().len(),
+                    isr: p.isr().len(),
+                },
+            )
+        })
+        .collect())
 }

@@ -36,8 +36,7 @@ use crate::{payload, topic, verify, Cli};
 pub enum Backend {
     /// `POST /{topic}/_search`: a terms aggregation on `_partition` with a max of `_offset`.
     Search,
-    /// `POST /_sql`: `SELECT _partition, MAX(_offset) ... GROUP BY _partition`. Written
-    /// against SPEC 5.1 and not yet run against a server (Chronik has no SQL yet).
+    /// `POST /_sql`: `SELECT _partition, MAX(_offset) ... GROUP BY _partition`.
     Sql,
 }
 
@@ -160,7 +159,7 @@ fn parse_search_answer(answer: &Value) -> Result<Offsets> {
     Ok(offsets)
 }
 
-/// The SQL backend, written against SPEC 5.1's `POST /_sql` contract.
+/// The SQL backend over SPEC 5.1's `POST /_sql`.
 struct SqlProbe {
     client: JsonClient,
     table: String,

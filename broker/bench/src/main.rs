@@ -143,8 +143,7 @@ pub struct Cli {
     #[arg(long, default_value = "127.0.0.1:6092")]
     pub http: String,
 
-    /// Where freshness runs look for the records. `sql` is untested: no server it was written
-    /// for (SPEC 5.1's `POST /_sql`) exists yet.
+    /// Where freshness runs look for the records: full-text search or SQL.
     #[arg(long, value_enum, default_value_t = freshness::Backend::Search)]
     pub freshness_backend: freshness::Backend,
 

@@ -52,9 +52,15 @@ SUITE_FAILED=0
 log() { echo "suite: $*" >&2; }
 
 cleanup() {
+    local status=$?
     stop_broker
     stop_cluster
-    rm -rf "$WORK"
+    # A failed run keeps its node logs and data: they are what explains the failure.
+    if [[ $status -ne 0 || $SUITE_FAILED -ne 0 ]]; then
+        log "kept $WORK (node logs, data, results) of the failed run"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::MetadataTopic;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::Cli;
@@ -68,6 +69,29 @@ pub fn ensure(cli: &Cli) -> Result<()> {
 /// The topic's partition ids, from a metadata request; an error when the topic is unknown or
 /// some partition has no leader.
 pub fn partitions(cli: &Cli) -> Result<Vec<i32>> {
+    with_topic_metadata(cli, |topic| {
+        if topic.partitions().is_empty() {
+            bail!("topic {} has no partitions", cli.topic);
+        }
+        let mut ids = Vec::with_capacity(topic.partitions().len());
+        for partition in topic.partitions() {
+            if partition.leader() < 0 {
+                bail!(
+                    "topic {} partition {} has no leader",
+                    cli.topic,
+                    partition.id()
+                );
+            }
+            ids.push(partition.id());
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    })
+}
+
+/// Runs `read` over the topic's entry of a fresh metadata answer; an error when the topic is
+/// missing or reported with an error code.
+fn with_topic_metadata<T>(cli: &Cli, read: impl FnOnce(&MetadataTopic) -> Result<T>) -> Result<T> {
     let consumer: BaseConsumer = cli.base_config().create().context("creating client")?;
     let metadata = consumer
         .fetch_metadata(Some(&cli.topic), METADATA_TIMEOUT)
@@ -80,22 +104,7 @@ pub fn partitions(cli: &Cli) -> Result<Vec<i32>> {
     if let Some(error) = topic.error() {
         bail!("topic {}: {:?}", cli.topic, RDKafkaErrorCode::from(error));
     }
-    if topic.partitions().is_empty() {
-        bail!("topic {} has no partitions", cli.topic);
-    }
-    let mut ids = Vec::with_capacity(topic.partitions().len());
-    for partition in topic.partitions() {
-        if partition.leader() < 0 {
-            bail!(
-                "topic {} partition {} has no leader",
-                cli.topic,
-                partition.id()
-            );
-        }
-        ids.push(partition.id());
-    }
-    ids.sort_unstable();
-    Ok(ids)
+    read(topic)
 }
 
 /// Low and high watermarks of every partition of the topic.
@@ -129,30 +138,20 @@ impl Placement {
 
 /// Leader, replicas and ISR of every partition of the topic, as the broker asked reports them.
 pub fn placement(cli: &Cli) -> Result<BTreeMap<i32, Placement>> {
-    let consumer: BaseConsumer = cli.base_config().create().context("creating client")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&cli.topic), METADATA_TIMEOUT)
-        .context("metadata request")?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == cli.topic)
-        .ok_or_else(|| anyhow!("topic {} missing from metadata", cli.topic))?;
-    if let Some(error) = topic.error() {
-        bail!("topic {}: {:?}", cli.topic, RDKafkaErrorCode::from(error));
-    }
-    Ok(topic
-        .partitions()
-        .iter()
-        .map(|p| {
-            (
-                p.id(),
-                Placement {
-                    leader: p.leader(),
-                    replicas: p.replicas().len(),
-                    isr: p.isr().len(),
-                },
-            )
-        })
-        .collect())
+    with_topic_metadata(cli, |topic| {
+        Ok(topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                (
+                    p.id(),
+                    Placement {
+                        leader: p.leader(),
+                        replicas: p.replicas().len(),
+                        isr: p.isr().len(),
+                    },
+                )
+            })
+            .collect())
+    })
 }

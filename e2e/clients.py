@@ -3,7 +3,10 @@ coordination), producers are plain (no idempotence), so every test exercises jus
 broker serves.
 """
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -120,3 +123,20 @@ def wait_until(predicate, timeout=WAIT_S, interval=0.1, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def http_request(server, method, path, body=None, raw=None, timeout=60):
+    """(status, content type, body bytes) of one request to the server's HTTP API; `body` is
+    sent as JSON, `raw` as given. HTTP errors are answers, not exceptions."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.http_port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()

@@ -6,28 +6,25 @@ the index; bad requests are 400s that say why."""
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 
-from clients import WAIT_S, admin, create_topic, produce_all, producer, wait_until, watermarks
+from clients import (
+    WAIT_S,
+    admin,
+    create_topic,
+    http_request,
+    produce_all,
+    producer,
+    wait_until,
+    watermarks,
+)
 
 FRESHNESS_S = 1.0
 
 
 def http(server, method, path, body=None, raw=None):
     """(status, parsed JSON or text) of one request to the unified API."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{server.http_port}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
-            status, text = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode()
+    status, _, body = http_request(server, method, path, body, raw, timeout=WAIT_S)
+    text = body.decode()
     try:
         return status, json.loads(text)
     except ValueError:

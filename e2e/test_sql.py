@@ -9,13 +9,11 @@ import re
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pyarrow as pa
 import pytest
 
-from clients import WAIT_S, admin, create_topic, producer
+from clients import WAIT_S, admin, create_topic, http_request, producer
 
 ORDERS = 100_000
 SEAL_ROWS = 20_000
@@ -27,18 +25,7 @@ CITIES = ["Berlin", "Lisbon", "Oslo", "Paris", "Rome", "Tallinn", "Vienna"]
 
 def http(server, method, path, body=None):
     """(status, content type, body bytes) of one request to the server's HTTP API."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{server.http_port}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.headers.get("Content-Type"), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type"), e.read()
+    return http_request(server, method, path, body)
 
 
 def sql(server, query, fmt=None, expect=200, **fields):

@@ -70,8 +70,11 @@ def verified(row):
     if verification is None:
         return "n/a"
     if verification.get("ok"):
-        readback = verification.get("readback")
-        return "yes (read back)" if readback else "yes"
+        how = ["read back"] if verification.get("readback") else []
+        # Replicated acks=1 runs: the high watermark trails the last acknowledgement.
+        if verification.get("waited_ms"):
+            how.append(f"watermarks settled {verification['waited_ms'] / 1000:.1f} s after the run")
+        return f"yes ({'; '.join(how)})" if how else "yes"
     readback = verification.get("readback") or {}
     if readback.get("missing") or readback.get("mismatched"):
         return (f"**FAILED**: {readback.get('missing', 0):,} of {readback['expected']:,} "
@@ -195,6 +198,92 @@ def render(results, args):
                        f"{ratio(c, t, higher_is_better=False)}")
         out.append("")
 
+    fresh_cases = [
+        ("freshness-search-half", "half of the plain JSON produce rate"),
+        ("freshness-search-low", "a low fixed rate"),
+    ]
+    if any(("chronik", c) in results for c, _ in fresh_cases):
+        plain = get(results, "chronik", "produce-json-256B-acks1", "msgs_per_sec")
+        out.append("### Produce-to-queryable freshness (full-text search)")
+        out.append("")
+        out.append("JSON records of 256 B (`seq`, `sent_ns`, `city`, `amount`, `text`), acks=1, "
+                   "6 partitions, into a topic with `searchable.enabled=true`. A poller asks "
+                   "`POST /{topic}/_search` every 5 ms for each partition's highest visible "
+                   "`_offset` (terms aggregation on `_partition`, max of `_offset`, restricted "
+                   "to offsets not yet seen); a record's freshness is the answer that first "
+                   "covers its offset minus its acknowledgement in the producer. Figures are "
+                   "upper bounds with a resolution of one poll interval plus one poll round trip. "
+                   f"The same records on a plain topic: {fmt_rate(plain)} msg/s "
+                   f"({verified(results.get(('chronik', 'produce-json-256B-acks1')))}).")
+        out.append("")
+        out.append("| rate | achieved msg/s | records | freshness p50 ms | p99 ms | max ms "
+                   "| not visible | polls (mean ms) | verified |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for case, label in fresh_cases:
+            if ("chronik", case) not in results:
+                continue
+            f = lambda *k: get(results, "chronik", case, "freshness", *k)  # noqa: E731
+            target = get(results, "chronik", case, "parameters", "rate")
+            out.append(f"| {label} ({fmt_rate(target)} msg/s) "
+                       f"| {fmt_rate(get(results, 'chronik', case, 'msgs_per_sec'))} "
+                       f"| {fmt_rate(get(results, 'chronik', case, 'messages'))} "
+                       f"| {fmt_ms(f('latency', 'p50_us'))} | {fmt_ms(f('latency', 'p99_us'))} "
+                       f"| {fmt_ms(f('latency', 'max_us'))} | {fmt_rate(f('not_visible'))} "
+                       f"| {fmt_rate(f('polls'))} ({f('mean_poll_ms') or 0:.2f}) "
+                       f"| {verified(results.get(('chronik', case)))} |")
+        out.append("")
+
+    if any(k[0] == "cluster" for k in results):
+        out.append("### Three-node cluster (RF=3, min.insync.replicas=2)")
+        out.append("")
+        out.append("Three release `chronik-server` processes on loopback (one Raft cluster, "
+                   "`CHRONIK_FLUSH=group`, separate data dirs on the same disk), started after "
+                   "the single-node runs above. The client bootstraps from all three; 6 "
+                   f"partitions, 1 KB, {args.large:,} messages, linger.ms=5. The single-node row "
+                   "is the `produce 1 KB, acks=1` run of the same suite.")
+        out.append("")
+        out.append("| case | msg/s | MB/s | p50 / p99 ms | vs single node acks=1 | verified |")
+        out.append("|---|---|---|---|---|---|")
+        single = get(results, "chronik", "produce-1KB-acks1", "msgs_per_sec")
+        rows = [("chronik", "produce-1KB-acks1", "single node, acks=1"),
+                ("cluster", "produce-1KB-rf3-acks1", "3 nodes RF=3, acks=1"),
+                ("cluster", "produce-1KB-rf3-acksall", "3 nodes RF=3, acks=all")]
+        for broker, case, label in rows:
+            if (broker, case) not in results:
+                continue
+            rate = get(results, broker, case, "msgs_per_sec")
+            mb = get(results, broker, case, "mb_per_sec")
+            p50 = get(results, broker, case, "produce_latency", "p50_us")
+            p99 = get(results, broker, case, "produce_latency", "p99_us")
+            out.append(f"| {label} | {fmt_rate(rate)} | {mb or 0:.2f} "
+                       f"| {fmt_ms(p50)} / {fmt_ms(p99)} | {ratio(rate, single)} "
+                       f"| {verified(results.get((broker, case)))} |")
+        out.append("")
+        failover = get(results, "cluster", "failover-rf3", "failover")
+        if failover is not None:
+            lat = failover.get("latency") or {}
+            rounds = failover.get("rounds") or []
+            out.append(f"Leader failover, {len(rounds)} kills: each round SIGKILLs the leader of "
+                       f"partition {failover['partition']} while a producer (acks=all, "
+                       f"linger.ms=0) sends a probe record to it every "
+                       f"{failover['probe_interval_ms']} ms; failover time is from the kill to the "
+                       "acknowledgement of the first probe sent after it (a new leader accepting "
+                       "writes with two in-sync replicas, as the client sees it, including its "
+                       "metadata refresh). The killed node is restarted and back in every ISR "
+                       "before the next round.")
+            out.append("")
+            out.append("| kills | p50 ms | p99 ms | max ms | each kill (ms) | rejoin p50 s "
+                       "| verified |")
+            out.append("|---|---|---|---|---|---|---|")
+            each = ", ".join(f"{r['failover_ms']:.0f}" for r in rounds)
+            rejoin = sorted(r["rejoin_ms"] for r in rounds)
+            rejoin_p50 = f"{rejoin[len(rejoin) // 2] / 1000:.1f}" if rejoin else "–"
+            out.append(f"| {len(rounds)} | {fmt_ms(lat.get('p50_us'))} "
+                       f"| {fmt_ms(lat.get('p99_us'))} | {fmt_ms(lat.get('max_us'))} "
+                       f"| {each} | {rejoin_p50} "
+                       f"| {verified(results.get(('cluster', 'failover-rf3')))} |")
+            out.append("")
+
     out.append("### Machine and idle footprint")
     out.append("")
     out.append("dd writes into the temp directory that holds Chronik's data dir.")
@@ -217,7 +306,7 @@ def render(results, args):
             out.append(f"| {b.capitalize()} idle RSS with a 100-partition topic | {rss} MiB |")
     out.append("")
     failures = [f"{b}/{c}" for (b, c), row in results.items()
-                if b in brokers and verified(row).startswith("**")]
+                if (b in brokers or b == "cluster") and verified(row).startswith("**")]
     if failures:
         out.append("Runs with errors or failed verification: " + ", ".join(sorted(failures))
                    + ". Their throughput figures are not valid measurements.")

@@ -15,11 +15,15 @@
 #   CARGO_TARGET_DIR     where both binaries live (default $HOME/.cache/chronik-target)
 #   CHRONIK_SERVER_BIN   chronik-server binary (default $CARGO_TARGET_DIR/release/chronik-server)
 #   CHRONIK_BENCH_BIN    chronik-bench binary (default: built into $CARGO_TARGET_DIR)
-#   BENCH_BROKERS        brokers to run, default "chronik tansu"
+#   BENCH_BROKERS        what to run, default "chronik cluster tansu" ("cluster": three local
+#                        Chronik nodes, RF=3 throughput and leader failover)
 #   BENCH_OUTPUT         report file (default docs/benchmarks.md)
 #   BENCH_SMALL_COUNT    messages in the 100 B cases (default 500000)
 #   BENCH_LARGE_COUNT    messages in the 1 KB cases (default 200000)
 #   BENCH_LATENCY_COUNT  messages in the fixed-rate latency case (default 100000, at 10k msg/s)
+#   BENCH_FRESHNESS_COUNT  records in the freshness cases (default 200000; JSON, 256 B)
+#   BENCH_FRESHNESS_LOW_RATE  rate of the steady-state freshness case (default 2000 msg/s, 20 s)
+#   BENCH_FAILOVER_ROUNDS  leader kills in the failover case (default 10)
 #   BENCH_PORT_BASE      first of the loopback ports used (default 29092)
 set -euo pipefail
 
@@ -28,12 +32,15 @@ cd "$ROOT"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 CHRONIK_SERVER_BIN=${CHRONIK_SERVER_BIN:-$CARGO_TARGET_DIR/release/chronik-server}
-BROKERS=${BENCH_BROKERS:-chronik tansu}
+BROKERS=${BENCH_BROKERS:-chronik cluster tansu}
 OUTPUT=${BENCH_OUTPUT:-$ROOT/docs/benchmarks.md}
 SMALL=${BENCH_SMALL_COUNT:-500000}
 LARGE=${BENCH_LARGE_COUNT:-200000}
 LATENCY_COUNT=${BENCH_LATENCY_COUNT:-100000}
 PORT_BASE=${BENCH_PORT_BASE:-29092}
+FRESHNESS_COUNT=${BENCH_FRESHNESS_COUNT:-200000}
+FRESHNESS_LOW_RATE=${BENCH_FRESHNESS_LOW_RATE:-2000}
+FAILOVER_ROUNDS=${BENCH_FAILOVER_ROUNDS:-10}
 CACHE=$HOME/.cache/chronik-bench
 TANSU_BIN=$CACHE/tansu
 
@@ -45,8 +52,15 @@ SUITE_FAILED=0
 log() { echo "suite: $*" >&2; }
 
 cleanup() {
+    local status=$?
     stop_broker
-    rm -rf "$WORK"
+    stop_cluster
+    # A failed run keeps its node logs and data: they are what explains the failure.
+    if [[ $status -ne 0 || $SUITE_FAILED -ne 0 ]]; then
+        log "kept $WORK (node logs, data, results) of the failed run"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -182,10 +196,12 @@ print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  p50 %s us p99 %s us  verify %s
     sys.argv[2], sys.argv[3], r.get("msgs_per_sec", 0), r.get("mb_per_sec", 0),
     lat.get("p50_us", "-"), lat.get("p99_us", "-"),
     ("ok" if v.get("ok") else "FAILED") if v else "-", state))
+if v.get("waited_ms"):
+    print("suite:          watermarks settled %d ms after the run" % v["waited_ms"])
 for p in (v.get("problems") or [])[:3] + (r.get("error_samples") or [])[:3]:
     print("suite:          " + p)
 EOF
-    if [[ $status -ne 0 && $broker == chronik ]]; then SUITE_FAILED=1; fi
+    if [[ $status -ne 0 && $broker != tansu ]]; then SUITE_FAILED=1; fi
     if [[ $status -gt 1 ]]; then grep -v '^\[' "$WORK/$broker-$name.stderr" | tail -n 3 >&2; fi
     return 0
 }
@@ -262,10 +278,118 @@ run_suite_on() {
     bench "$broker" consume-1KB --mode consume --topic p-1kb-acks1 --message-size 1024
     bench "$broker" latency-1KB-10k-acksall --mode produce --partitions 6 --topic lat-1kb \
         --message-size 1024 --count "$LATENCY_COUNT" --rate 10000 --linger-ms 5 --acks all
+    if [[ $broker == chronik ]]; then freshness_cases "$broker"; fi
     rdkperf "$broker" rdkperf-100B-acks1 100 "$SMALL" 1
     rdkperf "$broker" rdkperf-1KB-acksall 1024 "$LARGE" -1
 
     stop_broker
+}
+
+# Produce-to-queryable freshness (Chronik only: it needs the HTTP search API). The rate is half
+# of what the same JSON records reach on a plain topic in this run; a low fixed rate shows the
+# steady state.
+freshness_cases() {
+    local broker=$1 http=127.0.0.1:$((PORT_BASE + 1))
+    local json=(--payload json --message-size 256 --partitions 6 --linger-ms 5 --acks 1)
+    bench "$broker" produce-json-256B-acks1 --mode produce "${json[@]}" --topic p-json \
+        --count "$FRESHNESS_COUNT" --verify-readback
+    local plain
+    plain=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1])).get("msgs_per_sec", 0)))' \
+        "$WORK/$broker-produce-json-256B-acks1.json" 2>/dev/null || echo 0)
+    if [[ $((plain / 2)) -gt 0 ]]; then
+        bench "$broker" freshness-search-half --mode freshness "${json[@]}" --topic fresh-half \
+            --http "$http" --rate $((plain / 2)) --count "$FRESHNESS_COUNT" --verify-readback \
+            --freshness-timeout 300
+    else
+        log "no plain JSON produce rate; the freshness case at half of it is skipped"
+        SUITE_FAILED=1
+    fi
+    bench "$broker" freshness-search-low --mode freshness "${json[@]}" --topic fresh-low \
+        --http "$http" --rate "$FRESHNESS_LOW_RATE" --duration 20 --verify-readback
+}
+
+# ---------------------------------------------------------------------------------------------
+# Three-node cluster on loopback: node N uses ports CLUSTER_BASE + 10N (Kafka), + 1 (HTTP),
+# + 2 (cluster).
+
+CLUSTER_BASE=$((PORT_BASE + 10))
+
+# Writes $WORK/start-node.sh: `start-node.sh N` launches node N in the background with its ports,
+# data dir and the shared peer list, and records its pid in $WORK/node-N.pid. The failover case
+# runs it to bring a killed node back.
+write_node_launcher() {
+    local peers=""
+    CLUSTER_BOOTSTRAP=""
+    for id in 1 2 3; do
+        peers+="${peers:+,}$id@127.0.0.1:$((CLUSTER_BASE + id * 10 + 2))"
+        CLUSTER_BOOTSTRAP+="${CLUSTER_BOOTSTRAP:+,}127.0.0.1:$((CLUSTER_BASE + id * 10))"
+    done
+    {
+        echo '#!/usr/bin/env bash'
+        echo 'set -euo pipefail'
+        echo 'id=$1'
+        echo "port=\$(( $CLUSTER_BASE + id * 10 ))"
+        echo "mkdir -p \"$WORK/node-\$id-data\""
+        echo "CHRONIK_NODE_ID=\$id CHRONIK_PEERS=$peers CHRONIK_DATA_DIR=\"$WORK/node-\$id-data\" \\"
+        echo "    CHRONIK_BIND_ADDR=127.0.0.1 CHRONIK_KAFKA_PORT=\$port \\"
+        echo "    CHRONIK_UNIFIED_API_PORT=\$((port + 1)) CHRONIK_CLUSTER_PORT=\$((port + 2)) \\"
+        echo "    CHRONIK_FLUSH=group RUST_LOG=${RUST_LOG:-warn} \\"
+        echo "    nohup \"$CHRONIK_SERVER_BIN\" start >>\"$WORK/node-\$id.log\" 2>&1 </dev/null &"
+        echo "echo \$! >\"$WORK/node-\$id.pid\""
+    } >"$WORK/start-node.sh"
+    chmod +x "$WORK/start-node.sh"
+}
+
+stop_cluster() {
+    local pidfile
+    for pidfile in "$WORK"/node-*.pid; do
+        [[ -f $pidfile ]] || continue
+        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+}
+
+run_cluster() {
+    log "=== cluster (3 nodes) ==="
+    write_node_launcher
+    for id in 1 2 3; do
+        for offset in 0 1 2; do
+            port_free $((CLUSTER_BASE + id * 10 + offset)) || {
+                log "port $((CLUSTER_BASE + id * 10 + offset)) is busy (set BENCH_PORT_BASE)"
+                exit 1
+            }
+        done
+    done
+    for id in 1 2 3; do "$WORK/start-node.sh" "$id"; done
+    BOOTSTRAP=$CLUSTER_BOOTSTRAP
+    local ready=0
+    for _ in $(seq 1 60); do
+        if bench cluster ready --topic cluster-ready --partitions 3 --replication-factor 3 \
+            --count 0; then
+            ready=1
+            break
+        fi
+        sleep 1
+    done
+    if [[ $ready -ne 1 ]]; then
+        log "the cluster did not become ready; node 1 log:"
+        tail -n 30 "$WORK/node-1.log" >&2
+        SUITE_FAILED=1
+        stop_cluster
+        return
+    fi
+    local rf3=(--mode produce --partitions 6 --replication-factor 3
+        --topic-config min.insync.replicas=2 --linger-ms 5 --verify-readback --message-size 1024)
+    bench cluster produce-1KB-rf3-acksall "${rf3[@]}" --topic c-1kb-acksall \
+        --count "$LARGE" --acks all
+    bench cluster produce-1KB-rf3-acks1 "${rf3[@]}" --topic c-1kb-acks1 \
+        --count "$LARGE" --acks 1
+    bench cluster failover-rf3 --mode failover --topic c-failover --partitions 3 \
+        --replication-factor 3 --topic-config min.insync.replicas=2 --acks all --linger-ms 0 \
+        --message-size 100 --failover-rounds "$FAILOVER_ROUNDS" --verify-readback \
+        --kill-command "kill -9 \$(cat $WORK/node-{broker}.pid)" \
+        --restart-command "$WORK/start-node.sh {broker}"
+    stop_cluster
 }
 
 disk_figures() {
@@ -291,11 +415,19 @@ for broker in $BROKERS; do
             }
             ;;
         tansu) fetch_tansu ;;
+        cluster)
+            [[ -x "$CHRONIK_SERVER_BIN" ]] || {
+                log "no chronik-server at $CHRONIK_SERVER_BIN (run make build)"
+                exit 1
+            }
+            ;;
         *) log "unknown broker $broker"; exit 1 ;;
     esac
 done
 disk_figures
-for broker in $BROKERS; do run_suite_on "$broker"; done
+for broker in $BROKERS; do
+    if [[ $broker == cluster ]]; then run_cluster; else run_suite_on "$broker"; fi
+done
 
 python3 "$ROOT/broker/bench/render_report.py" --results "$RESULTS" --output "$OUTPUT" \
     --started "$STARTED" --small "$SMALL" --large "$LARGE" --latency-count "$LATENCY_COUNT" \

@@ -147,7 +147,7 @@ pub fn round_trip(cli: &Cli) -> Result<Report> {
                 progress
                     .consumed_bytes
                     .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                if let Some(sent) = payload::sent_nanos(payload) {
+                if let Some(sent) = cli.payload.sent_nanos(payload) {
                     let now = payload::nanos_since(progress.origin);
                     if sent <= now {
                         let mut histogram = e2e.lock().expect("histogram poisoned");
@@ -158,26 +158,37 @@ pub fn round_trip(cli: &Cli) -> Result<Report> {
         });
         // Producing before the consumer is connected would count its start-up as latency.
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
-        let produced = produce::run(cli, Some(Arc::clone(&progress)));
-        // Whatever happened, tell the consumer where the topic ends so it can stop.
-        let high = topic::watermarks(cli).map(|marks| {
-            marks
-                .iter()
-                .map(|(&p, &(_, high))| (p, high))
-                .collect::<Offsets>()
+        let produced = produce::run(cli, Some(Arc::clone(&progress)), false);
+        // The end is where the high watermarks settle once they cover the acknowledgements
+        // (replication may trail acks=1), so the consumer reads everything the check judges.
+        let observed = produced.and_then(|produced| {
+            let observed = if cli.no_verify {
+                None
+            } else {
+                Some(verify::observe(cli, &before, &produced)?)
+            };
+            let marks = match &observed {
+                Some(observed) => observed.after.clone(),
+                None => topic::watermarks(cli).context("reading watermarks after the run")?,
+            };
+            Ok((produced, observed, marks))
         });
-        let _ = end.set(high.as_ref().cloned().unwrap_or_else(|_| start.clone()));
+        // Whatever happened, tell the consumer where the topic ends so it can stop.
+        let _ = end.set(match &observed {
+            Ok((_, _, marks)) => marks.iter().map(|(&p, &(_, high))| (p, high)).collect(),
+            Err(_) => start.clone(),
+        });
         let consumed = consumer.join().expect("consumer thread panicked");
-        (produced.and_then(|p| high.map(|_| p)), consumed)
+        (observed, consumed)
     });
-    let produced = produced?;
+    let (produced, observed, _) = produced?;
     let consumed = consumed?;
 
     let mut report = Report::from_produce(cli, &produced);
     report.end_to_end_latency =
         LatencySummary::from_histogram(&e2e.into_inner().expect("histogram poisoned"));
-    if !cli.no_verify {
-        let mut verification = verify::run(cli, &before, &produced)?;
+    if let Some(observed) = observed {
+        let mut verification = verify::check(cli, &before, &produced, observed)?;
         if consumed < produced.acked {
             verification.fail(format!(
                 "consumer saw {consumed} messages but {} were acknowledged",

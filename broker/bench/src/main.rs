@@ -6,6 +6,9 @@
 //! The process exits non-zero when a verification fails or delivery errors occurred.
 
 mod consume;
+mod failover;
+mod freshness;
+mod http;
 mod payload;
 mod produce;
 mod report;
@@ -45,9 +48,15 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
 
-    /// Payload size in bytes (at least 16: a sequence number and a send timestamp lead it).
+    /// Payload size in bytes (at least 16 for binary payloads: a sequence number and a send
+    /// timestamp lead it; at least 128 for JSON).
     #[arg(long, default_value_t = 1024)]
     pub message_size: usize,
+
+    /// Payload format: binary, or JSON objects (seq, sent_ns, city, amount, text) that indexing
+    /// topics can search and query.
+    #[arg(long, value_enum, default_value_t = payload::Format::Binary)]
+    pub payload: payload::Format,
 
     /// Messages to produce (default 100000), or at most to consume (default: up to the end of
     /// the topic as it was when the run started).
@@ -69,6 +78,11 @@ pub struct Cli {
     /// Replication factor used when the topic is created.
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
+
+    /// Topic config set when the topic is created, as key=value (repeatable), for example
+    /// min.insync.replicas=2. Freshness runs add their backend's index switch themselves.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_config: Vec<String>,
 
     /// Producer acknowledgements (librdkafka `acks`).
     #[arg(long, value_enum, default_value_t = Acks::One)]
@@ -107,6 +121,12 @@ pub struct Cli {
     #[arg(long)]
     pub verify_readback: bool,
 
+    /// Seconds the check after a produce run waits for the high watermarks to cover every
+    /// acknowledged record (followers replicating acks=1 writes) before reporting the rest
+    /// missing.
+    #[arg(long, default_value_t = 30.0)]
+    pub verify_timeout: f64,
+
     /// Skip the watermark check after a produce run (for topics others write to concurrently).
     #[arg(long)]
     pub no_verify: bool,
@@ -118,6 +138,49 @@ pub struct Cli {
     /// Seconds without progress after which a consumer gives up.
     #[arg(long, default_value_t = 30)]
     pub stall_timeout: u64,
+
+    /// The broker's HTTP API (host:port) for freshness runs.
+    #[arg(long, default_value = "127.0.0.1:6092")]
+    pub http: String,
+
+    /// Where freshness runs look for the records: full-text search or SQL.
+    #[arg(long, value_enum, default_value_t = freshness::Backend::Search)]
+    pub freshness_backend: freshness::Backend,
+
+    /// Milliseconds between freshness polls (the measurement's resolution).
+    #[arg(long, default_value_t = 5)]
+    pub freshness_poll_ms: u64,
+
+    /// Seconds after the last acknowledgement that records may take to become visible before
+    /// the run fails.
+    #[arg(long, default_value_t = 60.0)]
+    pub freshness_timeout: f64,
+
+    /// Failover runs: shell command that SIGKILLs a broker; `{broker}` becomes its node id.
+    #[arg(long)]
+    pub kill_command: Option<String>,
+
+    /// Failover runs: shell command that starts the killed broker again (`{broker}` as above);
+    /// it must return once the process is launched.
+    #[arg(long)]
+    pub restart_command: Option<String>,
+
+    /// Failover runs: how many leaders to kill.
+    #[arg(long, default_value_t = 10)]
+    pub failover_rounds: u32,
+
+    /// Failover runs: the partition whose leader is killed and which the probes write to.
+    #[arg(long, default_value_t = 0)]
+    pub failover_partition: i32,
+
+    /// Failover runs: milliseconds between probe records.
+    #[arg(long, default_value_t = 5)]
+    pub probe_interval_ms: u64,
+
+    /// Failover runs: seconds a round may take to fail over, or a restarted broker to rejoin
+    /// every ISR, before the run fails.
+    #[arg(long, default_value_t = 60.0)]
+    pub rejoin_timeout: f64,
 }
 
 /// The three kinds of run.
@@ -129,6 +192,10 @@ pub enum Mode {
     Consume,
     /// Produce and consume at once and measure produce-to-consume latency.
     RoundTrip,
+    /// Produce JSON records and measure acknowledgement-to-queryable time over the HTTP API.
+    Freshness,
+    /// Kill partition leaders and measure how long until a new leader accepts writes.
+    Failover,
 }
 
 /// Producer acknowledgement levels.
@@ -214,6 +281,34 @@ impl Cli {
         Ok(config)
     }
 
+    /// The value `-X` gives `key`, if any.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        self.properties.iter().rev().find_map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim())
+        })
+    }
+
+    /// Configs for a topic this run creates: `--topic-config`, plus the index switch a
+    /// freshness run needs unless given explicitly.
+    pub fn topic_configs(&self) -> Result<Vec<(String, String)>> {
+        let mut configs = Vec::new();
+        for entry in &self.topic_config {
+            let Some((key, value)) = entry.split_once('=') else {
+                bail!("--topic-config {entry}: expected KEY=VALUE");
+            };
+            configs.push((key.trim().to_string(), value.trim().to_string()));
+        }
+        if self.mode == Mode::Freshness {
+            let (key, value) = self.freshness_backend.topic_config();
+            if !configs.iter().any(|(k, _)| k == key) {
+                configs.push((key.to_string(), value.to_string()));
+            }
+        }
+        Ok(configs)
+    }
+
     fn apply_properties(&self, config: &mut ClientConfig) -> Result<()> {
         for property in &self.properties {
             let Some((key, value)) = property.split_once('=') else {
@@ -225,13 +320,27 @@ impl Cli {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.message_size < payload::HEADER_LEN {
+        if self.message_size < self.payload.min_len() {
             bail!(
-                "--message-size {} is too small: payloads carry a {}-byte header",
+                "--message-size {} is too small: {:?} payloads need at least {} bytes",
                 self.message_size,
-                payload::HEADER_LEN
+                self.payload,
+                self.payload.min_len()
             );
         }
+        if self.mode == Mode::Freshness && self.payload != payload::Format::Json {
+            bail!("--mode freshness needs --payload json (indexes parse JSON values)");
+        }
+        if self.mode == Mode::Failover && self.failover_rounds == 0 {
+            bail!("--failover-rounds must be at least 1");
+        }
+        if self.freshness_timeout <= 0.0 || self.rejoin_timeout <= 0.0 {
+            bail!("--freshness-timeout and --rejoin-timeout must be positive");
+        }
+        if Duration::try_from_secs_f64(self.verify_timeout).is_err() {
+            bail!("--verify-timeout must be zero or more seconds");
+        }
+        self.topic_configs()?;
         if self.producers == 0 {
             bail!("--producers must be at least 1");
         }
@@ -256,7 +365,7 @@ fn run(cli: &Cli) -> Result<Report> {
         Mode::Produce => {
             topic::ensure(cli).context("preparing topic")?;
             let before = topic::watermarks(cli).context("reading watermarks before the run")?;
-            let outcome = produce::run(cli, None)?;
+            let outcome = produce::run(cli, None, false)?;
             let mut report = Report::from_produce(cli, &outcome);
             if !cli.no_verify {
                 report.verification = Some(verify::run(cli, &before, &outcome)?);
@@ -265,6 +374,8 @@ fn run(cli: &Cli) -> Result<Report> {
         }
         Mode::Consume => consume::run(cli),
         Mode::RoundTrip => consume::round_trip(cli),
+        Mode::Freshness => freshness::run(cli),
+        Mode::Failover => failover::run(cli),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Acked {
     /// Negative when the broker did not report an offset (acks=0).
     pub offset: i64,
     pub seq: u64,
+    /// When the acknowledgement arrived, in nanoseconds since the run's clock origin.
+    pub acked_nanos: u64,
 }
 
 /// Per-partition summary of acknowledgements, enough for the watermark check.
@@ -61,6 +63,7 @@ struct Shared {
     origin: Instant,
     progress: Arc<Progress>,
     keep_records: bool,
+    format: payload::Format,
     collected: Mutex<Collected>,
 }
 
@@ -111,11 +114,16 @@ impl ProducerContext for DeliveryRecorder {
                 entry.count += 1;
                 entry.max_offset = entry.max_offset.max(message.offset());
                 if self.shared.keep_records {
-                    let seq = message.payload().and_then(payload::seq).unwrap_or(u64::MAX);
+                    let format = self.shared.format;
+                    let seq = message
+                        .payload()
+                        .and_then(|p| format.seq(p))
+                        .unwrap_or(u64::MAX);
                     let record = Acked {
                         partition: message.partition(),
                         offset: message.offset(),
                         seq,
+                        acked_nanos: now,
                     };
                     collected.records.push(record);
                 }
@@ -128,13 +136,19 @@ impl ProducerContext for DeliveryRecorder {
     }
 }
 
-/// Runs the produce phase, reporting into `progress` when a round-trip run shares its own.
-pub fn run(cli: &Cli, progress: Option<Arc<Progress>>) -> Result<ProduceOutcome> {
+/// Runs the produce phase, reporting into `progress` when a round-trip or freshness run shares
+/// its own; `keep_records` keeps every acknowledgement even without `--verify-readback`.
+pub fn run(
+    cli: &Cli,
+    progress: Option<Arc<Progress>>,
+    keep_records: bool,
+) -> Result<ProduceOutcome> {
     let progress = progress.unwrap_or_else(|| Progress::start("produce"));
     let shared = Arc::new(Shared {
         origin: progress.origin,
         progress: Arc::clone(&progress),
-        keep_records: cli.verify_readback,
+        keep_records: keep_records || cli.verify_readback,
+        format: cli.payload,
         collected: Mutex::new(Collected {
             latency: new_histogram(),
             partitions: BTreeMap::new(),
@@ -254,7 +268,7 @@ fn send_all(
             pace(started, local, plan.rate_per_producer);
         }
         let sent_nanos = payload::nanos_since(shared.origin);
-        payload::fill(&mut buf, seq, sent_nanos);
+        shared.format.fill(&mut buf, seq, sent_nanos);
         let key = seq.to_be_bytes();
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
             &plan.topic,

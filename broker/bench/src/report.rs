@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::failover::FailoverSummary;
+use crate::freshness::FreshnessSummary;
 use crate::produce::ProduceOutcome;
 use crate::verify::Verification;
 use crate::{Cli, Mode};
@@ -129,7 +131,7 @@ impl LatencySummary {
         })
     }
 
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         format!(
             "p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  mean {:.3}",
@@ -174,6 +176,10 @@ pub struct Report {
     pub produce_latency: Option<LatencySummary>,
     /// Send-to-consume latency (round-trip mode).
     pub end_to_end_latency: Option<LatencySummary>,
+    /// Acknowledgement-to-queryable time (freshness mode).
+    pub freshness: Option<FreshnessSummary>,
+    /// Leader failover times (failover mode).
+    pub failover: Option<FailoverSummary>,
     pub verification: Option<Verification>,
 }
 
@@ -184,6 +190,8 @@ impl Report {
             Mode::Produce => "produce",
             Mode::Consume => "consume",
             Mode::RoundTrip => "round-trip",
+            Mode::Freshness => "freshness",
+            Mode::Failover => "failover",
         };
         Report {
             mode: mode.to_string(),
@@ -207,6 +215,8 @@ impl Report {
             error_samples: Vec::new(),
             produce_latency: None,
             end_to_end_latency: None,
+            freshness: None,
+            failover: None,
             verification: None,
         }
     }
@@ -221,7 +231,9 @@ impl Report {
 
     /// Whether the run is a valid measurement: no errors and no failed verification.
     pub fn passed(&self) -> bool {
-        self.errors == 0 && self.verification.as_ref().is_none_or(|v| v.ok)
+        self.errors == 0
+            && self.verification.as_ref().is_none_or(|v| v.ok)
+            && self.freshness.as_ref().is_none_or(|f| f.not_visible == 0)
     }
 
     pub fn print(&self, json: bool) {
@@ -266,6 +278,15 @@ impl Report {
         if let Some(latency) = &self.end_to_end_latency {
             println!("  e2e ms       {} (send to consume)", latency.line());
         }
+        if let Some(freshness) = &self.freshness {
+            println!("  freshness ms {}", freshness.line());
+            for sample in &freshness.error_samples {
+                println!("    poll error: {sample}");
+            }
+        }
+        if let Some(failover) = &self.failover {
+            println!("  failover ms  {}", failover.line());
+        }
         println!("  errors       {}", self.errors);
         for sample in &self.error_samples {
             println!("    {sample}");
@@ -282,6 +303,12 @@ impl Report {
         }
         if let Some(v) = self.verification.as_ref().filter(|v| !v.ok) {
             reasons.push(v.summary());
+        }
+        if let Some(f) = self.freshness.as_ref().filter(|f| f.not_visible > 0) {
+            reasons.push(format!(
+                "{} acknowledged records never became visible",
+                f.not_visible
+            ));
         }
         reasons.join("; ")
     }

@@ -182,6 +182,19 @@ async fn produce(node: &Node, topic: &str, value: &str, acks: i16, timeout_ms: i
     (p.error_code, p.base_offset)
 }
 
+/// `produce`, retried while the broker answers NOT_LEADER_OR_FOLLOWER, as a client does after a
+/// leadership change: the metadata names the new leader before its broker has applied it.
+async fn produce_to_new_leader(node: &Node, topic: &str, value: &str, acks: i16) -> (i16, i64) {
+    for _ in 0..200 {
+        let answer = produce(node, topic, value, acks, 5_000).await;
+        if answer.0 != 6 {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("broker never took the leadership of {topic}-0");
+}
+
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -289,7 +302,8 @@ async fn a_failover_truncates_the_old_leaders_unreplicated_tail() {
     .await
     .unwrap();
     wait_for("leadership set up", || n2.logs.get("f", 0).is_some()).await;
-    for i in 0..3 {
+    assert_eq!(produce_to_new_leader(&n1, "f", "a0", -1).await, (0, 0));
+    for i in 1..3 {
         assert_eq!(produce(&n1, "f", &format!("a{i}"), -1, 5_000).await, (0, i));
     }
     // Cut broker 1 off from its follower (a fetch already held open by the leader ends
@@ -308,7 +322,7 @@ async fn a_failover_truncates_the_old_leaders_unreplicated_tail() {
         .await
         .unwrap();
     assert_eq!(meta.state().topics["f"].partitions[0].leader, 2);
-    let (code, base) = produce(&n2, "f", "b0", -1, 5_000).await;
+    let (code, base) = produce_to_new_leader(&n2, "f", "b0", -1).await;
     assert_eq!((code, base), (0, 3));
     // Broker 1 returns as a follower: its divergent offsets 3 and 4 go, the new leader's
     // history replaces them byte for byte.

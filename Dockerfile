@@ -15,9 +15,9 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p chronik-server -p chronik-bench -p chronik-operator \
+    cargo build --profile dist --locked -p chronik-server -p chronik-bench -p chronik-operator \
  && mkdir -p /out \
- && cp target/release/chronik-server target/release/chronik-bench target/release/chronik-operator /out/
+ && cp target/dist/chronik-server target/dist/chronik-bench target/dist/chronik-operator /out/
 
 # ---- model: the local embedding model, so vector search works with no network ---------------
 FROM python:3.11-slim AS model

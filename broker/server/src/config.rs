@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub unified_api_port: u16,
     /// CHRONIK_CLUSTER_PORT: Raft RPCs between brokers (gRPC).
     pub cluster_port: u16,
+    /// CHRONIK_PG_PORT: the PostgreSQL wire protocol over the SQL tables; off unless set.
+    pub pg_port: Option<u16>,
     /// CHRONIK_ADMIN_API_KEY: required by /admin; without it /admin answers only on loopback.
     pub admin_api_key: Option<String>,
     /// CHRONIK_NODE_ID
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             kafka_port: 9092,
             unified_api_port: 6092,
             cluster_port: 5001,
+            pg_port: None,
             admin_api_key: None,
             node_id: 1,
             peers: None,
@@ -210,6 +213,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("CHRONIK_CLUSTER_PORT") {
             self.cluster_port = parse("CHRONIK_CLUSTER_PORT", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_PG_PORT") {
+            self.pg_port = Some(parse("CHRONIK_PG_PORT", &v)?);
         }
         if let Some(v) = get("CHRONIK_ADMIN_API_KEY") {
             self.admin_api_key = Some(v);
@@ -353,6 +359,14 @@ impl ServerConfig {
                 "CHRONIK_CLUSTER_PORT",
                 "must differ from CHRONIK_KAFKA_PORT and CHRONIK_UNIFIED_API_PORT",
             ));
+        }
+        if let Some(pg) = self.pg_port {
+            if pg == 0 || [self.kafka_port, self.unified_api_port, self.cluster_port].contains(&pg) {
+                return Err(invalid(
+                    "CHRONIK_PG_PORT",
+                    "must be non-zero and differ from the Kafka, HTTP and cluster ports",
+                ));
+            }
         }
         self.initial_voters()?;
         if let Some(rf) = self.default_replication_factor {
@@ -567,6 +581,11 @@ mod tests {
         );
         let c = ServerConfig::load(None, env(&[("CHRONIK_CLUSTER_PORT", "9092")])).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_CLUSTER_PORT");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_PG_PORT", "9092")])).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_PG_PORT");
+        let c = ServerConfig::load(None, env(&[("CHRONIK_PG_PORT", "5433")])).unwrap();
+        assert_eq!(c.pg_port, Some(5433));
+        c.validate().unwrap();
         let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_HOT_BUFFER_BYTES", "1000")])).unwrap();
         assert_eq!(
             c.validate().unwrap_err().setting,

@@ -129,7 +129,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_vector(Arc::new(crate::vector::VectorApi::new(
             vector_indexer.clone(),
         )))
-        .with_sql(Arc::new(Sql(sql_engine)));
+        .with_sql(Arc::new(Sql(sql_engine.clone())));
     // Indexes tail the logs after the write; the produce path never waits for them.
     let indexers: Vec<Arc<dyn chronik_index::Indexer>> =
         vec![search_indexer, vector_indexer, columnar];
@@ -150,6 +150,22 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         api.clone(),
         shutdown_rx.clone(),
     ));
+    let pg = match config.pg_port {
+        Some(port) => {
+            let pg_addr = format!("{}:{}", config.bind_addr, port);
+            let pg_listener = TcpListener::bind(&pg_addr)
+                .await
+                .with_context(|| format!("cannot listen for PostgreSQL clients on {pg_addr}"))?;
+            tracing::info!(addr = %pg_addr, "postgres wire protocol listening");
+            Some(tokio::spawn(chronik_sql::pg::serve(
+                pg_listener,
+                sql_engine,
+                chronik_sql::pg::PgConfig::default(),
+                shutdown_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let server = tokio::spawn(listener::serve(listener, broker, shutdown_rx));
     // Logs are recovered and both listeners accept: from here on the broker serves traffic.
     api.set_ready(true);
@@ -159,6 +175,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     api.set_ready(false);
     let _ = server.await;
     let _ = http.await;
+    if let Some(pg) = pg {
+        let _ = pg.await;
+    }
     // Every index persists its checkpoint before the logs close.
     pipeline.shutdown().await;
     maintenance.abort();

@@ -3,7 +3,8 @@
 //! Owns the inference of typed Arrow columns from JSON values ([`schema`]), the hot Arrow
 //! buffer per partition and its sealing into Parquet files ([`store`], [`cold`]), the
 //! columnar [`Indexer`](chronik_index::Indexer) the pipeline feeds ([`ColumnarIndexer`]), and the
-//! DataFusion tables and query execution ([`SqlEngine`]). Nothing here runs on the produce path.
+//! DataFusion tables and query execution ([`SqlEngine`]), and the PostgreSQL wire protocol over
+//! them ([`pg`]). Nothing here runs on the produce path.
 
 pub mod cold;
 mod config;
@@ -11,6 +12,7 @@ mod engine;
 mod error;
 mod indexer;
 mod metrics;
+pub mod pg;
 pub mod rows;
 pub mod schema;
 pub mod store;

@@ -129,6 +129,7 @@ impl From<crate::SqlFailure> for ApiError {
             SqlFailure::Timeout(ms) => ApiError::Timeout(format!(
                 "query exceeded its timeout of {ms} ms and was cancelled"
             )),
+            SqlFailure::NotHosted(reason) => ApiError::NotImplemented(reason),
             SqlFailure::Internal(reason) => ApiError::Internal(reason),
         }
     }

@@ -5,6 +5,7 @@
 //! Topic changes go through the same metadata commands as the Kafka admin APIs (via
 //! chronik-kafka's [`Broker`]), so both doors always agree.
 
+mod coverage;
 mod error;
 pub mod fusion;
 mod routes;

@@ -71,8 +71,10 @@ pub struct PartitionPlan {
     pub indexes: Vec<usize>,
 }
 
-/// The partitions to index on `node_id` and with which indexes: every partition it leads of
-/// every topic that enables at least one of the `index_count` indexes (`enabled(i, config)`).
+/// The partitions to index on `node_id` and with which indexes: every partition it holds a
+/// replica of (leader or follower) of every topic that enables at least one of the
+/// `index_count` indexes (`enabled(i, config)`). Followers index too, so that a query on any
+/// broker that hosts a partition covers it, and a new leader's indexes are already warm.
 pub fn plan(
     state: &ClusterState,
     node_id: i32,
@@ -87,7 +89,7 @@ pub fn plan(
             continue;
         }
         for (p, meta) in topic.partitions.iter().enumerate() {
-            if meta.leader == node_id {
+            if meta.replicas.contains(&node_id) {
                 out.insert(
                     (topic.name.clone(), p as i32),
                     PartitionPlan {
@@ -559,5 +561,62 @@ impl PartitionTask {
         c.open = false;
         c.unpublished = false;
         c.retry_at = Some(Instant::now() + self.settings.retry_after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronik_meta::PartitionMeta;
+
+    fn partition(leader: i32, replicas: &[i32]) -> PartitionMeta {
+        PartitionMeta {
+            leader,
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            partition_epoch: 0,
+        }
+    }
+
+    fn topic(name: &str, indexed: bool, partitions: Vec<PartitionMeta>) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs: BTreeMap::from([("searchable.enabled".into(), indexed.to_string())]),
+        }
+    }
+
+    #[test]
+    fn every_hosted_partition_of_an_indexed_topic_is_planned_led_or_followed() {
+        let mut state = ClusterState::default();
+        for t in [
+            topic(
+                "events",
+                true,
+                vec![
+                    partition(1, &[1, 2]),
+                    partition(2, &[2, 1]),
+                    partition(3, &[3, 2]),
+                ],
+            ),
+            topic("plain", false, vec![partition(1, &[1])]),
+        ] {
+            state.topics.insert(t.name.clone(), t);
+        }
+        let enabled = |_: usize, c: &TopicConfig| c.searchable_enabled;
+        let on_1: Vec<_> = plan(&state, 1, 1, enabled).into_keys().collect();
+        assert_eq!(on_1, [("events".to_string(), 0), ("events".to_string(), 1)]);
+        let on_3: Vec<_> = plan(&state, 3, 1, enabled).into_keys().collect();
+        assert_eq!(on_3, [("events".to_string(), 2)]);
+        // A partition whose leader is gone is still indexed where a replica lives.
+        state.topics.get_mut("events").unwrap().partitions[2].leader = chronik_meta::NO_LEADER;
+        assert_eq!(plan(&state, 2, 1, enabled).len(), 3);
+        assert_eq!(
+            state.topics["events"].partitions_not_on(3),
+            vec![0, 1],
+            "what a query on broker 3 cannot see"
+        );
     }
 }

@@ -70,6 +70,25 @@ impl Broker {
             })
     }
 
+    /// This broker's copy of a partition it hosts, for readers that follow committed data (the
+    /// indexes): the leader's log, or a follower's replica once replication has opened it. A
+    /// replica is only read up to its high watermark, which the leader sets, so what it shows
+    /// is committed and survives any later truncation of the follower's tail.
+    pub fn hosted_log(&self, topic: &TopicMeta, partition: i32) -> Option<Arc<dyn PartitionLog>> {
+        let meta = usize::try_from(partition)
+            .ok()
+            .and_then(|p| topic.partitions.get(p))?;
+        if !meta.replicas.contains(&self.config.node_id) {
+            return None;
+        }
+        if meta.leader == self.config.node_id {
+            if let Ok(log) = self.partition_log(topic, partition) {
+                return Some(log);
+            }
+        }
+        self.logs.get(&topic.name, partition)
+    }
+
     /// Create `name` with default settings if it does not exist and auto-creation is on.
     /// Returns the state to use afterwards.
     pub(crate) async fn auto_create_topic(

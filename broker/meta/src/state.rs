@@ -49,6 +49,17 @@ impl TopicMeta {
     pub fn config(&self) -> topic_config::TopicConfig {
         topic_config::TopicConfig::from_overrides(&self.configs)
     }
+
+    /// Partitions with no replica on `node_id`: what a query answered from that broker's
+    /// indexes alone cannot see.
+    pub fn partitions_not_on(&self, node_id: i32) -> Vec<i32> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.replicas.contains(&node_id))
+            .map(|(i, _)| i as i32)
+            .collect()
+    }
 }
 
 /// Everything the cluster agrees on.

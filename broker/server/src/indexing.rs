@@ -1,5 +1,6 @@
 //! Index pipeline wiring: where the pipeline reads partition logs from (the broker, so a
-//! partition is opened and recovered exactly as a produce would open it).
+//! partition is opened and recovered exactly as a produce would open it, and a follower's
+//! replica is the one replication writes).
 
 use std::sync::Arc;
 
@@ -13,6 +14,6 @@ pub struct BrokerLogs(pub Arc<Broker>);
 
 impl PartitionLogs for BrokerLogs {
     fn log(&self, topic: &TopicMeta, partition: i32) -> Option<Arc<dyn PartitionLog>> {
-        self.0.partition_log(topic, partition).ok()
+        self.0.hosted_log(topic, partition)
     }
 }

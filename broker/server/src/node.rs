@@ -97,6 +97,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         ..chronik_sql::SqlConfig::new(config.data_dir.join("columnar"))
     };
     let (_, columnar, sql_engine) = chronik_sql::open(sql_config);
+    sql_engine.set_placement(Arc::new(crate::sql::MetadataPlacement {
+        meta: meta.clone(),
+        node_id: config.node_id,
+    }));
 
     let addr = format!("{}:{}", config.bind_addr, config.kafka_port);
     let listener = TcpListener::bind(&addr)

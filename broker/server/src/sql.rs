@@ -5,10 +5,41 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chronik_api::{SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable};
-use chronik_sql::{Format, Query, SqlEngine, SqlError};
+use chronik_meta::MetadataStore;
+use chronik_sql::{Format, Placement, Query, SqlEngine, SqlError};
 
 #[derive(Debug)]
 pub struct Sql(pub Arc<SqlEngine>);
+
+/// Which columnar topics have partitions with no replica on this broker, from metadata.
+#[derive(Debug)]
+pub struct MetadataPlacement {
+    pub meta: Arc<dyn MetadataStore>,
+    pub node_id: i32,
+}
+
+impl Placement for MetadataPlacement {
+    fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    fn unhosted(&self) -> Vec<(String, Vec<(i32, i32)>)> {
+        let state = self.meta.state();
+        state
+            .topics
+            .values()
+            .filter(|t| t.config().columnar_enabled)
+            .filter_map(|t| {
+                let missing: Vec<(i32, i32)> = t
+                    .partitions_not_on(self.node_id)
+                    .into_iter()
+                    .map(|p| (p, t.partitions[p as usize].leader))
+                    .collect();
+                (!missing.is_empty()).then(|| (t.name.clone(), missing))
+            })
+            .collect()
+    }
+}
 
 #[async_trait]
 impl SqlService for Sql {
@@ -31,6 +62,7 @@ impl SqlService for Sql {
             Err(SqlError::BadQuery(reason)) => Err(SqlFailure::BadQuery(reason)),
             Err(SqlError::UnknownTable(table)) => Err(SqlFailure::UnknownTable(table)),
             Err(SqlError::Timeout(ms)) => Err(SqlFailure::Timeout(ms)),
+            Err(SqlError::NotHosted(reason)) => Err(SqlFailure::NotHosted(reason)),
             Err(e) => Err(SqlFailure::Internal(e.to_string())),
         }
     }

@@ -83,11 +83,21 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Where a broker stands in the cluster: which columnar topics have partitions it holds no
+/// replica of (and therefore no columnar data for).
+pub trait Placement: Send + Sync + std::fmt::Debug {
+    /// This broker's node id, for messages.
+    fn node_id(&self) -> i32;
+    /// Columnar topics with partitions not hosted here, each with (partition, leader) pairs.
+    fn unhosted(&self) -> Vec<(String, Vec<(i32, i32)>)>;
+}
+
 /// The SQL engine over a [`Store`].
 #[derive(Debug)]
 pub struct SqlEngine {
     store: Arc<Store>,
     runtime: QueryRuntime,
+    placement: std::sync::OnceLock<Arc<dyn Placement>>,
 }
 
 /// The threads queries run on. DataFusion operators can compute for a long time inside one
@@ -130,12 +140,20 @@ impl SqlEngine {
         SqlEngine {
             store,
             runtime: QueryRuntime::new(threads),
+            placement: std::sync::OnceLock::new(),
         }
+    }
+
+    /// In a cluster: refuse queries over topics with partitions this broker does not host.
+    /// Set once, at start-up; later calls are ignored.
+    pub fn set_placement(&self, placement: Arc<dyn Placement>) {
+        let _ = self.placement.set(placement);
     }
 
     fn detached(&self) -> DetachedEngine {
         DetachedEngine {
             store: self.store.clone(),
+            placement: self.placement.get().cloned(),
         }
     }
 
@@ -201,6 +219,7 @@ impl SqlEngine {
         let sql = sql.to_owned();
         let work = async move {
             let ctx = engine.context().await?;
+            engine.check_hosted(&ctx, &sql)?;
             let options = SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
@@ -260,9 +279,65 @@ impl SqlEngine {
 /// What a query task needs of the engine, owned so the task can live on the query runtime.
 struct DetachedEngine {
     store: Arc<Store>,
+    placement: Option<Arc<dyn Placement>>,
+}
+
+/// The topic a table name refers to: `T`, `T_hot`, `T_cold` or `T_latest` of a topic whose
+/// table name is `T`.
+fn table_topic<'a>(table: &str, topics: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    topics.into_iter().find(|topic| {
+        let name = table_name(topic);
+        table == name
+            || ["_hot", "_cold", "_latest"]
+                .iter()
+                .any(|suffix| table.strip_suffix(suffix) == Some(name.as_str()))
+    })
 }
 
 impl DetachedEngine {
+    /// Refuse a query that reads a topic with partitions this broker holds no replica of.
+    /// A statement that does not parse is left to planning, which reports it.
+    fn check_hosted(&self, ctx: &SessionContext, sql: &str) -> Result<(), SqlError> {
+        let Some(placement) = &self.placement else {
+            return Ok(());
+        };
+        let unhosted = placement.unhosted();
+        if unhosted.is_empty() {
+            return Ok(());
+        }
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
+            return Ok(());
+        };
+        let Ok(tables) = state.resolve_table_references(&statement) else {
+            return Ok(());
+        };
+        for table in tables {
+            let Some(topic) = table_topic(table.table(), unhosted.iter().map(|(t, _)| t.as_str()))
+            else {
+                continue;
+            };
+            let missing = &unhosted.iter().find(|(t, _)| t == topic).expect("found").1;
+            let list = |f: fn(&(i32, i32)) -> i32| {
+                let mut v: Vec<i32> = missing.iter().map(f).collect();
+                v.sort_unstable();
+                v.dedup();
+                v.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+            };
+            return Err(SqlError::NotHosted(format!(
+                "topic '{topic}' has partitions ({}) with no replica on broker {}, and SQL \
+                 queries do not fan out across brokers yet; query a broker that hosts every \
+                 partition (their leaders are brokers {}), or give the topic a replica on every \
+                 broker",
+                list(|p| p.0),
+                placement.node_id(),
+                list(|p| p.1),
+            )));
+        }
+        Ok(())
+    }
+
     async fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new()
             .with_information_schema(true)

@@ -8,6 +8,10 @@ pub enum SqlError {
     BadQuery(String),
     #[error("table '{0}' not found")]
     UnknownTable(String),
+    /// The query reads a topic with partitions this broker holds no replica of; queries do
+    /// not fan out across brokers yet, and a partial answer would pass as whole.
+    #[error("{0}")]
+    NotHosted(String),
     #[error("query exceeded its timeout of {0} ms and was cancelled")]
     Timeout(u64),
     #[error("i/o error on {path}: {source}")]

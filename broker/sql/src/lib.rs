@@ -20,7 +20,7 @@ mod table;
 
 pub use config::SqlConfig;
 pub use engine::{
-    table_name, Answer, ColumnInfo, Format, Query, QueryResult, SqlEngine, TableInfo,
+    table_name, Answer, ColumnInfo, Format, Placement, Query, QueryResult, SqlEngine, TableInfo,
 };
 pub use error::SqlError;
 pub use indexer::ColumnarIndexer;

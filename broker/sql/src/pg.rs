@@ -250,6 +250,7 @@ fn pg_error(e: SqlError) -> PgWireError {
         SqlError::BadQuery(_) => "42000",
         SqlError::UnknownTable(_) => "42P01",
         SqlError::Timeout(_) => "57014",
+        SqlError::NotHosted(_) => "0A000",
         SqlError::Io { .. } | SqlError::Parquet { .. } | SqlError::Internal(_) => "XX000",
     };
     user_error(code, e.to_string())

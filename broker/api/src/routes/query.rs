@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::fusion::{fuse, Fusion, Ranked};
 use crate::routes::vector::{VectorHit, VectorSearch};
-use crate::{ApiError, ApiState};
+use crate::{coverage, ApiError, ApiState};
 
 const BACKENDS: &[&str] = &["search", "vector", "sql"];
 const MAX_K: usize = 1000;
@@ -243,7 +243,15 @@ pub(crate) async fn query(
     for o in outcomes {
         match o.result {
             Ok(hits) => {
-                report.push(json!({"topic": o.topic, "backend": o.backend, "status": "ok", "hits": hits.len(), "took_ms": o.took_ms}));
+                let mut entry = json!({"topic": o.topic, "backend": o.backend, "status": "ok", "hits": hits.len(), "took_ms": o.took_ms});
+                // Partitions with no replica here are not searched (no fan-out across brokers).
+                let (_, missing) = coverage::coverage(&state, std::slice::from_ref(&o.topic));
+                if !missing.is_empty() {
+                    entry["status"] = json!("partial");
+                    entry["partitions_not_searched"] =
+                        missing.iter().map(|m| m.partition).collect();
+                }
+                report.push(entry);
                 let mut ranked = Vec::new();
                 for h in hits {
                     let id = (o.topic.clone(), h.partition, h.offset);

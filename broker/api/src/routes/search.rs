@@ -17,7 +17,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ApiError, ApiState};
+use crate::{coverage, ApiError, ApiState};
 
 /// Why a search failed, in terms the HTTP layer maps to statuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,9 +166,10 @@ async fn run_search(
 ) -> Result<Json<Value>, ApiError> {
     let backend = backend(&state)?;
     let topics = resolve(&state, &expressions)?;
-    Ok(Json(
-        blocking(move || backend.search(&topics, &body)).await?,
-    ))
+    let shards = coverage::shards(&state, &topics);
+    let mut out = blocking(move || backend.search(&topics, &body)).await?;
+    out["_shards"] = shards;
+    Ok(Json(out))
 }
 
 /// POST (or GET) /_search
@@ -200,7 +201,10 @@ pub(crate) async fn count(
     let body = body_json(&body)?;
     let backend = backend(&state)?;
     let topics = resolve(&state, &split_list(&topics))?;
-    Ok(Json(blocking(move || backend.count(&topics, &body)).await?))
+    let shards = coverage::shards(&state, &topics);
+    let mut out = blocking(move || backend.count(&topics, &body)).await?;
+    out["_shards"] = shards;
+    Ok(Json(out))
 }
 
 /// GET /{topic}/_mapping

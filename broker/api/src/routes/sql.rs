@@ -66,6 +66,8 @@ pub enum SqlFailure {
     UnknownTable(String),
     /// Cancelled after its timeout (milliseconds).
     Timeout(u64),
+    /// Reads partitions this broker holds no replica of (no fan-out across brokers yet).
+    NotHosted(String),
     Internal(String),
 }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::fusion::{fuse, Fusion, Ranked};
 use crate::routes::search::SearchFailure;
-use crate::{ApiError, ApiState};
+use crate::{coverage, ApiError, ApiState};
 
 /// Why a vector call failed, in terms the HTTP layer maps to statuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +288,7 @@ pub(crate) async fn search(
     let hits = backend.search(&topic, q).await?;
     Ok(Json(json!({
         "results": hits.iter().map(hit_json).collect::<Vec<_>>(),
+        "_shards": coverage::shards(&state, std::slice::from_ref(&topic)),
         "took_ms": took(start),
     })))
 }
@@ -438,6 +439,7 @@ pub(crate) async fn hybrid(
     Ok(Json(json!({
         "results": results,
         "fusion": match fusion { Fusion::Rrf { .. } => "rrf", Fusion::Linear => "linear" },
+        "_shards": coverage::shards(&state, std::slice::from_ref(&topic)),
         "took_ms": took(start),
     })))
 }

@@ -21,10 +21,10 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use routes::search::{SearchBackend, SearchFailure, SearchIndexStats};
-pub use routes::vector::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
 pub use routes::sql::{
     SqlAnswer, SqlColumn, SqlFailure, SqlFormat, SqlRequest, SqlService, SqlTable,
 };
+pub use routes::vector::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

@@ -361,7 +361,8 @@ impl ServerConfig {
             ));
         }
         if let Some(pg) = self.pg_port {
-            if pg == 0 || [self.kafka_port, self.unified_api_port, self.cluster_port].contains(&pg) {
+            if pg == 0 || [self.kafka_port, self.unified_api_port, self.cluster_port].contains(&pg)
+            {
                 return Err(invalid(
                     "CHRONIK_PG_PORT",
                     "must be non-zero and differ from the Kafka, HTTP and cluster ports",

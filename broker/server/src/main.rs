@@ -7,8 +7,8 @@ mod indexing;
 mod node;
 mod replication;
 mod search;
-mod vector;
 mod sql;
+mod vector;
 
 use std::path::PathBuf;
 

@@ -280,10 +280,16 @@ mod tests {
         assert_eq!(pg_type(&DataType::Utf8), Type::TEXT);
         assert_eq!(pg_type(&DataType::Binary), Type::BYTEA);
         assert_eq!(
-            pg_type(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+            pg_type(&DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into())
+            )),
             Type::TIMESTAMPTZ
         );
-        assert_eq!(pg_type(&DataType::new_list(DataType::Int64, true)), Type::TEXT);
+        assert_eq!(
+            pg_type(&DataType::new_list(DataType::Int64, true)),
+            Type::TEXT
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ async fn queries_over_partly_hosted_topics_are_refused_with_the_missing_partitio
         }
     }
     // Queries that read no such topic run as before.
-    let r = engine.execute("SELECT 1 + 1 AS two", None, None).await.unwrap();
+    let r = engine
+        .execute("SELECT 1 + 1 AS two", None, None)
+        .await
+        .unwrap();
     assert_eq!(r.rows, 1);
     assert!(matches!(
         engine.execute("SELECT * FROM other", None, None).await,

@@ -9,43 +9,14 @@
 //! (layouts in [`records`]), written with `PartitionLog::append` and acknowledged only after
 //! `wait_durable`. At start-up the coordinator replays the partitions it leads to rebuild its
 //! state. The coordinator of a group is the leader of partition
-//! `(java_string_hash(group_id) & 0x7fffffff) % partitions`, Kafka's own placement, so a
+//! `(java_string_hash(group_id) & 0x7fffffff) % partitions` ([`placement`]), Kafka's own placement, so a
 //! group maps to the same partition number as on a Kafka cluster with the same count.
 
 pub(crate) mod group;
 
-/// The log of partition `partition` of an internal topic (`__consumer_offsets`,
-/// `__transaction_state`), opened on first use; NotLeader unless this broker leads it.
-pub(crate) fn internal_partition_log(
-    logs: &LogManager,
-    meta: &Arc<dyn MetadataStore>,
-    replicas: &ReplicaManager,
-    node_id: i32,
-    topic_name: &str,
-    partition: i32,
-) -> Result<Arc<dyn PartitionLog>, CoordinatorError> {
-    let state = meta.state();
-    let topic = state.topic(topic_name)?;
-    // Leadership first: a follower's log of the partition is open too, for replication.
-    match topic.partitions.get(partition as usize) {
-        Some(p) if p.leader == node_id && p.replicas.len() > 1 => {
-            // Writes go through the in-sync replicas, as acks=all.
-            return replicas
-                .committed_log(node_id, meta, topic_name, partition)
-                .ok_or(CoordinatorError::NotLeader(partition));
-        }
-        Some(p) if p.leader == node_id => {}
-        _ => return Err(CoordinatorError::NotLeader(partition)),
-    }
-    if let Some(log) = logs.get(topic_name, partition) {
-        return Ok(log);
-    }
-    let config = log_config_for(&topic.config(), FlushPolicy::Group);
-    Ok(logs.get_or_create(topic_name, partition, config)?)
-}
-
 #[cfg(test)]
 mod group_tests;
+pub(crate) mod placement;
 mod records;
 pub(crate) mod transaction;
 pub(crate) mod transaction_coordinator;
@@ -60,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_log::{control_kind, BatchHeader, FlushPolicy, LogError, LogManager, PartitionLog};
+use chronik_log::{control_kind, BatchHeader, LogError, LogManager, PartitionLog};
 use chronik_meta::plan::{self, CreateTopic};
 use chronik_meta::{MetaError, MetadataStore};
 use futures::future::BoxFuture;
@@ -69,12 +40,13 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::error_codes;
-use crate::partitions::log_config_for;
 use crate::replication::ReplicaManager;
 use group::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Output, SyncRequest,
     SyncResult, Token,
 };
+pub use placement::partition_for;
+pub(crate) use placement::{internal_partition_log, led_partition, LedPartition};
 use records::Key;
 use transaction_offsets::{replay_txn_offsets, PendingOffsets};
 
@@ -204,56 +176,6 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Java's `String.hashCode` (over UTF-16 code units), which Kafka uses to place groups and
-/// transactional ids on partitions of their internal topics.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// The partition of an internal topic (`__consumer_offsets`, `__transaction_state`) that
-/// holds `key`, when this broker leads it.
-pub(crate) struct LedPartition {
-    pub partition: i32,
-    pub leader_epoch: i32,
-    /// Partitions of the topic (keys are placed by hashing over them).
-    pub partitions: i32,
-}
-
-/// Which coordinator answers for `key`: this broker (its partition), another broker
-/// (NOT_COORDINATOR), or none yet (COORDINATOR_NOT_AVAILABLE: no topic or no leader).
-pub(crate) fn led_partition(
-    state: &chronik_meta::ClusterState,
-    topic: &str,
-    key: &str,
-    node_id: i32,
-) -> Result<LedPartition, ResponseError> {
-    let Some(t) = state.topics.get(topic) else {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    };
-    let partitions = t.partitions.len() as i32;
-    let partition = partition_for(key, partitions);
-    let Some(p) = t.partitions.get(partition as usize) else {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    };
-    if p.leader == chronik_meta::NO_LEADER {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    }
-    if p.leader != node_id {
-        return Err(ResponseError::NotCoordinator);
-    }
-    Ok(LedPartition {
-        partition,
-        leader_epoch: p.leader_epoch,
-        partitions,
-    })
-}
-
-/// The partition of an internal topic with `partitions` partitions that owns `key`.
-pub fn partition_for(key: &str, partitions: i32) -> i32 {
-    (java_string_hash(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
 impl Coordinator {

@@ -246,6 +246,13 @@ async fn acks_all_waits_for_the_follower_and_replicas_hold_identical_bytes() {
         follower_log.high_watermark() == 5
     })
     .await;
+    // Readers of committed data (the indexes) get each broker's own copy: the leader's log,
+    // and the follower's replica, which shows what its high watermark covers.
+    let topic = meta.state().topics["r"].clone();
+    let hosted = |n: &Node, p: i32| n.broker.hosted_log(&topic, p);
+    assert!(Arc::ptr_eq(&hosted(leader, 0).unwrap(), &leader_log));
+    assert!(Arc::ptr_eq(&hosted(&n2, 0).unwrap(), &follower_log));
+    assert!(hosted(&n2, 1).is_none(), "no such partition");
 
     // The follower is fenced: the ISR shrinks to the leader, below min.insync.replicas.
     link.brokers.lock().remove(&2);

@@ -19,11 +19,15 @@ export CHRONIK_EMBEDDING_MODEL_DIR ?= $(HOME)/.cache/chronik-models/all-minilm-l
 run: build model
 	$(SERVER) start
 
+# chronik-bench is built beside the server so both resolve one feature set (apart, their shared
+# dependencies would be compiled twice).
 build:
-	$(CARGO) build --release -p chronik-server
+	$(CARGO) build --release -p chronik-server -p chronik-bench
 
+# Every target of the workspace, so the server binary gets the same dependency features as the
+# unit tests (`-p chronik-server` alone would resolve fewer and rebuild DataFusion for it).
 build-test:
-	$(CARGO) build -p chronik-server
+	$(CARGO) build --workspace --all-targets
 
 ## Unit + conformance tests, end-to-end tests with real Kafka clients, librdkafka's own
 ## integration tests (allow-list), and the Helm chart tests.

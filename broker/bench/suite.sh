@@ -71,7 +71,7 @@ trap 'exit 130' INT TERM
 build_tools() {
     if [[ -z "${CHRONIK_BENCH_BIN:-}" ]]; then
         log "building chronik-bench (release) into $CARGO_TARGET_DIR"
-        cargo build --release -q -p chronik-bench
+        cargo build --release -q -p chronik-server -p chronik-bench
         CHRONIK_BENCH_BIN=$CARGO_TARGET_DIR/release/chronik-bench
     fi
     # librdkafka's own perf tool, from the sources rdkafka-sys built (newest build wins).

@@ -24,7 +24,7 @@ BUILD_DIR="${CHRONIK_LIBRDKAFKA_DIR:-$HOME/.cache/chronik-librdkafka-src}"
 TEST_TIMEOUT="${LIBRDKAFKA_TEST_TIMEOUT:-180}"
 ALLOWLIST="${LIBRDKAFKA_ALLOWLIST:-$HERE/allowlist.txt}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}"
-SERVER="${CHRONIK_SERVER_BIN:-$CARGO_TARGET_DIR/release/chronik-server}"
+SERVER="${CHRONIK_SERVER_BIN:-$CARGO_TARGET_DIR/debug/chronik-server}"
 
 start_s=$SECONDS
 log() { echo "librdkafka: $*" >&2; }
@@ -67,7 +67,7 @@ if [[ ! -x "$BUILD_DIR/tests/test-runner" ]]; then
 fi
 if [[ ! -x "$SERVER" ]]; then
     log "building chronik-server"
-    (cd "$REPO" && cargo build --release -p chronik-server) || exit 1
+    (cd "$REPO" && cargo build --workspace --all-targets) || exit 1
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

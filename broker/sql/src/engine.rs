@@ -282,16 +282,14 @@ struct DetachedEngine {
     placement: Option<Arc<dyn Placement>>,
 }
 
-/// The topic a table name refers to: `T`, `T_hot`, `T_cold` or `T_latest` of a topic whose
-/// table name is `T`.
-fn table_topic<'a>(table: &str, topics: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    topics.into_iter().find(|topic| {
-        let name = table_name(topic);
-        table == name
-            || ["_hot", "_cold", "_latest"]
-                .iter()
-                .any(|suffix| table.strip_suffix(suffix) == Some(name.as_str()))
-    })
+/// Whether `table` is one of a topic's tables: `T`, `T_hot`, `T_cold` or `T_latest` where `T` is
+/// the topic's table name.
+fn is_table_of(table: &str, topic: &str) -> bool {
+    let name = table_name(topic);
+    table == name
+        || ["_hot", "_cold", "_latest"]
+            .iter()
+            .any(|suffix| table.strip_suffix(suffix) == Some(name.as_str()))
 }
 
 impl DetachedEngine {
@@ -314,11 +312,11 @@ impl DetachedEngine {
             return Ok(());
         };
         for table in tables {
-            let Some(topic) = table_topic(table.table(), unhosted.iter().map(|(t, _)| t.as_str()))
+            let Some((topic, missing)) =
+                unhosted.iter().find(|(t, _)| is_table_of(table.table(), t))
             else {
                 continue;
             };
-            let missing = &unhosted.iter().find(|(t, _)| t == topic).expect("found").1;
             let list = |f: fn(&(i32, i32)) -> i32| {
                 let mut v: Vec<i32> = missing.iter().map(f).collect();
                 v.sort_unstable();

@@ -54,14 +54,25 @@ fn topic(name: &str) -> Command {
     }
 }
 
+/// The leader every node agrees on. Each voter calls `initialize` at bootstrap, so the first
+/// elections compete and a node can still call itself leader of a term the others have left;
+/// waiting for agreement avoids picking that stale leader.
 async fn leader_of(nodes: &[&RaftNode]) -> u64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        for n in nodes {
-            if let Some(q) = n.store().quorum() {
-                if q.role == "leader" {
-                    return q.node_id as u64;
-                }
+        let views: Vec<_> = nodes.iter().map(|n| n.store().quorum()).collect();
+        let leaders: Vec<Option<i32>> = views
+            .iter()
+            .map(|q| q.as_ref().and_then(|q| q.leader_id))
+            .collect();
+        if let Some(Some(id)) = leaders.first() {
+            let agreed = leaders.iter().all(|l| *l == Some(*id));
+            let claims = views
+                .iter()
+                .flatten()
+                .any(|q| q.node_id == *id && q.role == "leader");
+            if agreed && claims {
+                return *id as u64;
             }
         }
         assert!(tokio::time::Instant::now() < deadline, "no leader elected");

@@ -270,7 +270,7 @@ def test_bad_input_is_refused_with_a_reason(server, topic_name):
     from confluent_kafka.admin import NewTopic
 
     for key, value in [("vector.metric", "hamming"), ("vector.field", "title"), ("vector.hnsw.m", "0"),
-                       ("vector.embedding.dimensions", "768")]:
+                       ("vector.embedding.dimensions", "100000")]:
         fut = admin(server).create_topics([NewTopic(topic_name + "-bad", 1, 1, config={"vector.enabled": "true", key: value})])
         with pytest.raises(Exception) as e:
             fut[topic_name + "-bad"].result(timeout=WAIT_S)

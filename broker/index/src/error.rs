@@ -19,4 +19,13 @@ pub enum IndexError {
     },
     #[error("{kind} indexer failed: {reason}")]
     Indexer { kind: &'static str, reason: String },
+    /// The index cannot take records now (a remote service it needs is down) but is intact:
+    /// it holds everything below `resume` and nothing after. The pipeline keeps it open and
+    /// offers the rest again after a pause.
+    #[error("{kind} index cannot take records now: {reason}")]
+    Deferred {
+        kind: &'static str,
+        reason: String,
+        resume: i64,
+    },
 }

@@ -306,7 +306,16 @@ struct Cursor {
     /// A call failed while open: close before reopening so the index drops partial state.
     needs_close: bool,
     retry_at: Option<Instant>,
+    /// Open, but not fed until then: its last run was deferred.
+    paused_until: Option<Instant>,
     unpublished: bool,
+}
+
+impl Cursor {
+    /// Open and not paused: records can be handed to it.
+    fn ready(&self, now: Instant) -> bool {
+        self.open && self.paused_until.is_none_or(|t| t <= now)
+    }
 }
 
 struct PartitionTask {
@@ -329,6 +338,7 @@ impl PartitionTask {
                 open: false,
                 needs_close: false,
                 retry_at: None,
+                paused_until: None,
                 unpublished: false,
             })
             .collect();
@@ -376,7 +386,7 @@ impl PartitionTask {
             let hw = self.log.last_stable_offset();
             let from = cursors
                 .iter()
-                .filter(|c| c.open && c.next < hw)
+                .filter(|c| c.ready(now) && c.next < hw)
                 .map(|c| c.next)
                 .min();
             let mut read_more = false;
@@ -420,7 +430,7 @@ impl PartitionTask {
             }
 
             let hw = self.log.last_stable_offset();
-            let caught_up = cursors.iter().all(|c| !c.open || c.next >= hw);
+            let caught_up = cursors.iter().all(|c| !c.ready(now) || c.next >= hw);
             if cursors.iter().any(|c| c.unpublished)
                 && (caught_up || last_publish.elapsed() >= self.settings.publish_interval)
             {
@@ -458,6 +468,11 @@ impl PartitionTask {
             for t in cursors
                 .iter()
                 .filter_map(|c| c.retry_at.filter(|_| !c.open))
+                .chain(
+                    cursors
+                        .iter()
+                        .filter_map(|c| c.paused_until.filter(|t| c.open && *t > now)),
+                )
                 .chain(log_retry_at)
             {
                 deadline = deadline.min(t);
@@ -503,6 +518,7 @@ impl PartitionTask {
                 c.next = resume.max(log_start);
                 c.open = true;
                 c.retry_at = None;
+                c.paused_until = None;
                 c.unpublished = true;
                 tracing::debug!(topic = %self.topic, partition = self.partition, index = c.indexer.kind(), resume, "index opened");
             }
@@ -517,10 +533,11 @@ impl PartitionTask {
         records: &[crate::IndexRecord],
         next_offset: i64,
     ) {
+        let now = Instant::now();
         let calls = cursors
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.open && c.next < next_offset)
+            .filter(|(_, c)| c.ready(now) && c.next < next_offset)
             .map(|(i, c)| {
                 let first = records.partition_point(|r| r.offset < c.next);
                 let run = RecordRun {
@@ -543,6 +560,18 @@ impl PartitionTask {
                         .indexed_records
                         .with_label_values(&[&self.topic, c.indexer.kind()])
                         .inc_by(count as u64);
+                }
+                Err(crate::IndexError::Deferred { reason, resume, .. }) => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, index = c.indexer.kind(), resume, %reason, "index deferred records; offering them again after a pause");
+                    metrics()
+                        .failures
+                        .with_label_values(&[&self.topic, c.indexer.kind()])
+                        .inc();
+                    if resume > c.next {
+                        c.next = resume;
+                        c.unpublished = true;
+                    }
+                    c.paused_until = Some(Instant::now() + self.settings.retry_after);
                 }
                 Err(e) => self.fail(c, "index", &e),
             }

@@ -37,6 +37,10 @@ struct RecordingIndexer {
     publishes: Mutex<u64>,
     forgets: Mutex<Vec<(String, i32, i64)>>,
     drops: Mutex<Vec<String>>,
+    opens: Mutex<u64>,
+    /// While positive, each run is taken only in part and the rest deferred (a remote service
+    /// the index needs going away and coming back).
+    defer_runs: Mutex<u32>,
 }
 
 impl RecordingIndexer {
@@ -74,6 +78,7 @@ impl Indexer for RecordingIndexer {
             .unwrap_or((Vec::new(), log_start));
         offsets.retain(|o| *o >= log_start);
         let next = next.max(log_start);
+        *self.opens.lock() += 1;
         self.open.lock().insert(
             key,
             PartitionIndex {
@@ -95,6 +100,18 @@ impl Indexer for RecordingIndexer {
             run.records.first().map(|r| r.offset),
             p.next
         );
+        let mut defer = self.defer_runs.lock();
+        if *defer > 0 && run.records.len() > 1 {
+            *defer -= 1;
+            let taken = &run.records[..run.records.len() / 2];
+            p.pending.extend(taken.iter().map(|r| r.offset));
+            p.next = run.records[taken.len()].offset;
+            return Err(chronik_index::IndexError::Deferred {
+                kind: "recording",
+                reason: "service away".into(),
+                resume: p.next,
+            });
+        }
         p.pending.extend(run.records.iter().map(|r| r.offset));
         p.next = run.next_offset;
         Ok(())
@@ -342,6 +359,25 @@ async fn indexes_only_what_read_committed_consumers_see() {
     assert_eq!(ix.visible("tx", 0), vec![0, 1, 5, 6, 7]);
     pipeline.shutdown().await;
     assert_eq!(ix.durable.lock()[&("tx".to_string(), 0)].1, 10);
+}
+
+#[tokio::test]
+async fn deferred_runs_keep_the_index_open_and_are_offered_again() {
+    let f = fixture().await;
+    create_topic(&f, "t", 1, true).await;
+    let ix = Arc::new(RecordingIndexer::default());
+    *ix.defer_runs.lock() = 3;
+    let pipeline = start(&f, &ix);
+    append(&f, "t", 0, 40, Compression::None).await;
+    eventually("every record after the deferrals", || {
+        ix.visible("t", 0).len() == 40
+    })
+    .await;
+    // Once each, in order (the index panics on a run that goes back), and never reopened.
+    assert_eq!(ix.visible("t", 0), (0..40).collect::<Vec<_>>());
+    assert_eq!(*ix.defer_runs.lock(), 0);
+    assert_eq!(*ix.opens.lock(), 1);
+    pipeline.shutdown().await;
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ pub use state::{
 };
 pub use store::{LocalMetadataStore, MetadataStore, QuorumMember, QuorumStatus};
 pub use topic_config::{
-    CleanupPolicy, ConfigKind, ConfigSource, ResolvedConfig, TopicConfig, VectorField,
-    VectorMetric, VectorSettings,
+    CleanupPolicy, ConfigKind, ConfigSource, EmbeddingProviderKind, ResolvedConfig, TopicConfig,
+    VectorField, VectorMetric, VectorSettings, MAX_EMBEDDING_DIMENSIONS,
 };
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -144,26 +144,58 @@ fn check_vector_metric(v: &str) -> Result<(), String> {
     }
 }
 fn check_provider(v: &str) -> Result<(), String> {
-    match v {
-        "local" => Ok(()),
-        "openai" => Err("the openai embedding provider is not available in this build yet".into()),
-        _ => Err(format!("'{v}' is not local or openai")),
-    }
+    EmbeddingProviderKind::parse(v).map(|_| ())
 }
 fn check_embedding_model(v: &str) -> Result<(), String> {
-    match v {
-        "" | "all-MiniLM-L6-v2" | "sentence-transformers/all-MiniLM-L6-v2" => Ok(()),
-        _ => Err(format!(
-            "'{v}' is not a model of the local provider (all-MiniLM-L6-v2)"
-        )),
+    if v.chars().any(char::is_control) || v.len() > 256 {
+        return Err("a model name is at most 256 printable characters".into());
+    }
+    Ok(())
+}
+fn check_embedding_endpoint(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    let rest = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"));
+    match rest {
+        _ if v.is_empty() => Ok(()),
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(format!("'{v}' is not an http:// or https:// URL")),
     }
 }
 fn check_embedding_dimensions(v: &str) -> Result<(), String> {
-    match v.trim() {
-        "0" | "384" => Ok(()),
-        _ => Err(format!(
-            "'{v}' does not match the local model's 384 dimensions (0 means the model's own)"
+    match v.trim().parse::<i64>() {
+        Ok(n) if (0..=MAX_EMBEDDING_DIMENSIONS as i64).contains(&n) => Ok(()),
+        Ok(n) => Err(format!(
+            "{n} is outside 0..={MAX_EMBEDDING_DIMENSIONS} (0 means the model's own)"
         )),
+        Err(_) => Err(format!("'{v}' is not an integer")),
+    }
+}
+
+/// Largest vector.embedding.dimensions a topic may ask for.
+pub const MAX_EMBEDDING_DIMENSIONS: usize = 16_384;
+
+/// Which embedding provider embeds a topic's events (vector.embedding.provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingProviderKind {
+    /// The model run in-process.
+    Local,
+    /// An OpenAI-compatible POST /v1/embeddings endpoint.
+    OpenAi,
+}
+
+impl EmbeddingProviderKind {
+    /// `None` for the empty value: the server's own provider.
+    pub fn parse(v: &str) -> Result<Option<Self>, String> {
+        match v.trim() {
+            "" => Ok(None),
+            "local" => Ok(Some(EmbeddingProviderKind::Local)),
+            "openai" => Ok(Some(EmbeddingProviderKind::OpenAi)),
+            other => Err(format!("'{other}' is not local or openai")),
+        }
     }
 }
 fn check_hnsw_m(v: &str) -> Result<(), String> {
@@ -181,8 +213,6 @@ fn check_hnsw_ef(v: &str) -> Result<(), String> {
     }
 }
 
-const NO_OPENAI: Option<&str> =
-    Some("the openai embedding provider is not available in this build yet");
 const NO_TIER: Option<&str> = Some("tiered storage is not available in this build yet");
 
 macro_rules! def {
@@ -334,24 +364,23 @@ pub static DEFINITIONS: &[ConfigDef] = &[
     def!(
         "vector.embedding.provider",
         String,
-        "local",
+        "",
         check_provider,
-        "embedding provider"
+        "local or openai; empty is the server's CHRONIK_EMBEDDING_PROVIDER"
     ),
     def!(
         "vector.embedding.model",
         String,
         "",
         check_embedding_model,
-        "embedding model"
+        "embedding model; empty is the provider's default"
     ),
     def!(
         "vector.embedding.endpoint",
         String,
         "",
-        check_any,
-        "embedding endpoint",
-        NO_OPENAI
+        check_embedding_endpoint,
+        "OpenAI-compatible embeddings URL; empty is the server's CHRONIK_EMBEDDING_ENDPOINT"
     ),
     def!(
         "vector.embedding.dimensions",
@@ -550,8 +579,12 @@ pub enum VectorMetric {
 pub struct VectorSettings {
     pub enabled: bool,
     pub field: VectorField,
+    /// vector.embedding.provider; `None` is the server's provider.
+    pub provider: Option<EmbeddingProviderKind>,
     /// vector.embedding.model; empty is the provider's default model.
     pub model: String,
+    /// vector.embedding.endpoint; empty is the server's endpoint.
+    pub endpoint: String,
     /// vector.embedding.dimensions; 0 is the model's own.
     pub dimensions: usize,
     pub metric: VectorMetric,
@@ -602,7 +635,10 @@ impl TopicConfig {
             vector: VectorSettings {
                 enabled: raw("vector.enabled").trim().eq_ignore_ascii_case("true"),
                 field: VectorField::parse(&raw("vector.field")),
+                provider: EmbeddingProviderKind::parse(&raw("vector.embedding.provider"))
+                    .unwrap_or(None),
                 model: raw("vector.embedding.model").trim().to_string(),
+                endpoint: raw("vector.embedding.endpoint").trim().to_string(),
                 dimensions: num("vector.embedding.dimensions").max(0) as usize,
                 metric: match raw("vector.metric").trim() {
                     "l2" => VectorMetric::L2,
@@ -660,7 +696,7 @@ mod tests {
 
     #[test]
     fn capabilities_not_in_this_build_are_refused_honestly() {
-        let err = validate(&map(&[("vector.embedding.provider", "openai")])).unwrap_err();
+        let err = validate(&map(&[("local.retention.ms", "1000")])).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
         // SQL is served: its key is accepted.
         validate(&map(&[("columnar.enabled", "true")])).unwrap();
@@ -708,7 +744,23 @@ mod tests {
             ),
             (8, 200, 64)
         );
+        let remote = TopicConfig::from_overrides(
+            &validate(&map(&[
+                ("vector.embedding.provider", "openai"),
+                ("vector.embedding.endpoint", "http://127.0.0.1:11434/v1"),
+                ("vector.embedding.model", "nomic-embed-text"),
+                ("vector.embedding.dimensions", "768"),
+            ]))
+            .unwrap(),
+        );
+        assert_eq!(remote.vector.provider, Some(EmbeddingProviderKind::OpenAi));
+        assert_eq!(remote.vector.endpoint, "http://127.0.0.1:11434/v1");
+        assert_eq!(
+            (remote.vector.model.as_str(), remote.vector.dimensions),
+            ("nomic-embed-text", 768)
+        );
         let defaults = TopicConfig::from_overrides(&BTreeMap::new());
+        assert_eq!(defaults.vector.provider, None, "the server's provider");
         assert!(!defaults.vector.enabled);
         assert_eq!(defaults.vector.field, VectorField::Value);
         assert_eq!(defaults.vector.metric, VectorMetric::Cosine);
@@ -718,11 +770,12 @@ mod tests {
             ("vector.hnsw.m", "1"),
             ("vector.hnsw.m", "1000"),
             ("vector.hnsw.ef_search", "0"),
-            ("vector.embedding.provider", "openai"),
             ("vector.embedding.provider", "magic"),
-            ("vector.embedding.model", "bge-large"),
-            ("vector.embedding.dimensions", "768"),
-            ("vector.embedding.endpoint", "http://x"),
+            ("vector.embedding.model", "tab\there"),
+            ("vector.embedding.dimensions", "-1"),
+            ("vector.embedding.dimensions", "100000"),
+            ("vector.embedding.endpoint", "ftp://x"),
+            ("vector.embedding.endpoint", "http://"),
         ] {
             match validate(&map(&[(k, v)])) {
                 Err(MetaError::InvalidConfig { key, .. }) => assert_eq!(key, k),
@@ -761,7 +814,7 @@ mod tests {
         let s = all.iter().find(|c| c.name == "segment.ms").unwrap();
         assert_eq!(s.source, ConfigSource::Default);
         assert!(all.iter().any(|c| c.name == "vector.enabled"));
-        assert!(all.iter().all(|c| c.name != "vector.embedding.endpoint"));
+        assert!(all.iter().all(|c| c.name != "local.retention.ms"));
         let c = all.iter().find(|c| c.name == "columnar.enabled").unwrap();
         assert_eq!(c.source, ConfigSource::Default);
     }

@@ -61,10 +61,19 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
     pub offsets_retention_minutes: u64,
-    /// CHRONIK_EMBEDDING_PROVIDER: `local` (the in-process model) or `none`.
+    /// CHRONIK_EMBEDDING_PROVIDER: `local` (the in-process model), `openai` (an
+    /// OpenAI-compatible /v1/embeddings endpoint) or `none`; topics may choose another.
     pub embedding_provider: String,
-    /// CHRONIK_EMBEDDING_MODEL: the model of the provider (local: all-MiniLM-L6-v2).
+    /// CHRONIK_EMBEDDING_MODEL: the model of the provider (local: all-MiniLM-L6-v2; openai:
+    /// text-embedding-3-small unless set).
     pub embedding_model: Option<String>,
+    /// CHRONIK_EMBEDDING_ENDPOINT: the openai provider's URL (a `.../v1` base or the full
+    /// `/v1/embeddings` URL); default OpenAI's.
+    pub embedding_endpoint: Option<String>,
+    /// OPENAI_API_KEY: bearer token sent to the openai provider's endpoint.
+    pub embedding_api_key: Option<String>,
+    /// CHRONIK_EMBEDDING_TIMEOUT_MS: time limit of one request to a remote endpoint.
+    pub embedding_timeout_ms: u64,
     /// CHRONIK_EMBEDDING_MODEL_DIR: where the local model's files are (`make model` fills it);
     /// default `$HOME/.cache/chronik-models/all-minilm-l6-v2`.
     pub embedding_model_dir: Option<PathBuf>,
@@ -111,6 +120,9 @@ impl Default for ServerConfig {
             offsets_retention_minutes: 7 * 24 * 60,
             embedding_provider: "local".into(),
             embedding_model: None,
+            embedding_endpoint: None,
+            embedding_api_key: None,
+            embedding_timeout_ms: 30_000,
             embedding_model_dir: None,
             embedding_workers: 1,
             sql_hot_buffer_bytes: 1 << 30,
@@ -146,10 +158,6 @@ const UNAVAILABLE_SETTINGS: &[(&str, &str)] = &[
     ("CHRONIK_TLS_KEY", "TLS"),
     ("OBJECT_STORE_URL", "tiered storage"),
     ("CHRONIK_LOCAL_RETENTION_MS", "tiered storage"),
-    (
-        "CHRONIK_EMBEDDING_ENDPOINT",
-        "the openai embedding provider",
-    ),
 ];
 
 fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
@@ -288,6 +296,15 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_EMBEDDING_MODEL") {
             self.embedding_model = Some(v.trim().to_string());
         }
+        if let Some(v) = get("CHRONIK_EMBEDDING_ENDPOINT") {
+            self.embedding_endpoint = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("OPENAI_API_KEY") {
+            self.embedding_api_key = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("CHRONIK_EMBEDDING_TIMEOUT_MS") {
+            self.embedding_timeout_ms = parse("CHRONIK_EMBEDDING_TIMEOUT_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_EMBEDDING_MODEL_DIR") {
             self.embedding_model_dir = Some(PathBuf::from(v));
         }
@@ -399,22 +416,32 @@ impl ServerConfig {
         if self.log_maintenance_ms == 0 {
             return Err(invalid("CHRONIK_LOG_MAINTENANCE_MS", "must be positive"));
         }
-        match self.embedding_provider.as_str() {
-            "local" | "none" => {}
-            "openai" => {
-                return Err(invalid(
-                    "CHRONIK_EMBEDDING_PROVIDER",
-                    "the openai embedding provider is not available in this build yet; use local or none",
-                ))
-            }
+        let local = match self.embedding_provider.as_str() {
+            "local" => true,
+            "openai" | "none" => false,
             other => {
                 return Err(invalid(
                     "CHRONIK_EMBEDDING_PROVIDER",
                     format!("'{other}' is not local, openai or none"),
                 ))
             }
+        };
+        if let Some(e) = &self.embedding_endpoint {
+            let url = chronik_vector::embeddings_url(e);
+            if !(url.starts_with("http://") || url.starts_with("https://")) || e.contains(' ') {
+                return Err(invalid(
+                    "CHRONIK_EMBEDDING_ENDPOINT",
+                    format!("'{e}' is not an http:// or https:// URL"),
+                ));
+            }
         }
-        if let Some(m) = &self.embedding_model {
+        if !(1..=600_000).contains(&self.embedding_timeout_ms) {
+            return Err(invalid(
+                "CHRONIK_EMBEDDING_TIMEOUT_MS",
+                "must be between 1 and 600000",
+            ));
+        }
+        if let Some(m) = self.embedding_model.as_ref().filter(|_| local) {
             if !matches!(
                 m.as_str(),
                 "all-MiniLM-L6-v2" | "sentence-transformers/all-MiniLM-L6-v2"
@@ -658,17 +685,28 @@ mod tests {
         assert_eq!(c.model_dir(), PathBuf::from("/models/minilm"));
         assert_eq!(c.embedding_workers, 2);
         for (name, value) in [
-            ("CHRONIK_EMBEDDING_PROVIDER", "openai"),
             ("CHRONIK_EMBEDDING_PROVIDER", "magic"),
             ("CHRONIK_EMBEDDING_MODEL", "bge-large"),
             ("CHRONIK_EMBEDDING_WORKERS", "0"),
+            ("CHRONIK_EMBEDDING_ENDPOINT", "ftp://models"),
+            ("CHRONIK_EMBEDDING_TIMEOUT_MS", "0"),
         ] {
             let c = ServerConfig::load(None, env(&[(name, value)])).unwrap();
             assert_eq!(c.validate().unwrap_err().setting, name, "{name}={value}");
         }
-        let e = ServerConfig::load(None, env(&[("CHRONIK_EMBEDDING_ENDPOINT", "http://x")]))
-            .unwrap_err();
-        assert_eq!(e.setting, "CHRONIK_EMBEDDING_ENDPOINT");
+        // Any model name goes to a remote endpoint; the key is read from OPENAI_API_KEY.
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("CHRONIK_EMBEDDING_PROVIDER", "openai"),
+                ("CHRONIK_EMBEDDING_MODEL", "bge-large"),
+                ("CHRONIK_EMBEDDING_ENDPOINT", "http://127.0.0.1:11434/v1"),
+                ("OPENAI_API_KEY", "sk-test"),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.embedding_api_key.as_deref(), Some("sk-test"));
     }
 
     #[test]

@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
         Commands::Cluster {
             action: ClusterAction::RemoveNode,
         } => anyhow::bail!(
-            "removing nodes is not available in this build yet: a broker's partitions cannot be drained before partition replication exists"
+            "removing nodes is not available in this build yet: moving a broker's partition replicas elsewhere (reassignment) is not implemented"
         ),
         Commands::Start(args) => {
             init_tracing();

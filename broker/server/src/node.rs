@@ -124,7 +124,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     ));
     let vector_indexer = Arc::new(chronik_vector::VectorIndexer::new(
         config.data_dir.join("index").join("vector"),
-        crate::vector::embedding_pool(&config),
+        crate::vector::embedders(&config),
     ));
     let api = chronik_api::ApiState::new(broker.clone(), config.admin_api_key.clone())
         .with_search(Arc::new(crate::search::SearchApi::new(
@@ -132,6 +132,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         )))
         .with_vector(Arc::new(crate::vector::VectorApi::new(
             vector_indexer.clone(),
+            broker.meta.clone(),
         )))
         .with_sql(Arc::new(Sql(sql_engine.clone())));
     // Indexes tail the logs after the write; the produce path never waits for them.

@@ -5,41 +5,70 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chronik_api::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
-use chronik_meta::VectorMetric;
+use chronik_meta::{EmbeddingProviderKind, MetadataStore, VectorMetric};
 use chronik_vector::{
-    EmbeddingPool, LocalProvider, TimeRange, VectorError, VectorIndexer, VectorQuery,
+    Embedders, EmbeddingPool, LocalProvider, OpenAiConfig, TimeRange, VectorError, VectorIndexer,
+    VectorQuery,
 };
 use serde_json::{json, Value};
 
 use crate::config::ServerConfig;
 
-/// The embedding pool the server runs with, or `None` for CHRONIK_EMBEDDING_PROVIDER=none. The
-/// model loads on first use; a missing model is logged here and reported per topic, and the
-/// broker still starts.
-pub fn embedding_pool(config: &ServerConfig) -> Option<EmbeddingPool> {
-    if config.embedding_provider == "none" {
-        tracing::info!("no embedding provider: vector topics cannot be indexed");
-        return None;
-    }
+/// The embedding providers the server runs with. The local model loads on first use (also
+/// when the server default is another provider, for topics that ask for it); when it is the
+/// default, a missing model is logged here and reported per topic, and the broker still starts.
+pub fn embedders(config: &ServerConfig) -> Embedders {
+    let default = match config.embedding_provider.as_str() {
+        "local" => Some(EmbeddingProviderKind::Local),
+        "openai" => Some(EmbeddingProviderKind::OpenAi),
+        _ => None,
+    };
     let (provider, present) = LocalProvider::lazy(config.model_dir());
-    if let Err(e) = present {
-        tracing::error!(error = %e, "the local embedding model is not available; vector topics report this error until it is");
+    match (&default, present) {
+        (Some(EmbeddingProviderKind::Local), Err(e)) => {
+            tracing::error!(error = %e, "the local embedding model is not available; vector topics report this error until it is");
+        }
+        (None, _) => {
+            tracing::info!(
+                "no default embedding provider: only vector topics that name one are indexed"
+            );
+        }
+        _ => {}
     }
-    Some(EmbeddingPool::new(
-        Arc::new(provider),
-        config.embedding_workers,
-    ))
+    let local = EmbeddingPool::new(Arc::new(provider), config.embedding_workers);
+    let mut openai = OpenAiConfig {
+        api_key: config.embedding_api_key.clone(),
+        timeout: std::time::Duration::from_millis(config.embedding_timeout_ms),
+        ..OpenAiConfig::default()
+    };
+    if let Some(e) = &config.embedding_endpoint {
+        openai.endpoint = e.clone();
+    }
+    if let (Some(m), Some(EmbeddingProviderKind::OpenAi)) = (&config.embedding_model, default) {
+        openai.model = m.clone();
+    }
+    // Remote requests wait on the network, not the CPU: more of them may be in flight.
+    let remote_workers = (config.embedding_workers * 4).min(64);
+    Embedders::new(default, Some(local), openai, remote_workers)
 }
 
 /// Adapts [`VectorIndexer`] to the HTTP API's seam.
-#[derive(Debug)]
 pub struct VectorApi {
     indexer: Arc<VectorIndexer>,
+    meta: Arc<dyn MetadataStore>,
+}
+
+impl std::fmt::Debug for VectorApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorApi")
+            .field("indexer", &self.indexer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VectorApi {
-    pub fn new(indexer: Arc<VectorIndexer>) -> Self {
-        VectorApi { indexer }
+    pub fn new(indexer: Arc<VectorIndexer>, meta: Arc<dyn MetadataStore>) -> Self {
+        VectorApi { indexer, meta }
     }
 }
 
@@ -50,6 +79,7 @@ fn failure(e: VectorError) -> VectorFailure {
         e @ (VectorError::ModelMissing { .. }
         | VectorError::ModelInvalid { .. }
         | VectorError::Embedding(_)
+        | VectorError::Unavailable(_)
         | VectorError::Unsupported(_)) => VectorFailure::Unavailable(e.to_string()),
         e => VectorFailure::Internal(e.to_string()),
     }
@@ -66,10 +96,18 @@ fn metric_name(m: VectorMetric) -> &'static str {
 #[async_trait]
 impl VectorBackend for VectorApi {
     async fn search(&self, topic: &str, q: VectorSearch) -> Result<Vec<VectorHit>, VectorFailure> {
+        let settings = self
+            .meta
+            .state()
+            .topics
+            .get(topic)
+            .map(|t| t.config().vector)
+            .ok_or_else(|| VectorFailure::NotFound(format!("no such topic [{topic}]")))?;
         let hits = self
             .indexer
             .search(
                 topic,
+                &settings,
                 VectorQuery {
                     text: q.text,
                     vector: q.vector,
@@ -103,12 +141,7 @@ impl VectorBackend for VectorApi {
     }
 
     async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, VectorFailure> {
-        let pool = self.indexer.pool().ok_or_else(|| {
-            VectorFailure::Unavailable(
-                "no embedding provider is configured on this broker (CHRONIK_EMBEDDING_PROVIDER=none)"
-                    .into(),
-            )
-        })?;
+        let pool = self.indexer.embedders().default_pool().map_err(failure)?;
         let provider = pool.provider().clone();
         let vectors = pool.embed(texts.clone()).await.map_err(failure)?;
         let tokens = tokio::task::spawn_blocking(move || {

@@ -24,6 +24,9 @@ pub enum VectorError {
     /// The topic asks for an embedding setup this server cannot provide.
     #[error("{0}")]
     Unsupported(String),
+    /// The topic's index cannot answer now (it failed to open); the message says why.
+    #[error("{0}")]
+    Unavailable(String),
     /// Embedding is not possible right now (provider down, model missing); retried later.
     #[error("embedding failed: {0}")]
     Embedding(String),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chronik_index::{IndexError, Indexer, RecordRun};
-use chronik_meta::{TopicConfig, VectorField, VectorMetric};
+use chronik_meta::{TopicConfig, VectorField, VectorMetric, VectorSettings};
 use parking_lot::RwLock;
 
 use crate::field::text_of;
@@ -16,7 +16,7 @@ use crate::metric::prepare;
 use crate::partition::{
     NewRecord, PartitionHit, PartitionIndex, PartitionSettings, PartitionStats, TimeRange,
 };
-use crate::{EmbeddingPool, VectorError};
+use crate::{Embedders, EmbeddingPool, VectorError};
 
 const KIND: &str = "vector";
 /// Texts per call to the embedding pool: long backlogs are embedded in slices so queries'
@@ -57,14 +57,15 @@ pub struct TopicStats {
 struct Open {
     index: Arc<PartitionIndex>,
     field: VectorField,
+    /// Embeds the topic's events and its text queries.
+    pool: EmbeddingPool,
 }
 
 /// Vector indexes of every vector-enabled partition this broker indexes.
 #[derive(Debug)]
 pub struct VectorIndexer {
     root: PathBuf,
-    /// `None` when the server runs without an embedding provider.
-    pool: Option<EmbeddingPool>,
+    embedders: Embedders,
     partitions: RwLock<HashMap<(String, i32), Open>>,
     errors: RwLock<HashMap<String, String>>,
 }
@@ -85,28 +86,19 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl VectorIndexer {
-    /// Indexes live under `root` (the server passes `<data_dir>/index/vector`); events are
-    /// embedded on `pool`.
-    pub fn new(root: impl Into<PathBuf>, pool: Option<EmbeddingPool>) -> Self {
+    /// Indexes live under `root` (the server passes `<data_dir>/index/vector`); each topic's
+    /// events are embedded on the pool `embedders` picks for it.
+    pub fn new(root: impl Into<PathBuf>, embedders: Embedders) -> Self {
         VectorIndexer {
             root: root.into(),
-            pool,
+            embedders,
             partitions: RwLock::new(HashMap::new()),
             errors: RwLock::new(HashMap::new()),
         }
     }
 
-    pub fn pool(&self) -> Option<&EmbeddingPool> {
-        self.pool.as_ref()
-    }
-
-    fn require_pool(&self) -> Result<&EmbeddingPool, VectorError> {
-        self.pool.as_ref().ok_or_else(|| {
-            VectorError::Unsupported(
-                "no embedding provider is configured on this broker (CHRONIK_EMBEDDING_PROVIDER=none)"
-                    .into(),
-            )
-        })
+    pub fn embedders(&self) -> &Embedders {
+        &self.embedders
     }
 
     fn get(&self, topic: &str, partition: i32) -> Result<Open, IndexError> {
@@ -146,27 +138,28 @@ impl VectorIndexer {
         }
     }
 
-    fn partitions_of(&self, topic: &str) -> Vec<Arc<PartitionIndex>> {
-        let mut out: Vec<Arc<PartitionIndex>> = self
+    fn opened(&self, topic: &str) -> Vec<Open> {
+        let mut out: Vec<Open> = self
             .partitions
             .read()
             .iter()
             .filter(|((t, _), _)| t == topic)
-            .map(|(_, p)| p.index.clone())
+            .map(|(_, p)| p.clone())
             .collect();
-        out.sort_by_key(|p| p.partition);
+        out.sort_by_key(|p| p.index.partition);
         out
     }
 
-    /// Embed texts with the server's provider (POST /v1/embeddings, query texts).
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, VectorError> {
-        self.require_pool()?.embed(texts).await
+    fn partitions_of(&self, topic: &str) -> Vec<Arc<PartitionIndex>> {
+        self.opened(topic).into_iter().map(|o| o.index).collect()
     }
 
-    /// The `k` best hits of the topic's open partitions, best first.
+    /// The `k` best hits of the topic's open partitions, best first. `settings` are the
+    /// topic's vector.* keys (to check a query before any partition is open).
     pub async fn search(
         &self,
         topic: &str,
+        settings: &VectorSettings,
         q: VectorQuery,
     ) -> Result<Vec<PartitionHit>, VectorError> {
         if q.k == 0 || q.k > MAX_K {
@@ -182,11 +175,40 @@ impl VectorIndexer {
                 )));
             }
         }
-        let mut parts = self.partitions_of(topic);
+        let opened = self.opened(topic);
+        let Some(first) = opened.first() else {
+            // Nothing open here: an index that failed to open says why rather than
+            // answering "no hits".
+            if let Some(e) = self.errors.read().get(topic) {
+                return Err(VectorError::Unavailable(format!(
+                    "the vector index of [{topic}] is not available: {e}"
+                )));
+            }
+            let expected = match settings.dimensions {
+                0 => self
+                    .embedders
+                    .for_topic(settings)
+                    .ok()
+                    .and_then(|p| p.provider().dimensions()),
+                d => Some(d),
+            };
+            if let (Some(v), Some(d)) = (&q.vector, expected) {
+                if v.len() != d {
+                    return Err(VectorError::bad(format!(
+                        "[vector] has {} dimensions, the index of [{topic}] has {d}",
+                        v.len()
+                    )));
+                }
+            }
+            return Ok(Vec::new());
+        };
+        let settings = first.index.settings().clone();
+        let pool = first.pool.clone();
+        let mut parts: Vec<Arc<PartitionIndex>> = opened.into_iter().map(|o| o.index).collect();
         if let Some(wanted) = &q.partitions {
             parts.retain(|p| wanted.contains(&p.partition));
         }
-        let dimensions = self.require_pool()?.provider().dimensions();
+        let dimensions = settings.dimensions;
         let mut vector = match (q.text, q.vector) {
             (Some(_), Some(_)) => {
                 return Err(VectorError::bad(
@@ -195,7 +217,7 @@ impl VectorIndexer {
             }
             (None, None) => return Err(VectorError::bad("give [query] (text) or [vector]")),
             (Some(text), None) => {
-                let mut v = self.embed(vec![text]).await?;
+                let mut v = pool.embed(vec![text]).await?;
                 v.pop()
                     .ok_or_else(|| VectorError::Embedding("no vector for the query".into()))?
             }
@@ -209,10 +231,6 @@ impl VectorIndexer {
                 v
             }
         };
-        let Some(first) = parts.first() else {
-            return Ok(Vec::new());
-        };
-        let settings = first.settings().clone();
         if !prepare(settings.metric, &mut vector) {
             return Err(VectorError::bad(
                 "[vector] must be finite (and not all zeros for the cosine metric)",
@@ -235,20 +253,19 @@ impl VectorIndexer {
     pub fn stats(&self, topic: &str) -> Option<TopicStats> {
         let parts = self.partitions_of(topic);
         let error = self.errors.read().get(topic).cloned();
-        let first = parts.first();
-        let (model, dimensions, metric) = match (first, &self.pool) {
+        let (model, dimensions, metric) = match (parts.first(), self.embedders.default_pool()) {
             (Some(p), _) => (
                 p.settings().model.clone(),
                 p.settings().dimensions,
                 p.settings().metric,
             ),
-            (None, Some(pool)) => (
+            (None, Ok(pool)) => (
                 pool.provider().model_id().to_string(),
-                pool.provider().dimensions(),
+                pool.provider().dimensions().unwrap_or(0),
                 VectorMetric::Cosine,
             ),
-            (None, None) if error.is_some() => (String::new(), 0, VectorMetric::Cosine),
-            (None, None) => return None,
+            (None, Err(_)) if error.is_some() => (String::new(), 0, VectorMetric::Cosine),
+            (None, Err(_)) => return None,
         };
         Some(TopicStats {
             model,
@@ -267,28 +284,34 @@ impl VectorIndexer {
             .map_or_else(Vec::new, |p| p.index.visible_offsets())
     }
 
-    fn settings_for(&self, config: &TopicConfig) -> Result<PartitionSettings, VectorError> {
-        let provider = self.require_pool()?.provider();
+    /// The topic's pool and how its partitions are built. A remote provider is asked once
+    /// for its vector length here.
+    async fn settings_for(
+        &self,
+        config: &TopicConfig,
+    ) -> Result<(EmbeddingPool, PartitionSettings), VectorError> {
+        let pool = self.embedders.for_topic(&config.vector)?;
+        let dimensions = pool.dimensions().await?;
         let v = &config.vector;
-        if v.dimensions != 0 && v.dimensions != provider.dimensions() {
+        if v.dimensions != 0 && v.dimensions != dimensions {
             return Err(VectorError::Unsupported(format!(
-                "vector.embedding.dimensions is {} but the {} model gives {}",
+                "vector.embedding.dimensions is {} but the {} model gives {dimensions}",
                 v.dimensions,
-                provider.model_id(),
-                provider.dimensions()
+                pool.provider().model_id(),
             )));
         }
-        Ok(PartitionSettings {
+        let settings = PartitionSettings {
             metric: v.metric,
             params: HnswParams {
                 m: v.m,
                 ef_construction: v.ef_construction,
                 ef_search: v.ef_search,
             },
-            model: provider.model_id().to_string(),
-            dimensions: provider.dimensions(),
+            model: pool.provider().model_id().to_string(),
+            dimensions,
             compacted: config.cleanup_policy.compact,
-        })
+        };
+        Ok((pool, settings))
     }
 }
 
@@ -312,7 +335,7 @@ impl Indexer for VectorIndexer {
         if let Some(open) = self.partitions.read().get(&(topic.to_string(), partition)) {
             return Ok(open.index.indexed());
         }
-        let settings = self.settings_for(config).map_err(|e| {
+        let (pool, settings) = self.settings_for(config).await.map_err(|e| {
             self.errors.write().insert(topic.to_string(), e.to_string());
             failed(e)
         })?;
@@ -324,6 +347,7 @@ impl Indexer for VectorIndexer {
         let open = Open {
             index: Arc::new(index),
             field: config.vector.field.clone(),
+            pool,
         };
         let mut partitions = self.partitions.write();
         let entry = partitions
@@ -336,10 +360,7 @@ impl Indexer for VectorIndexer {
     async fn index(&self, run: RecordRun<'_>) -> chronik_index::Result<()> {
         let open = self.get(run.topic, run.partition)?;
         let part = open.index.clone();
-        let pool = match self.require_pool() {
-            Ok(p) => p.clone(),
-            Err(e) => return self.evict_on_error(run.topic, &part, Err(e)),
-        };
+        let pool = open.pool.clone();
         let from = part.indexed();
         let compacted = part.settings().compacted;
         let records: Vec<&chronik_index::IndexRecord> =
@@ -375,7 +396,19 @@ impl Indexer for VectorIndexer {
             }
             let mut vectors: Vec<Option<Vec<f32>>> = match pool.embed(texts).await {
                 Ok(v) => v.into_iter().map(Some).collect(),
-                Err(e) => return self.evict_on_error(run.topic, &part, Err(e)),
+                // Nothing of this slice was added and the index is intact: it stays open
+                // (raw-vector queries keep working) and the pipeline offers the slice again.
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.errors
+                        .write()
+                        .insert(run.topic.to_string(), reason.clone());
+                    return Err(IndexError::Deferred {
+                        kind: KIND,
+                        reason,
+                        resume: part.indexed(),
+                    });
+                }
             };
             let batch: Vec<NewRecord> = slice
                 .into_iter()

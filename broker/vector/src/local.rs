@@ -243,8 +243,8 @@ impl EmbeddingProvider for LocalProvider {
         self.model()?.embed(texts)
     }
 
-    fn dimensions(&self) -> usize {
-        LOCAL_MODEL_DIMENSIONS
+    fn dimensions(&self) -> Option<usize> {
+        Some(LOCAL_MODEL_DIMENSIONS)
     }
 
     fn model_id(&self) -> &str {

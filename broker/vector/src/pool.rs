@@ -29,6 +29,16 @@ impl EmbeddingPool {
         &self.provider
     }
 
+    /// Length of the provider's vectors; a provider that cannot tell before answering is asked
+    /// to embed one probe text.
+    pub async fn dimensions(&self) -> Result<usize, VectorError> {
+        if let Some(d) = self.provider.dimensions() {
+            return Ok(d);
+        }
+        let probe = self.embed(vec!["dimensions probe".into()]).await?;
+        Ok(probe.first().map_or(0, Vec::len))
+    }
+
     /// Embed `texts` on the pool; waits for a free worker first.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, VectorError> {
         if texts.is_empty() {

@@ -7,8 +7,9 @@ use crate::VectorError;
 pub trait EmbeddingProvider: Send + Sync + std::fmt::Debug {
     /// One vector per text, in order, each of [`Self::dimensions`] values.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, VectorError>;
-    /// Length of every vector this provider returns.
-    fn dimensions(&self) -> usize;
+    /// Length of every vector this provider returns, once known: a remote model's length is
+    /// learned from its first answer (see [`crate::EmbeddingPool::dimensions`]).
+    fn dimensions(&self) -> Option<usize>;
     /// Stable model identifier (reported by stats and /v1/embeddings, stored with an index so
     /// vectors of different models are never mixed).
     fn model_id(&self) -> &str;

@@ -12,7 +12,7 @@ use chronik_index::conformance::{self, Harness};
 use chronik_index::{IndexRecord, Indexer, RecordRun};
 use chronik_meta::TopicConfig;
 use chronik_vector::{
-    EmbeddingPool, LocalProvider, TimeRange, VectorError, VectorIndexer, VectorQuery,
+    Embedders, EmbeddingPool, LocalProvider, TimeRange, VectorError, VectorIndexer, VectorQuery,
 };
 
 fn model_dir() -> PathBuf {
@@ -49,7 +49,7 @@ struct VectorHarness {
 #[async_trait]
 impl Harness for VectorHarness {
     async fn open(&self, dir: &Path) -> Arc<dyn Indexer> {
-        let ix = Arc::new(VectorIndexer::new(dir, Some(pool())));
+        let ix = Arc::new(VectorIndexer::new(dir, Embedders::local_only(pool())));
         self.opened.lock().push(ix.clone());
         ix
     }
@@ -75,6 +75,7 @@ impl Harness for VectorHarness {
             let hits = ours
                 .search(
                     topic,
+                    &config(&[]).vector,
                     VectorQuery {
                         text: Some("record number".into()),
                         k: 10_000,
@@ -131,7 +132,7 @@ fn q(text: &str, k: usize) -> VectorQuery {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_path_field_skips_events_without_it() {
     let d = tempfile::tempdir().unwrap();
-    let ix = VectorIndexer::new(d.path(), Some(pool()));
+    let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
     let c = config(&[("vector.field", "$.doc.text")]);
     ix.open_partition("t", 0, &c, 0).await.unwrap();
     feed(
@@ -161,7 +162,11 @@ async fn json_path_field_skips_events_without_it() {
     assert_eq!(stats.partitions[0].vectors, 2);
     assert_eq!(stats.dimensions, 384);
     let hits = ix
-        .search("t", q("postgres connection pool exhausted", 1))
+        .search(
+            "t",
+            &config(&[]).vector,
+            q("postgres connection pool exhausted", 1),
+        )
         .await
         .unwrap();
     assert_eq!(hits[0].offset, 0);
@@ -175,7 +180,7 @@ async fn json_path_field_skips_events_without_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_field_partitions_and_time_filters() {
     let d = tempfile::tempdir().unwrap();
-    let ix = VectorIndexer::new(d.path(), Some(pool()));
+    let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
     let c = config(&[("vector.field", "key")]);
     for p in 0..2 {
         ix.open_partition("t", p, &c, 0).await.unwrap();
@@ -201,7 +206,11 @@ async fn key_field_partitions_and_time_filters() {
     )
     .await;
     let hits = ix
-        .search("t", q("storage volume has no free space", 10))
+        .search(
+            "t",
+            &config(&[]).vector,
+            q("storage volume has no free space", 10),
+        )
         .await
         .unwrap();
     assert_eq!(hits.len(), 3, "{hits:?}");
@@ -209,6 +218,7 @@ async fn key_field_partitions_and_time_filters() {
     let only1 = ix
         .search(
             "t",
+            &config(&[]).vector,
             VectorQuery {
                 partitions: Some(vec![1]),
                 ..q("disk", 10)
@@ -220,6 +230,7 @@ async fn key_field_partitions_and_time_filters() {
     let late = ix
         .search(
             "t",
+            &config(&[]).vector,
             VectorQuery {
                 time: TimeRange {
                     from: Some(500),
@@ -240,7 +251,7 @@ async fn compacted_topics_show_only_the_latest_value_of_a_key() {
     let d = tempfile::tempdir().unwrap();
     let c = config(&[("cleanup.policy", "compact")]);
     {
-        let ix = VectorIndexer::new(d.path(), Some(pool()));
+        let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
         ix.open_partition("t", 0, &c, 0).await.unwrap();
         feed(
             &ix,
@@ -259,7 +270,7 @@ async fn compacted_topics_show_only_the_latest_value_of_a_key() {
         ix.persist("t", 0).await.unwrap();
     }
     // After a restart the stored tombstone still hides b.
-    let ix = VectorIndexer::new(d.path(), Some(pool()));
+    let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
     assert_eq!(ix.open_partition("t", 0, &c, 0).await.unwrap(), 5);
     ix.publish("t", 0).await.unwrap();
     assert_eq!(ix.visible_offsets("t", 0), vec![2, 4]);
@@ -268,7 +279,7 @@ async fn compacted_topics_show_only_the_latest_value_of_a_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queries_are_refused() {
     let d = tempfile::tempdir().unwrap();
-    let ix = VectorIndexer::new(d.path(), Some(pool()));
+    let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
     ix.open_partition("t", 0, &config(&[]), 0).await.unwrap();
     feed(&ix, "t", 0, &[rec(0, None, Some("hello"))]).await;
     for query in [
@@ -297,7 +308,7 @@ async fn bad_queries_are_refused() {
             ..q("x", 1)
         },
     ] {
-        match ix.search("t", query.clone()).await {
+        match ix.search("t", &config(&[]).vector, query.clone()).await {
             Err(VectorError::BadRequest(_)) => {}
             other => panic!("{query:?}: {other:?}"),
         }
@@ -305,6 +316,7 @@ async fn bad_queries_are_refused() {
     let ok = ix
         .search(
             "t",
+            &config(&[]).vector,
             VectorQuery {
                 vector: Some(vec![0.5; 384]),
                 k: 1,
@@ -323,7 +335,7 @@ async fn a_missing_model_fails_indexing_with_the_directory_and_loses_nothing() {
     let (provider, _) = LocalProvider::open(&missing);
     let ix = VectorIndexer::new(
         d.path().join("ix"),
-        Some(EmbeddingPool::new(Arc::new(provider), 1)),
+        Embedders::local_only(EmbeddingPool::new(Arc::new(provider), 1)),
     );
     ix.open_partition("t", 0, &config(&[]), 0).await.unwrap();
     let records = [rec(0, None, Some("hello"))];

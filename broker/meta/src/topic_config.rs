@@ -165,6 +165,22 @@ fn check_embedding_endpoint(v: &str) -> Result<(), String> {
         _ => Err(format!("'{v}' is not an http:// or https:// URL")),
     }
 }
+/// A key is named, never stored: topic configs are replicated through Raft and returned by
+/// DescribeConfigs in clear.
+fn check_env_name(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    let valid = v
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_uppercase() || (i > 0 && c.is_ascii_digit()));
+    if valid && v.len() <= 128 {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{v}' is not an environment variable name (A-Z, 0-9 and _, not starting with a digit)"
+        ))
+    }
+}
 fn check_embedding_dimensions(v: &str) -> Result<(), String> {
     match v.trim().parse::<i64>() {
         Ok(n) if (0..=MAX_EMBEDDING_DIMENSIONS as i64).contains(&n) => Ok(()),
@@ -383,6 +399,13 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         "OpenAI-compatible embeddings URL; empty is the server's CHRONIK_EMBEDDING_ENDPOINT"
     ),
     def!(
+        "vector.embedding.api.key.env",
+        String,
+        "",
+        check_env_name,
+        "environment variable of every broker holding this topic's key; empty is OPENAI_API_KEY"
+    ),
+    def!(
         "vector.embedding.dimensions",
         Int,
         "0",
@@ -585,6 +608,8 @@ pub struct VectorSettings {
     pub model: String,
     /// vector.embedding.endpoint; empty is the server's endpoint.
     pub endpoint: String,
+    /// vector.embedding.api.key.env: the variable holding the key; empty is the server's key.
+    pub api_key_env: String,
     /// vector.embedding.dimensions; 0 is the model's own.
     pub dimensions: usize,
     pub metric: VectorMetric,
@@ -639,6 +664,7 @@ impl TopicConfig {
                     .unwrap_or(None),
                 model: raw("vector.embedding.model").trim().to_string(),
                 endpoint: raw("vector.embedding.endpoint").trim().to_string(),
+                api_key_env: raw("vector.embedding.api.key.env").trim().to_string(),
                 dimensions: num("vector.embedding.dimensions").max(0) as usize,
                 metric: match raw("vector.metric").trim() {
                     "l2" => VectorMetric::L2,
@@ -750,9 +776,11 @@ mod tests {
                 ("vector.embedding.endpoint", "http://127.0.0.1:11434/v1"),
                 ("vector.embedding.model", "nomic-embed-text"),
                 ("vector.embedding.dimensions", "768"),
+                ("vector.embedding.api.key.env", "TEAM_A_OPENAI_KEY"),
             ]))
             .unwrap(),
         );
+        assert_eq!(remote.vector.api_key_env, "TEAM_A_OPENAI_KEY");
         assert_eq!(remote.vector.provider, Some(EmbeddingProviderKind::OpenAi));
         assert_eq!(remote.vector.endpoint, "http://127.0.0.1:11434/v1");
         assert_eq!(
@@ -776,6 +804,8 @@ mod tests {
             ("vector.embedding.dimensions", "100000"),
             ("vector.embedding.endpoint", "ftp://x"),
             ("vector.embedding.endpoint", "http://"),
+            ("vector.embedding.api.key.env", "sk-abc123"),
+            ("vector.embedding.api.key.env", "9LIVES"),
         ] {
             match validate(&map(&[(k, v)])) {
                 Err(MetaError::InvalidConfig { key, .. }) => assert_eq!(key, k),

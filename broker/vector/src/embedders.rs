@@ -20,6 +20,8 @@ struct RemoteKey {
     url: String,
     model: String,
     dimensions: Option<usize>,
+    /// The variable the key was read from (the key itself is not kept here).
+    key_env: String,
 }
 
 /// The embedding pools of a broker.
@@ -74,14 +76,14 @@ impl Embedders {
     pub fn default_pool(&self) -> Result<EmbeddingPool, VectorError> {
         match self.default {
             None => Err(no_provider()),
-            Some(kind) => self.pool(kind, "", "", 0),
+            Some(kind) => self.pool(kind, "", "", 0, ""),
         }
     }
 
     /// The pool that embeds a topic with these settings.
     pub fn for_topic(&self, v: &VectorSettings) -> Result<EmbeddingPool, VectorError> {
         let kind = v.provider.or(self.default).ok_or_else(no_provider)?;
-        self.pool(kind, &v.model, &v.endpoint, v.dimensions)
+        self.pool(kind, &v.model, &v.endpoint, v.dimensions, &v.api_key_env)
     }
 
     fn pool(
@@ -90,6 +92,7 @@ impl Embedders {
         model: &str,
         endpoint: &str,
         dimensions: usize,
+        key_env: &str,
     ) -> Result<EmbeddingPool, VectorError> {
         match kind {
             EmbeddingProviderKind::Local => {
@@ -104,9 +107,11 @@ impl Embedders {
                          ({LOCAL_MODEL_ID}); other models need vector.embedding.provider=openai"
                     )));
                 }
-                if !endpoint.is_empty() {
+                if !endpoint.is_empty() || !key_env.is_empty() {
                     return Err(VectorError::Unsupported(
-                        "vector.embedding.endpoint is set but the topic's provider is local".into(),
+                        "vector.embedding.endpoint or .api.key.env is set but the topic's provider \
+                         is local"
+                            .into(),
                     ));
                 }
                 if dimensions != 0 && dimensions != LOCAL_MODEL_DIMENSIONS {
@@ -128,10 +133,20 @@ impl Embedders {
                 if dimensions != 0 {
                     config.dimensions = Some(dimensions);
                 }
+                if !key_env.is_empty() {
+                    let key = std::env::var(key_env).ok().filter(|k| !k.trim().is_empty());
+                    config.api_key = Some(key.ok_or_else(|| {
+                        VectorError::Unsupported(format!(
+                            "vector.embedding.api.key.env names {key_env}, which is not set on \
+                             this broker"
+                        ))
+                    })?);
+                }
                 let key = RemoteKey {
                     url: crate::openai::embeddings_url(&config.endpoint),
                     model: config.model.clone(),
                     dimensions: config.dimensions,
+                    key_env: key_env.to_string(),
                 };
                 let mut remote = self.remote.lock();
                 if let Some(pool) = remote.get(&key) {
@@ -222,6 +237,21 @@ mod tests {
         assert!(!Arc::ptr_eq(a.provider(), c.provider()));
         let d = e.default_pool().unwrap();
         assert!(Arc::ptr_eq(a.provider(), d.provider()));
+        // A key named by the topic is read from the broker's environment, never from metadata.
+        let err = e
+            .for_topic(&settings(&[(
+                "vector.embedding.api.key.env",
+                "CHRONIK_TEST_UNSET_KEY_VARIABLE",
+            )]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("CHRONIK_TEST_UNSET_KEY_VARIABLE"),
+            "{err}"
+        );
+        let own = e
+            .for_topic(&settings(&[("vector.embedding.api.key.env", "PATH")]))
+            .unwrap();
+        assert!(!Arc::ptr_eq(a.provider(), own.provider()));
     }
 
     #[test]

@@ -13,7 +13,7 @@ TEST_SERVER ?= $(CARGO_TARGET_DIR)/debug/chronik-server
 # The local embedding model (all-MiniLM-L6-v2), fetched once by `make model`, outside the repo.
 export CHRONIK_EMBEDDING_MODEL_DIR ?= $(HOME)/.cache/chronik-models/all-minilm-l6-v2
 
-.PHONY: run build build-test model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench eval-search fuzz venv clean
+.PHONY: run build build-test model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench bench-vector eval-search fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
 run: build model
@@ -68,6 +68,12 @@ fix:
 
 bench: build
 	bash broker/bench/suite.sh
+
+## Our HNSW (hnsw_rs) beside hnswlib on the same 100k vectors: build, memory, recall, latency, QPS.
+bench-vector: venv
+	$(CARGO) build --release -p chronik-vector --example hnsw_recall
+	@$(PY) -m pip install -q --disable-pip-version-check hnswlib numpy
+	$(PY) broker/bench/vector_compare.py --example $(CARGO_TARGET_DIR)/release/examples/hnsw_recall
 
 ## Search quality: Cranfield through Kafka and POST /_search, /_vector/{topic}/search and
 ## /_vector/{topic}/hybrid: NDCG@10 of each beside the references.

@@ -9,8 +9,45 @@
 use chronik_meta::VectorMetric;
 use hnsw_rs::prelude::Distance;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// Lanes summed independently: a single running sum is one long chain of dependent adds the
+/// compiler may not reorder (float addition is not associative), so it runs one add at a time;
+/// sixteen independent sums become SIMD registers and pipeline (about 8x faster at 384
+/// dimensions). This is the hot loop of every graph insert and search.
+const LANES: usize = 16;
+
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// 1 - cosine on unit vectors.
@@ -48,11 +85,7 @@ pub(crate) struct L2Distance;
 
 impl Distance<f32> for L2Distance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f32>()
-            .sqrt()
+        squared_distance(a, b).sqrt()
     }
 }
 
@@ -99,6 +132,25 @@ pub(crate) fn exact_score(metric: VectorMetric, a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_sums_match_the_plain_sums_at_every_length() {
+        for len in [0usize, 1, 15, 16, 17, 33, 384, 1000] {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-3, "dot at {len}");
+            let plain_l2: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from((x - y) * (x - y)))
+                .sum();
+            assert!(
+                (f64::from(squared_distance(&a, &b)) - plain_l2).abs() < 1e-3,
+                "l2 at {len}"
+            );
+        }
+    }
 
     #[test]
     fn dot_map_is_decreasing_and_non_negative() {

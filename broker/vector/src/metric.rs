@@ -139,7 +139,10 @@ mod tests {
             let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
-            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-3, "dot at {len}");
+            assert!(
+                (f64::from(dot(&a, &b)) - plain).abs() < 1e-3,
+                "dot at {len}"
+            );
             let plain_l2: f64 = a
                 .iter()
                 .zip(&b)

@@ -8,11 +8,13 @@ use kube::CustomResourceExt;
 use kube_cel::Validator;
 use serde_json::{json, Value};
 
+/// The checkout under test. Read at run time (cargo and nextest set it) rather than baked in at
+/// compile time: a test binary reused from a shared target directory may have been built from
+/// another checkout.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    Path::new(&manifest).parent().unwrap().to_path_buf()
 }
 
 const CRD_FILE: &str = "crds/chronikclusters.chronik.io.yaml";

@@ -24,7 +24,10 @@ fn provider() -> LocalProvider {
 fn shared_dir() -> PathBuf {
     match std::env::var_os("CHRONIK_SHARED_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+        // Run-time value first: a reused test binary may have been built in another checkout.
+        None => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../../../shared"),
     }
 }
 

@@ -91,6 +91,8 @@ def test_semantic_queries_find_their_cluster(server, topic_name):
     assert s["dimensions"] == 384 and s["model"] == "all-MiniLM-L6-v2" and s["metric"] == "cosine"
     assert s["total_vectors"] == n and s["skipped"] == 0 and s["error"] is None
     assert len(s["partitions"]) == 2
+    # Every record is published (visible to queries): the offsets below it are each partition's.
+    assert sum(p["published_offset"] for p in s["partitions"]) == n
 
     precisions = []
     for label, queries in FIXTURE["queries"].items():

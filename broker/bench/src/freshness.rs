@@ -38,6 +38,10 @@ pub enum Backend {
     Search,
     /// `POST /_sql`: `SELECT _partition, MAX(_offset) ... GROUP BY _partition`.
     Sql,
+    /// `GET /_vector/{topic}/stats`: each partition's published offset (its points below it
+    /// are what a vector query can find). Topic created with `vector.enabled=true`; the
+    /// broker embeds each record's value with its embedding provider.
+    Vector,
 }
 
 impl Backend {
@@ -46,6 +50,7 @@ impl Backend {
         match self {
             Backend::Search => ("searchable.enabled", "true"),
             Backend::Sql => ("columnar.enabled", "true"),
+            Backend::Vector => ("vector.enabled", "true"),
         }
     }
 }
@@ -81,6 +86,7 @@ impl FreshnessSummary {
             match self.backend {
                 Backend::Search => "_search",
                 Backend::Sql => "_sql",
+                Backend::Vector => "_vector stats",
             },
             self.polls,
             self.poll_interval_ms,
@@ -137,6 +143,47 @@ impl VisibilityProbe for SearchProbe {
         }
         parse_search_answer(&answer)
     }
+}
+
+struct VectorProbe {
+    client: JsonClient,
+    path: String,
+}
+
+impl VisibilityProbe for VectorProbe {
+    fn newer_than(&mut self, _known: &Offsets) -> Result<Offsets> {
+        let (status, answer) = self.client.get(&self.path)?;
+        if status != 200 {
+            bail!(
+                "GET {}: status {status}: {}",
+                self.path,
+                error_reason(&answer)
+            );
+        }
+        parse_vector_stats(&answer)
+    }
+}
+
+/// Highest visible offset of each partition from `/_vector/{topic}/stats` (published offset
+/// minus one; partitions with nothing published are left out).
+fn parse_vector_stats(answer: &Value) -> Result<Offsets> {
+    let partitions = answer
+        .get("partitions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("stats answer without [partitions]: {answer}"))?;
+    let mut out = Offsets::new();
+    for p in partitions {
+        let (Some(partition), Some(published)) = (
+            p.get("partition").and_then(Value::as_i64),
+            p.get("published_offset").and_then(Value::as_i64),
+        ) else {
+            bail!("stats partition without partition/published_offset: {p}");
+        };
+        if published > 0 {
+            out.insert(partition as i32, published - 1);
+        }
+    }
+    Ok(out)
 }
 
 /// Highest offsets from the terms-over-max aggregation of a `_search` answer.
@@ -358,6 +405,10 @@ pub fn run(cli: &Cli) -> Result<Report> {
             client: JsonClient::new(&cli.http, timeout),
             table: table_name(&cli.topic),
         }),
+        Backend::Vector => Box::new(VectorProbe {
+            client: JsonClient::new(&cli.http, timeout),
+            path: format!("/_vector/{}/stats", cli.topic),
+        }),
     };
     // Fail before producing when the backend cannot answer at all.
     probe
@@ -438,6 +489,21 @@ mod tests {
             seq: 0,
             acked_nanos,
         }
+    }
+
+    #[test]
+    fn vector_stats_give_the_last_published_offset_of_each_partition() {
+        let answer = json!({"partitions": [
+            {"partition": 0, "published_offset": 10},
+            {"partition": 1, "published_offset": 0},
+            {"partition": 2, "published_offset": 1},
+        ]});
+        assert_eq!(
+            parse_vector_stats(&answer).unwrap(),
+            Offsets::from([(0, 9), (2, 0)])
+        );
+        assert!(parse_vector_stats(&json!({"error": "x"})).is_err());
+        assert!(parse_vector_stats(&json!({"partitions": [{"partition": 0}]})).is_err());
     }
 
     #[test]

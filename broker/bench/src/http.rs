@@ -34,20 +34,29 @@ impl JsonClient {
     /// POSTs `body` as JSON to `path`; returns the status and the parsed JSON answer.
     pub fn post(&mut self, path: &str, body: &Value) -> Result<(u16, Value)> {
         let body = serde_json::to_vec(body).context("encoding request")?;
+        self.request("POST", path, &body)
+    }
+
+    /// GETs `path`; returns the status and the parsed JSON answer.
+    pub fn get(&mut self, path: &str) -> Result<(u16, Value)> {
+        self.request("GET", path, &[])
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
         // A reused connection the server closed in between fails on first use: retry once on a
         // fresh one.
         let reused = self.connection.is_some();
-        match self.exchange(path, &body) {
+        match self.exchange(method, path, body) {
             Ok(answer) => Ok(answer),
             Err(_) if reused => {
                 self.connection = None;
-                self.exchange(path, &body)
+                self.exchange(method, path, body)
             }
             Err(error) => Err(error),
         }
     }
 
-    fn exchange(&mut self, path: &str, body: &[u8]) -> Result<(u16, Value)> {
+    fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
         if self.connection.is_none() {
             let stream = TcpStream::connect(&self.address)
                 .with_context(|| format!("connecting to {}", self.address))?;
@@ -56,18 +65,18 @@ impl JsonClient {
             stream.set_nodelay(true)?;
             self.connection = Some(BufReader::new(stream));
         }
-        let result = self.exchange_on_open(path, body);
+        let result = self.exchange_on_open(method, path, body);
         if result.is_err() {
             self.connection = None;
         }
         result
     }
 
-    fn exchange_on_open(&mut self, path: &str, body: &[u8]) -> Result<(u16, Value)> {
+    fn exchange_on_open(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
         let address = self.address.clone();
         let reader = self.connection.as_mut().expect("connected");
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
              Accept: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );

@@ -143,7 +143,7 @@ pub struct Cli {
     #[arg(long, default_value = "127.0.0.1:6092")]
     pub http: String,
 
-    /// Where freshness runs look for the records: full-text search or SQL.
+    /// Where freshness runs look for the records: full-text search, SQL or the vector index.
     #[arg(long, value_enum, default_value_t = freshness::Backend::Search)]
     pub freshness_backend: freshness::Backend,
 

@@ -182,6 +182,7 @@ impl VectorBackend for VectorApi {
                     "graph_points": p.graph_points,
                     "skipped": p.skipped,
                     "indexed_offset": p.indexed_offset,
+                    "published_offset": p.published_offset,
                     "lag": lag(p.partition),
                     "memory_bytes": p.memory_bytes,
                     "disk_bytes": p.disk_bytes,

@@ -15,39 +15,31 @@ use hnsw_rs::prelude::Distance;
 /// dimensions). This is the hot loop of every graph insert and search.
 const LANES: usize = 16;
 
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `term(a[i], b[i])` summed over `LANES` independent accumulators.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks
         .remainder()
         .iter()
         .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| term(*x, *y))
         .sum();
     for (x, y) in a_chunks.zip(b_chunks) {
         for i in 0..LANES {
-            acc[i] += x[i] * y[i];
+            acc[i] += term(x[i], y[i]);
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
+}
+
 fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
 }
 
 /// 1 - cosine on unit vectors.

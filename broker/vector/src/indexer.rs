@@ -284,14 +284,23 @@ impl VectorIndexer {
             .map_or_else(Vec::new, |p| p.index.visible_offsets())
     }
 
-    /// The topic's pool and how its partitions are built. A remote provider is asked once
-    /// for its vector length here.
+    /// The topic's pool and how the partition under `dir` is built. A remote provider whose
+    /// vector length is not known yet is asked for it, unless the partition was built with the
+    /// same model before: then the stored length is used, so a broker restarted while its
+    /// endpoint is down still opens (and answers raw-vector queries from) its indexes. Should
+    /// the endpoint answer with another length later, adding fails and the reopened partition
+    /// starts afresh.
     async fn settings_for(
         &self,
         config: &TopicConfig,
+        dir: &std::path::Path,
     ) -> Result<(EmbeddingPool, PartitionSettings), VectorError> {
         let pool = self.embedders.for_topic(&config.vector)?;
-        let dimensions = pool.dimensions().await?;
+        let stored = || crate::store::stored_dimensions(dir, pool.provider().model_id());
+        let dimensions = match pool.provider().dimensions().or_else(stored) {
+            Some(d) => d,
+            None => pool.dimensions().await?,
+        };
         let v = &config.vector;
         if v.dimensions != 0 && v.dimensions != dimensions {
             return Err(VectorError::Unsupported(format!(
@@ -335,11 +344,11 @@ impl Indexer for VectorIndexer {
         if let Some(open) = self.partitions.read().get(&(topic.to_string(), partition)) {
             return Ok(open.index.indexed());
         }
-        let (pool, settings) = self.settings_for(config).await.map_err(|e| {
+        let dir = self.root.join(topic).join(partition.to_string());
+        let (pool, settings) = self.settings_for(config, &dir).await.map_err(|e| {
             self.errors.write().insert(topic.to_string(), e.to_string());
             failed(e)
         })?;
-        let dir = self.root.join(topic).join(partition.to_string());
         let (index, resume) =
             blocking(move || PartitionIndex::open(&dir, partition, settings, log_start))
                 .await

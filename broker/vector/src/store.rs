@@ -151,6 +151,14 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> VectorError {
     move |e| VectorError::io(what, e)
 }
 
+/// The vector length a partition under `dir` was built with by `model`, from its checkpoint;
+/// `None` when there is none (or it is unreadable: opening reports that).
+pub(crate) fn stored_dimensions(dir: &Path, model: &str) -> Option<usize> {
+    let bytes = std::fs::read(dir.join(CHECKPOINT)).ok()?;
+    let c: Checkpoint = serde_json::from_slice(&bytes).ok()?;
+    (c.model == model).then_some(c.dimensions)
+}
+
 impl Store {
     /// Open `dir`, creating it; returns the store, the checkpoint (if any) and every durable
     /// record. A checkpoint whose `accept` answers false (another model or metric) starts the

@@ -12,6 +12,14 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+/// The `error.reason` of an error answer, else the whole answer.
+fn error_reason(answer: &Value) -> String {
+    answer
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .map_or_else(|| answer.to_string(), str::to_string)
+}
+
 /// Largest response body accepted, so a misdirected request cannot exhaust memory.
 const MAX_BODY: usize = 64 << 20;
 
@@ -31,29 +39,36 @@ impl JsonClient {
         }
     }
 
-    /// POSTs `body` as JSON to `path`; returns the status and the parsed JSON answer.
-    pub fn post(&mut self, path: &str, body: &Value) -> Result<(u16, Value)> {
+    /// POSTs `body` as JSON to `path`; the parsed answer of a 200, else an error with the
+    /// status and the broker's reason.
+    pub fn post(&mut self, path: &str, body: &Value) -> Result<Value> {
         let body = serde_json::to_vec(body).context("encoding request")?;
         self.request("POST", path, &body)
     }
 
-    /// GETs `path`; returns the status and the parsed JSON answer.
-    pub fn get(&mut self, path: &str) -> Result<(u16, Value)> {
+    /// GETs `path`, answered as [`JsonClient::post`] is.
+    pub fn get(&mut self, path: &str) -> Result<Value> {
         self.request("GET", path, &[])
     }
 
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Value> {
         // A reused connection the server closed in between fails on first use: retry once on a
         // fresh one.
         let reused = self.connection.is_some();
-        match self.exchange(method, path, body) {
-            Ok(answer) => Ok(answer),
+        let (status, answer) = match self.exchange(method, path, body) {
             Err(_) if reused => {
                 self.connection = None;
-                self.exchange(method, path, body)
+                self.exchange(method, path, body)?
             }
-            Err(error) => Err(error),
+            other => other?,
+        };
+        if status != 200 {
+            bail!(
+                "{method} {path}: status {status}: {}",
+                error_reason(&answer)
+            );
         }
+        Ok(answer)
     }
 
     fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {

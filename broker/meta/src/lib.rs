@@ -21,8 +21,9 @@ pub use state::{
 };
 pub use store::{LocalMetadataStore, MetadataStore, QuorumMember, QuorumStatus};
 pub use topic_config::{
-    CleanupPolicy, ConfigKind, ConfigSource, EmbeddingProviderKind, ResolvedConfig, TopicConfig,
-    VectorField, VectorMetric, VectorSettings, MAX_EMBEDDING_DIMENSIONS,
+    check_embedding_endpoint, CleanupPolicy, ConfigKind, ConfigSource, EmbeddingProviderKind,
+    ResolvedConfig, TopicConfig, VectorField, VectorMetric, VectorSettings,
+    MAX_EMBEDDING_DIMENSIONS,
 };
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -152,18 +152,26 @@ fn check_embedding_model(v: &str) -> Result<(), String> {
     }
     Ok(())
 }
-fn check_embedding_endpoint(v: &str) -> Result<(), String> {
+/// An embedding endpoint URL as the topic key, CHRONIK_EMBEDDING_ENDPOINT and the openai
+/// provider all accept it: `http://` or `https://`, a host, no whitespace.
+pub fn check_embedding_endpoint(v: &str) -> Result<(), String> {
     let v = v.trim();
     let rest = v
         .strip_prefix("http://")
         .or_else(|| v.strip_prefix("https://"));
     match rest {
-        _ if v.is_empty() => Ok(()),
         Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
             Ok(())
         }
         _ => Err(format!("'{v}' is not an http:// or https:// URL")),
     }
+}
+/// Empty is the server's endpoint.
+fn check_topic_embedding_endpoint(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        return Ok(());
+    }
+    check_embedding_endpoint(v)
 }
 /// A key is named, never stored: topic configs are replicated through Raft and returned by
 /// DescribeConfigs in clear.
@@ -395,7 +403,7 @@ pub static DEFINITIONS: &[ConfigDef] = &[
         "vector.embedding.endpoint",
         String,
         "",
-        check_embedding_endpoint,
+        check_topic_embedding_endpoint,
         "OpenAI-compatible embeddings URL; empty is the server's CHRONIK_EMBEDDING_ENDPOINT"
     ),
     def!(

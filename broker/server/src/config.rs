@@ -427,13 +427,8 @@ impl ServerConfig {
             }
         };
         if let Some(e) = &self.embedding_endpoint {
-            let url = chronik_vector::embeddings_url(e);
-            if !(url.starts_with("http://") || url.starts_with("https://")) || e.contains(' ') {
-                return Err(invalid(
-                    "CHRONIK_EMBEDDING_ENDPOINT",
-                    format!("'{e}' is not an http:// or https:// URL"),
-                ));
-            }
+            chronik_meta::check_embedding_endpoint(e)
+                .map_err(|reason| invalid("CHRONIK_EMBEDDING_ENDPOINT", reason))?;
         }
         if !(1..=600_000).contains(&self.embedding_timeout_ms) {
             return Err(invalid(

@@ -132,7 +132,6 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         )))
         .with_vector(Arc::new(crate::vector::VectorApi::new(
             vector_indexer.clone(),
-            broker.meta.clone(),
         )))
         .with_sql(Arc::new(Sql(sql_engine.clone())));
     // Indexes tail the logs after the write; the produce path never waits for them.

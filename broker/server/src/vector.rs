@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chronik_api::{Embeddings, VectorBackend, VectorFailure, VectorHit, VectorSearch};
-use chronik_meta::{EmbeddingProviderKind, MetadataStore, VectorMetric};
+use chronik_meta::{EmbeddingProviderKind, VectorMetric, VectorSettings};
 use chronik_vector::{
     Embedders, EmbeddingPool, LocalProvider, OpenAiConfig, TimeRange, VectorError, VectorIndexer,
     VectorQuery,
@@ -53,22 +53,14 @@ pub fn embedders(config: &ServerConfig) -> Embedders {
 }
 
 /// Adapts [`VectorIndexer`] to the HTTP API's seam.
+#[derive(Debug)]
 pub struct VectorApi {
     indexer: Arc<VectorIndexer>,
-    meta: Arc<dyn MetadataStore>,
-}
-
-impl std::fmt::Debug for VectorApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorApi")
-            .field("indexer", &self.indexer)
-            .finish_non_exhaustive()
-    }
 }
 
 impl VectorApi {
-    pub fn new(indexer: Arc<VectorIndexer>, meta: Arc<dyn MetadataStore>) -> Self {
-        VectorApi { indexer, meta }
+    pub fn new(indexer: Arc<VectorIndexer>) -> Self {
+        VectorApi { indexer }
     }
 }
 
@@ -95,19 +87,17 @@ fn metric_name(m: VectorMetric) -> &'static str {
 
 #[async_trait]
 impl VectorBackend for VectorApi {
-    async fn search(&self, topic: &str, q: VectorSearch) -> Result<Vec<VectorHit>, VectorFailure> {
-        let settings = self
-            .meta
-            .state()
-            .topics
-            .get(topic)
-            .map(|t| t.config().vector)
-            .ok_or_else(|| VectorFailure::NotFound(format!("no such topic [{topic}]")))?;
+    async fn search(
+        &self,
+        topic: &str,
+        settings: &VectorSettings,
+        q: VectorSearch,
+    ) -> Result<Vec<VectorHit>, VectorFailure> {
         let hits = self
             .indexer
             .search(
                 topic,
-                &settings,
+                settings,
                 VectorQuery {
                     text: q.text,
                     vector: q.vector,

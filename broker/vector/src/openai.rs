@@ -137,13 +137,9 @@ enum Failure {
 
 impl OpenAiProvider {
     pub fn new(config: OpenAiConfig) -> Result<Self, VectorError> {
+        chronik_meta::check_embedding_endpoint(&config.endpoint)
+            .map_err(|reason| VectorError::Unsupported(format!("embedding endpoint {reason}")))?;
         let url = embeddings_url(&config.endpoint);
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(VectorError::Unsupported(format!(
-                "embedding endpoint '{}' is not an http:// or https:// URL",
-                config.endpoint
-            )));
-        }
         if config.max_batch == 0 || config.retry.attempts == 0 {
             return Err(VectorError::Unsupported(
                 "the openai provider needs a batch size and attempts of at least 1".into(),

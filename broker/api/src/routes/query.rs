@@ -105,16 +105,15 @@ async fn run_vector(
     text: &str,
     k: usize,
 ) -> Result<Vec<VectorHit>, String> {
-    let meta = state.broker.meta.state();
-    if !meta
+    let settings = state
+        .broker
+        .meta
+        .state()
         .topics
         .get(topic)
-        .is_some_and(|t| t.config().vector.enabled)
-    {
-        return Err(format!(
-            "topic [{topic}] has no vector index (vector.enabled is false)"
-        ));
-    }
+        .map(|t| t.config().vector)
+        .filter(|v| v.enabled)
+        .ok_or_else(|| format!("topic [{topic}] has no vector index (vector.enabled is false)"))?;
     let vector = state
         .vector
         .clone()
@@ -122,6 +121,7 @@ async fn run_vector(
     vector
         .search(
             topic,
+            &settings,
             VectorSearch {
                 text: Some(text.to_string()),
                 k,

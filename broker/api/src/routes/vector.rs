@@ -67,7 +67,13 @@ pub struct Embeddings {
 /// The vector engine as the API sees it.
 #[async_trait]
 pub trait VectorBackend: Send + Sync + std::fmt::Debug {
-    async fn search(&self, topic: &str, q: VectorSearch) -> Result<Vec<VectorHit>, VectorFailure>;
+    /// `settings` are the topic's vector.* keys, as the route found them in metadata.
+    async fn search(
+        &self,
+        topic: &str,
+        settings: &chronik_meta::VectorSettings,
+        q: VectorSearch,
+    ) -> Result<Vec<VectorHit>, VectorFailure>;
     async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, VectorFailure>;
     /// The stats document of a vector topic (GET /_vector/{topic}/stats).
     fn stats(&self, topic: &str) -> Result<Value, VectorFailure>;
@@ -261,7 +267,7 @@ pub(crate) async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let start = Instant::now();
     let backend = backend(&state)?;
-    vector_topic(&state, &topic)?;
+    let config = vector_topic(&state, &topic)?;
     let body = body_object(&body)?;
     reject_unknown(&body, &["query", "vector", "k", "filter", "ef"])?;
     let mut q = VectorSearch {
@@ -285,7 +291,7 @@ pub(crate) async fn search(
         _ => {}
     }
     parse_filter(body.get("filter"), &mut q)?;
-    let hits = backend.search(&topic, q).await?;
+    let hits = backend.search(&topic, &config.vector, q).await?;
     Ok(Json(json!({
         "results": hits.iter().map(hit_json).collect::<Vec<_>>(),
         "_shards": coverage::shards(&state, std::slice::from_ref(&topic)),
@@ -370,7 +376,7 @@ pub(crate) async fn hybrid(
     let bm25_body = json!({"query": {"multi_match": multi_match}, "size": candidates});
     let topics = vec![topic.clone()];
     let bm25 = tokio::task::spawn_blocking(move || search.search(&topics, &bm25_body));
-    let (vector_hits, bm25) = tokio::join!(vectors.search(&topic, q), bm25);
+    let (vector_hits, bm25) = tokio::join!(vectors.search(&topic, &config.vector, q), bm25);
     let vector_hits = vector_hits?;
     let bm25 = bm25
         .map_err(|e| ApiError::Internal(format!("search task failed: {e}")))?

@@ -601,10 +601,7 @@ mod tests {
     fn partition(leader: i32, replicas: &[i32]) -> PartitionMeta {
         PartitionMeta {
             leader,
-            leader_epoch: 0,
-            replicas: replicas.to_vec(),
-            isr: replicas.to_vec(),
-            partition_epoch: 0,
+            ..PartitionMeta::new(replicas)
         }
     }
 

@@ -48,9 +48,9 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         // Retriable: clients try again once the Raft quorum has a leader.
         MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
         // Membership is not changed through Kafka APIs.
-        MetaError::AlreadyMember(_) | MetaError::MembershipUnsupported(_) => {
-            ResponseError::UnknownServerError
-        }
+        MetaError::AlreadyMember(_)
+        | MetaError::MembershipUnsupported(_)
+        | MetaError::CannotDrain(_) => ResponseError::UnknownServerError,
     }
 }
 

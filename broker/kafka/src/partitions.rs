@@ -108,7 +108,7 @@ impl Broker {
             replication_factor: self
                 .config
                 .default_replication_factor
-                .min(state.live_brokers().count().max(1) as i16),
+                .min(state.placeable_brokers().count().max(1) as i16),
             assignments: None,
             configs: BTreeMap::new(),
         };
@@ -147,7 +147,7 @@ impl Broker {
                 Some(a) => a.first().map_or(1, Vec::len),
                 None => usize::try_from(req.replication_factor)
                     .unwrap_or(1)
-                    .min(state.live_brokers().count()),
+                    .min(state.placeable_brokers().count()),
             };
             let min_isr = (default as usize).min(rf.max(1));
             if min_isr > 1 {
@@ -205,9 +205,14 @@ pub enum PartitionChange {
     Open { topic: String, partition: i32 },
     /// The topic's settings changed: hand them to its open logs.
     UpdateConfig(String),
+    /// The partition's replica moved to another broker (a reassignment completed): close and
+    /// delete the local log. Applied after the replica roles are updated, so nothing leads or
+    /// follows it here any more.
+    RemoveReplica { topic: String, partition: i32 },
 }
 
-/// Pure: the log changes `node_id` needs between two metadata states, removals first.
+/// Pure: the log changes `node_id` needs between two metadata states, topic removals first and
+/// moved replicas last.
 pub fn partition_changes(
     prev: &ClusterState,
     next: &ClusterState,
@@ -215,6 +220,7 @@ pub fn partition_changes(
 ) -> Vec<PartitionChange> {
     let mut removals = Vec::new();
     let mut rest = Vec::new();
+    let mut moved = Vec::new();
     for (name, old) in &prev.topics {
         if next.topics.get(name).is_none_or(|t| t.id != old.id) {
             removals.push(PartitionChange::RemoveTopic(name.clone()));
@@ -223,9 +229,16 @@ pub fn partition_changes(
     for (name, topic) in &next.topics {
         let old = prev.topics.get(name).filter(|t| t.id == topic.id);
         for (index, p) in topic.partitions.iter().enumerate() {
-            let led_before = old
-                .and_then(|t| t.partitions.get(index))
-                .is_some_and(|o| o.leader == node_id);
+            let before = old.and_then(|t| t.partitions.get(index));
+            let led_before = before.is_some_and(|o| o.leader == node_id);
+            if before.is_some_and(|o| o.replicas.contains(&node_id))
+                && !p.replicas.contains(&node_id)
+            {
+                moved.push(PartitionChange::RemoveReplica {
+                    topic: name.clone(),
+                    partition: index as i32,
+                });
+            }
             if p.leader == node_id && !led_before {
                 rest.push(PartitionChange::Open {
                     topic: name.clone(),
@@ -238,6 +251,7 @@ pub fn partition_changes(
         }
     }
     removals.extend(rest);
+    removals.extend(moved);
     removals
 }
 
@@ -256,10 +270,17 @@ impl Broker {
             let mut prev = seen;
             while changes.changed().await.is_ok() {
                 let next = broker.meta.state();
-                for change in partition_changes(&prev, &next, broker.config.node_id) {
+                let (moved, changes): (Vec<_>, Vec<_>) =
+                    partition_changes(&prev, &next, broker.config.node_id)
+                        .into_iter()
+                        .partition(|c| matches!(c, PartitionChange::RemoveReplica { .. }));
+                for change in changes {
                     broker.apply_partition_change(&next, change);
                 }
                 broker.sync_replica_roles(&next);
+                for change in moved {
+                    broker.apply_partition_change(&next, change);
+                }
                 prev = next;
             }
         })
@@ -281,6 +302,16 @@ impl Broker {
                 // Errors are logged there; a request for the partition retries the open.
                 if self.partition_log(meta, partition).is_ok() {
                     tracing::debug!(%topic, partition, "opened a partition this broker leads");
+                }
+            }
+            PartitionChange::RemoveReplica { topic, partition } => {
+                match self.logs.remove_partition(&topic, partition) {
+                    Ok(()) => {
+                        tracing::info!(%topic, partition, "replica moved to another broker; removed the local log")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%topic, partition, error = %e, "could not remove a moved replica's log")
+                    }
                 }
             }
             PartitionChange::UpdateConfig(name) => {
@@ -399,5 +430,55 @@ mod change_tests {
                 PartitionChange::UpdateConfig("a".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_replica_moved_away_is_removed_last() {
+        let prev = state(&[("a", 1, &[1, 2])]);
+        let mut next = prev.clone();
+        next.apply(
+            20,
+            &Command::ReassignPartition {
+                topic: "a".into(),
+                partition: 0,
+                replicas: vec![3],
+            },
+        )
+        .unwrap();
+        assert!(
+            partition_changes(&prev, &next, 1).is_empty(),
+            "still a replica while the move runs"
+        );
+        // Broker 3 joined the ISR: the move completes and broker 1's replica goes; broker 3
+        // leads partition 0 now.
+        let mut done = next.clone();
+        let p = done.topics["a"].partitions[0].clone();
+        done.apply(
+            21,
+            &Command::AlterIsr {
+                topic: "a".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: vec![1, 3],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            partition_changes(&next, &done, 1),
+            vec![PartitionChange::RemoveReplica {
+                topic: "a".into(),
+                partition: 0
+            }]
+        );
+        assert_eq!(
+            partition_changes(&next, &done, 3),
+            vec![PartitionChange::Open {
+                topic: "a".into(),
+                partition: 0
+            }]
+        );
+        assert!(partition_changes(&next, &done, 2).is_empty());
     }
 }

@@ -964,7 +964,26 @@ impl PartitionLog for FileLog {
     }
 
     fn set_auto_high_watermark(&self, enabled: bool) {
-        self.shared.auto_hw.store(enabled, Ordering::Relaxed);
+        let shared = &self.shared;
+        if !enabled || shared.auto_hw() {
+            // Cheap when nothing changes: the broker restates this on every metadata change.
+            shared.auto_hw.store(enabled, Ordering::Relaxed);
+            return;
+        }
+        let mut st = shared.state.write();
+        if !shared.auto_hw.swap(true, Ordering::Relaxed) {
+            // The replicas around it are gone (it is the only one now): what is durable here
+            // is committed, as after any durable write of a single replica.
+            let end = if shared.flush == FlushPolicy::Group {
+                st.durable_end
+            } else {
+                st.log_end_offset
+            };
+            if end > st.high_watermark {
+                st.high_watermark = end;
+                shared.publish_hw(end);
+            }
+        }
     }
 
     fn subscribe_log_end(&self) -> watch::Receiver<i64> {

@@ -141,7 +141,9 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     fn assign_leader_epoch(&self, epoch: i32) -> Result<()>;
 
     /// Whether durability advances the high watermark (the default, a single replica). A
-    /// replicated partition turns it off and drives it with `set_high_watermark`.
+    /// replicated partition turns it off and drives it with `set_high_watermark`; turning it
+    /// back on (the partition is down to this one replica) moves the high watermark up to the
+    /// durable end at once.
     fn set_auto_high_watermark(&self, enabled: bool);
 
     /// Changes to the log end offset, for replica fetch long polls.

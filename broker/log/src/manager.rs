@@ -134,6 +134,22 @@ impl LogManager {
         Ok(())
     }
 
+    /// Close one partition's log and delete its directory (a replica moved to another broker).
+    pub fn remove_partition(&self, topic: &str, partition: i32) -> Result<()> {
+        check_topic(topic)?;
+        let removed = self.logs.write().remove(&(topic.to_string(), partition));
+        if let Some(log) = removed {
+            if let Err(e) = log.close() {
+                tracing::warn!(topic, partition, error = %e, "closing a moved partition failed");
+            }
+        }
+        let dir = self.partition_dir(topic, partition);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Partitions with a directory under the root, whether open or not.
     pub fn existing_partitions(&self) -> Vec<(String, i32)> {
         let Ok(entries) = fs::read_dir(&self.root) else {

@@ -276,7 +276,13 @@ impl PartitionLog for MemoryLog {
     }
 
     fn set_auto_high_watermark(&self, enabled: bool) {
-        self.state.write().auto_hw = enabled;
+        let mut st = self.state.write();
+        let was = std::mem::replace(&mut st.auto_hw, enabled);
+        // Everything held in memory counts as durable here.
+        if enabled && !was && st.log_end_offset > st.high_watermark {
+            st.high_watermark = st.log_end_offset;
+            self.publish_hw(st.high_watermark);
+        }
     }
 
     fn subscribe_log_end(&self) -> watch::Receiver<i64> {

@@ -803,6 +803,32 @@ async fn replicated_appends_store_the_leaders_bytes_unchanged(make: Factory) {
     assert_eq!(follower.log.leader_epochs(), leader.log.leader_epochs());
 }
 
+/// A replica left alone (its partition shrank to it) takes the high watermark up to its durable
+/// end as soon as durability drives it again.
+async fn a_sole_replica_commits_what_it_holds_when_auto_hw_returns(make: Factory) {
+    let h = make(LogConfig::default());
+    let log = &h.log;
+    log.set_auto_high_watermark(false);
+    let stored = {
+        let source = make(LogConfig::default());
+        source
+            .log
+            .append(batch(3, 1_000, Compression::None), 2)
+            .unwrap();
+        source.log.read(0, 1 << 20, false).unwrap().records
+    };
+    let info = log.append_replicated(stored).unwrap();
+    log.wait_durable(info.last_offset).await.unwrap();
+    assert_eq!(log.high_watermark(), 0, "replication drives it");
+    let mut hw = log.subscribe();
+    log.set_auto_high_watermark(true);
+    assert_eq!(log.high_watermark(), 3);
+    assert_eq!(*hw.borrow_and_update(), 3);
+    // And later durable writes move it as for any single replica.
+    let next = produce(&**log, batch(1, 2_000, Compression::None)).await;
+    assert_eq!(log.high_watermark(), next.last_offset + 1);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod file_log {
@@ -848,4 +874,5 @@ conformance!(
     truncation_reopens_a_transaction_whose_marker_it_removed,
     compaction_drops_aborted_data_and_leaves_open_transactions_alone,
     replicated_appends_store_the_leaders_bytes_unchanged,
+    a_sole_replica_commits_what_it_holds_when_auto_hw_returns,
 );

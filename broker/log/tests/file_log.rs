@@ -457,6 +457,15 @@ async fn manager_opens_lists_flushes_and_removes_partitions() {
         "the background flusher fsynced"
     );
 
+    manager.remove_partition("orders-eu", 1).unwrap();
+    assert!(manager.get("orders-eu", 1).is_none());
+    assert!(!root.join("orders-eu-1").exists());
+    assert!(
+        root.join("orders-eu-0").exists(),
+        "only the one partition goes"
+    );
+    manager.remove_partition("orders-eu", 1).unwrap();
+
     manager.remove_topic("orders-eu").unwrap();
     assert!(manager.get("orders-eu", 0).is_none());
     assert!(!root.join("orders-eu-0").exists());

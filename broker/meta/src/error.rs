@@ -32,6 +32,9 @@ pub enum MetaError {
     /// A membership change for a node that is already a member.
     #[error("already a member: {0}")]
     AlreadyMember(String),
+    /// A broker cannot be drained (its replicas would have nowhere to go) or forgotten yet.
+    #[error("cannot drain: {0}")]
+    CannotDrain(String),
     /// The store cannot change its membership (it does not replicate).
     #[error("membership changes are not supported: {0}")]
     MembershipUnsupported(String),

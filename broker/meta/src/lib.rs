@@ -10,6 +10,7 @@
 
 mod error;
 pub mod plan;
+pub mod reassignment;
 pub mod replication;
 mod state;
 mod store;

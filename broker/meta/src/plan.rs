@@ -36,7 +36,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 }
 
 /// Place `count` partitions of `topic` with `replication_factor` replicas each over the live
-/// brokers, balanced by count and by leadership within the topic (as Kafka does, so every
+/// brokers that are not draining, balanced by count and by leadership within the topic (as Kafka does, so every
 /// topic spreads over all brokers), ties going to the brokers with the least load over the
 /// whole cluster. Each partition is led by the broker leading the fewest of the topic's
 /// partitions, and followed by those holding the fewest of its replicas. Partitions the topic
@@ -47,7 +47,7 @@ pub fn assign_replicas(
     count: usize,
     replication_factor: usize,
 ) -> Result<Vec<Vec<i32>>> {
-    let live: Vec<i32> = state.live_brokers().collect();
+    let live: Vec<i32> = state.placeable_brokers().collect();
     if replication_factor == 0 {
         return Err(MetaError::InvalidReplicationFactor(
             "replication factor must be at least 1".into(),

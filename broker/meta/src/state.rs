@@ -34,6 +34,12 @@ pub struct PartitionMeta {
     /// version (a concurrent change won) is refused, as Kafka's AlterPartition does.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// While a reassignment runs (`reassignment`): replicas joining, which are in `replicas`
+    /// and fetch like any follower, and replicas leaving once every joining one is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +88,10 @@ pub struct ClusterState {
     /// are in no ISR (unless the last member), and get no new replicas.
     #[serde(default)]
     pub fenced: BTreeSet<i32>,
+    /// Brokers asked to leave: they get no new replicas, the controller moves theirs away,
+    /// then removes them from the quorum and unregisters them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub draining: BTreeSet<i32>,
 }
 
 /// A range of producer ids reserved for one broker: `first..first + size`.
@@ -140,6 +150,22 @@ pub enum Command {
         leader_epoch: i32,
         partition_epoch: i32,
         isr: Vec<i32>,
+    },
+    /// Move a partition to this replica list (Kafka's AlterPartitionReassignments): the new
+    /// replicas join and catch up, then the old ones leave. The list it already has cancels a
+    /// reassignment in progress.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        replicas: Vec<i32>,
+    },
+    /// Start draining a broker before it leaves the cluster.
+    DrainBroker {
+        node_id: i32,
+    },
+    /// Forget a drained broker (it holds no replica any more).
+    UnregisterBroker {
+        node_id: i32,
     },
     /// Reserve the next `size` producer ids for broker `node_id`; the block lands in
     /// `producer_id_blocks[node_id]`.
@@ -220,7 +246,7 @@ impl ClusterState {
                     TopicMeta {
                         name: name.clone(),
                         id: *id,
-                        partitions: assignments.iter().map(|r| new_partition(r)).collect(),
+                        partitions: assignments.iter().map(|r| PartitionMeta::new(r)).collect(),
                         configs,
                     },
                 );
@@ -238,7 +264,7 @@ impl ClusterState {
                     .ok_or_else(|| MetaError::UnknownTopic(name.clone()))?;
                 topic
                     .partitions
-                    .extend(assignments.iter().map(|r| new_partition(r)));
+                    .extend(assignments.iter().map(|r| PartitionMeta::new(r)));
             }
             Command::SetTopicConfigs { name, configs } => {
                 let configs = topic_config::validate(configs)?;
@@ -248,6 +274,13 @@ impl ClusterState {
                     .ok_or_else(|| MetaError::UnknownTopic(name.clone()))?;
                 topic.configs = configs;
             }
+            Command::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => self.reassign(topic, *partition, replicas)?,
+            Command::DrainBroker { node_id } => self.drain(*node_id)?,
+            Command::UnregisterBroker { node_id } => self.unregister(*node_id)?,
             Command::AllocateProducerIds { node_id, size } => {
                 let end = self
                     .next_producer_id
@@ -354,16 +387,8 @@ impl ClusterState {
         partition_epoch: i32,
         isr: &[i32],
     ) -> Result<()> {
-        let fenced = self.fenced.clone();
-        let p = self
-            .topics
-            .get_mut(topic)
-            .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?
-            .partitions
-            .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
-            .ok_or_else(|| {
-                MetaError::InvalidPartitions(format!("{topic}-{partition} does not exist"))
-            })?;
+        let (brokers, fenced) = (&self.brokers, &self.fenced);
+        let p = partition_mut(&mut self.topics, topic, partition)?;
         if p.leader != leader
             || p.leader_epoch != leader_epoch
             || p.partition_epoch != partition_epoch
@@ -403,10 +428,12 @@ impl ClusterState {
             .filter(|r| isr.contains(r))
             .collect();
         p.partition_epoch += 1;
+        // The replica that joins last completes a reassignment.
+        crate::reassignment::complete(p, |r| brokers.contains_key(&r) && !fenced.contains(&r));
         Ok(())
     }
 
-    fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<()> {
+    pub(crate) fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<()> {
         if assignments.is_empty() {
             return Err(MetaError::InvalidPartitions("no partitions".into()));
         }
@@ -436,14 +463,32 @@ impl ClusterState {
     }
 }
 
-fn new_partition(replicas: &[i32]) -> PartitionMeta {
-    PartitionMeta {
-        leader: replicas[0],
-        leader_epoch: 0,
-        replicas: replicas.to_vec(),
-        isr: replicas.to_vec(),
-        partition_epoch: 0,
+impl PartitionMeta {
+    /// A new partition: every replica in sync, the first one leading.
+    pub fn new(replicas: &[i32]) -> Self {
+        PartitionMeta {
+            leader: replicas.first().copied().unwrap_or(NO_LEADER),
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        }
     }
+}
+
+pub(crate) fn partition_mut<'a>(
+    topics: &'a mut BTreeMap<String, TopicMeta>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut PartitionMeta> {
+    topics
+        .get_mut(topic)
+        .ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?
+        .partitions
+        .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+        .ok_or_else(|| MetaError::InvalidPartitions(format!("{topic}-{partition} does not exist")))
 }
 
 #[cfg(test)]

@@ -5,14 +5,19 @@
 //!   than the lease and unfences it when heard from again (`FenceBroker` / `UnfenceBroker`
 //!   through Raft; applying them elects new partition leaders from the ISR). The decision is
 //!   chronik-meta's pure `liveness_changes`; this module only keeps the clock and the map.
+//! - Draining: the leader also carries out drains (`DELETE /admin/cluster/nodes/{id}`): it
+//!   starts the reassignments chronik-meta's pure `drain_steps` decides, a bounded number at a
+//!   time, and once a draining broker holds no replica it removes it from the Raft membership
+//!   and unregisters it.
 //! - Replication transport: the tonic `ReplicaService` on the cluster port, in front of a
 //!   [`ReplicaHandler`] the broker installs once it is built, and [`ReplicaClients`], the
 //!   follower's clients to partition leaders.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chronik_meta::reassignment::{drain_steps, DrainStep};
 use chronik_meta::replication::liveness_changes;
 use chronik_meta::MetadataStore;
 use parking_lot::Mutex;
@@ -29,6 +34,10 @@ use crate::proto::{
 };
 use crate::store::RaftMetadataStore;
 use crate::{NodeId, Raft};
+
+/// Reassignments a drain keeps in progress at once: each new replica copies its partition
+/// from the leader, so this bounds the extra fetch load a drain puts on the cluster.
+const DRAIN_MOVES_AT_ONCE: usize = 16;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -120,6 +129,7 @@ pub(crate) fn spawn(
                         tracing::warn!(error = %e, "could not commit a liveness change");
                     }
                 }
+                drain(&raft, &store).await;
                 continue;
             }
             leading_since = None;
@@ -151,6 +161,38 @@ pub(crate) fn spawn(
             }
         }
     })
+}
+
+/// One round of the controller's drain duty (see the module docs).
+async fn drain(raft: &Raft, store: &RaftMetadataStore) {
+    let state = store.state();
+    if state.draining.is_empty() {
+        return;
+    }
+    let members: BTreeSet<i32> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id as i32)
+        .collect();
+    for step in drain_steps(&state, &members, DRAIN_MOVES_AT_ONCE) {
+        match step {
+            DrainStep::Propose(command) => {
+                tracing::info!(?command, "draining");
+                if let Err(e) = store.propose(command).await {
+                    tracing::warn!(error = %e, "could not commit a drain step");
+                }
+            }
+            DrainStep::LeaveQuorum(node) => {
+                tracing::info!(node, "drained broker leaves the raft membership");
+                if let Err(e) = crate::membership::remove_member(raft, node as NodeId).await {
+                    tracing::warn!(node, error = %e, "could not remove a drained broker from the membership");
+                }
+            }
+        }
+    }
 }
 
 /// What serves the `ReplicaService` on this broker: the partition leader side of replication.

@@ -1,6 +1,7 @@
-//! Adding a voter, on the Raft leader: join the node as a learner, wait until it has caught up
-//! with the leader's log, then promote it to voter (openraft commits the joint configuration
-//! and then the new one). Any broker can ask; followers forward to the leader.
+//! Membership changes on the Raft leader. Adding a voter: join the node as a learner, wait
+//! until it has caught up with the leader's log, then promote it to voter (openraft commits the
+//! joint configuration and then the new one); any broker can ask, followers forward to the
+//! leader. Removing a member: the controller does it for a drained broker.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -95,4 +96,28 @@ pub(crate) async fn add_voter(
         Err(e) => not_leader(&e)
             .unwrap_or_else(|| AddVoter::Refused(MetaError::Unavailable(e.to_string()))),
     }
+}
+
+/// On the leader: take `node_id` out of the membership (a voter or a learner). A leader that
+/// removes itself steps down once the change is committed (openraft), and the next leader
+/// carries on.
+pub(crate) async fn remove_member(raft: &Raft, node_id: NodeId) -> Result<(), String> {
+    let membership = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    let ids = BTreeSet::from([node_id]);
+    let change = if membership.voter_ids().any(|v| v == node_id) {
+        ChangeMembers::RemoveVoters(ids)
+    } else if membership.get_node(&node_id).is_some() {
+        ChangeMembers::RemoveNodes(ids)
+    } else {
+        return Ok(());
+    };
+    raft.change_membership(change, false)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -104,6 +104,43 @@ pub fn add_node(config: &ServerConfig, node_id: i32, address: &str) -> anyhow::R
     Ok(())
 }
 
+/// `chronik-server cluster remove-node`: DELETE /admin/cluster/nodes/{id} on the local broker,
+/// then (with `wait`) follow GET /admin/cluster until the node has left.
+pub fn remove_node(config: &ServerConfig, node_id: i32, wait: bool) -> anyhow::Result<()> {
+    let path = format!("/admin/cluster/nodes/{node_id}");
+    let body = http_request(config, "DELETE", &path, None)?;
+    let started: Value = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected answer from {path}: {body}"))?;
+    println!(
+        "draining node {node_id}: {} replicas to move",
+        started["replicas"]
+    );
+    if !wait {
+        return Ok(());
+    }
+    let mut last = None;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let body = http_request(config, "GET", "/admin/cluster", None)?;
+        let status: Value = serde_json::from_str(&body)
+            .with_context(|| format!("unexpected answer from /admin/cluster: {body}"))?;
+        let node = status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == node_id);
+        let Some(node) = node else {
+            println!("node {node_id} has left the cluster; its process can be stopped");
+            return Ok(());
+        };
+        let left = node["replicas"].as_u64();
+        if left != last {
+            println!("node {node_id}: {} replicas left", node["replicas"]);
+            last = left;
+        }
+    }
+}
+
 /// The human-readable form of a GET /admin/cluster answer.
 pub fn render_status(status: &Value) -> String {
     let field = |v: &Value| match v {
@@ -119,8 +156,8 @@ pub fn render_status(status: &Value) -> String {
         field(&status["term"])
     ));
     out.push_str(&format!(
-        "{:<6} {:<8} {:<8} {:<10} {:<24} {:<24} {:>6}\n",
-        "NODE", "ROLE", "STATE", "RAFT", "KAFKA", "CLUSTER", "LAG"
+        "{:<6} {:<8} {:<8} {:<10} {:<24} {:<24} {:>6} {:>8}\n",
+        "NODE", "ROLE", "STATE", "RAFT", "KAFKA", "CLUSTER", "LAG", "REPLICAS"
     ));
     for n in status["nodes"].as_array().into_iter().flatten() {
         let kafka = match (&n["host"], &n["port"]) {
@@ -128,7 +165,7 @@ pub fn render_status(status: &Value) -> String {
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "{:<6} {:<8} {:<8} {:<10} {:<24} {:<24} {:>6}\n",
+            "{:<6} {:<8} {:<8} {:<10} {:<24} {:<24} {:>6} {:>8}\n",
             field(&n["id"]),
             field(&n["role"]),
             field(&n["state"]),
@@ -136,14 +173,16 @@ pub fn render_status(status: &Value) -> String {
             kafka,
             field(&n["cluster_address"]),
             field(&n["lag"]),
+            field(&n["replicas"]),
         ));
     }
     let p = &status["partitions"];
     out.push_str(&format!(
-        "partitions {}  under-replicated {}  offline {}\n",
+        "partitions {}  under-replicated {}  offline {}  reassigning {}\n",
         field(&p["total"]),
         field(&p["under_replicated"]),
-        field(&p["offline"])
+        field(&p["offline"]),
+        field(&p["reassigning"])
     ));
     out
 }

@@ -92,8 +92,20 @@ enum ClusterAction {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Drain and remove a broker (not available in this build yet).
-    RemoveNode,
+    /// Drain a broker and remove it: its partition replicas move to the other brokers (each
+    /// move completes once the new replicas are in sync), then it leaves the Raft voters.
+    /// Waits until it is gone unless --no-wait. Stop the broker's process afterwards.
+    RemoveNode {
+        /// The CHRONIK_NODE_ID of the broker to remove.
+        #[arg(long)]
+        node_id: i32,
+        /// Return once the drain has started.
+        #[arg(long)]
+        no_wait: bool,
+        /// This (existing) broker's configuration file, for its HTTP port and admin key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,10 +133,16 @@ fn main() -> anyhow::Result<()> {
             cluster::add_node(&config, node_id, &address)
         }
         Commands::Cluster {
-            action: ClusterAction::RemoveNode,
-        } => anyhow::bail!(
-            "removing nodes is not available in this build yet: moving a broker's partition replicas elsewhere (reassignment) is not implemented"
-        ),
+            action:
+                ClusterAction::RemoveNode {
+                    node_id,
+                    no_wait,
+                    config,
+                },
+        } => {
+            let config = ServerConfig::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cluster::remove_node(&config, node_id, !no_wait)
+        }
         Commands::Start(args) => {
             init_tracing();
             let mut config = ServerConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;

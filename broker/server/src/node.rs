@@ -193,18 +193,27 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 /// Open (and so recover) every partition this broker leads, and delete logs of topics that no
-/// longer exist (deleted while the broker was down, or a crash mid-delete). Returns the state
-/// it acted on.
+/// longer exist (deleted while the broker was down, or a crash mid-delete) and of replicas
+/// moved to other brokers meanwhile. Returns the state it acted on.
 fn recover_partitions(
     meta: &Arc<dyn MetadataStore>,
     logs: &Arc<LogManager>,
     node_id: i32,
 ) -> anyhow::Result<Arc<ClusterState>> {
     let state = meta.state();
-    for (topic, _) in logs.existing_partitions() {
-        if !state.topics.contains_key(&topic) {
+    for (topic, partition) in logs.existing_partitions() {
+        let Some(meta) = state.topics.get(&topic) else {
             tracing::info!(%topic, "removing logs of a deleted topic");
             logs.remove_topic(&topic)?;
+            continue;
+        };
+        let moved = usize::try_from(partition)
+            .ok()
+            .and_then(|i| meta.partitions.get(i))
+            .is_some_and(|p| !p.replicas.contains(&node_id));
+        if moved {
+            tracing::info!(%topic, partition, "removing the log of a replica moved to another broker");
+            logs.remove_partition(&topic, partition)?;
         }
     }
     let mut opened = 0usize;

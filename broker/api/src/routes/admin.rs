@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use chronik_meta::Command;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -35,18 +36,31 @@ pub(crate) async fn status(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, peer)?;
     let meta = state.broker.meta.state();
-    let (mut partitions, mut under_replicated, mut offline) = (0usize, 0usize, 0usize);
+    let (mut partitions, mut under_replicated, mut offline, mut reassigning) =
+        (0usize, 0usize, 0usize, 0usize);
     for topic in meta.topics.values() {
         for p in &topic.partitions {
             partitions += 1;
-            if p.isr.len() < p.replicas.len() {
+            // While a move runs its new replicas are outside the ISR by design: what counts
+            // is whether the replicas it had are in sync.
+            if p.original_replicas().iter().any(|r| !p.isr.contains(r)) {
                 under_replicated += 1;
             }
             if !meta.brokers.contains_key(&p.leader) {
                 offline += 1;
             }
+            if p.is_reassigning() {
+                reassigning += 1;
+            }
         }
     }
+    let lifecycle = |id: i32| {
+        if meta.draining.contains(&id) {
+            "draining"
+        } else {
+            "active"
+        }
+    };
     // Shape agreed with the Kubernetes operator (docs/kubernetes.md, "Admin API contract");
     // the Raft view (roles, lag) comes from the metadata store's quorum.
     let quorum = state.broker.meta.quorum();
@@ -65,7 +79,7 @@ pub(crate) async fn status(
                 json!({
                     "id": m.node_id,
                     "role": if m.voter { "voter" } else { "learner" },
-                    "state": "active",
+                    "state": lifecycle(m.node_id),
                     "raft_state": raft_state,
                     "cluster_address": m.address,
                     "matched_index": m.matched_index,
@@ -77,7 +91,7 @@ pub(crate) async fn status(
     for b in meta.brokers.values() {
         let node = nodes.entry(b.node_id).or_insert_with(|| {
             // A registered broker outside the Raft membership (only without a quorum view).
-            json!({"id": b.node_id, "role": "voter", "state": "active"})
+            json!({"id": b.node_id, "role": "voter", "state": lifecycle(b.node_id)})
         });
         node["host"] = json!(b.host);
         node["port"] = json!(b.port);
@@ -85,6 +99,10 @@ pub(crate) async fn status(
         node["registered"] = json!(true);
         // False once the controller fenced it (heartbeats stopped): it leads nothing.
         node["alive"] = json!(meta.is_live(b.node_id));
+    }
+    for (id, node) in nodes.iter_mut() {
+        // What a drain still has to move.
+        node["replicas"] = json!(meta.replicas_on(*id).count());
     }
     let (leader_id, term, role) = match &quorum {
         Some(q) => (q.leader_id, Some(q.term), Some(q.role.clone())),
@@ -102,6 +120,7 @@ pub(crate) async fn status(
             "total": partitions,
             "under_replicated": under_replicated,
             "offline": offline,
+            "reassigning": reassigning,
         },
     })))
 }
@@ -152,14 +171,44 @@ pub(crate) async fn add_node(
     })))
 }
 
+/// Starts draining a broker: the controller moves its replicas to the other brokers (each
+/// move completes once the new replicas are in sync), then removes it from the Raft voters and
+/// forgets it. Answers 202 at once; `GET /admin/cluster` shows the node `draining` with the
+/// replicas it still holds until it disappears. Refused (409) when the other brokers cannot
+/// hold its replicas.
 pub(crate) async fn remove_node(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, &headers, peer)?;
-    Err(ApiError::NotImplemented(
-        "removing nodes is not available in this build yet (partitions cannot be drained before partition replication exists)".into(),
+    let node_id: i32 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("node id '{id}' must be an integer")))?;
+    let meta = state.broker.meta.state();
+    let member = state
+        .broker
+        .meta
+        .quorum()
+        .is_some_and(|q| q.members.iter().any(|m| m.node_id == node_id));
+    if !member && !meta.brokers.contains_key(&node_id) && !meta.draining.contains(&node_id) {
+        return Err(ApiError::NotFound(format!(
+            "node {node_id} is not a member of this cluster"
+        )));
+    }
+    state
+        .broker
+        .meta
+        .propose(Command::DrainBroker { node_id })
+        .await?;
+    let meta = state.broker.meta.state();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": node_id,
+            "state": "draining",
+            "replicas": meta.replicas_on(node_id).count(),
+        })),
     ))
 }

@@ -232,7 +232,7 @@ impl Coordinator {
         let replication_factor = self
             .config
             .offsets_topic_replication_factor
-            .min(state.live_brokers().count().max(1) as i16);
+            .min(state.placeable_brokers().count().max(1) as i16);
         let req = CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_partitions,

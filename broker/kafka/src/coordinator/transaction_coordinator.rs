@@ -225,7 +225,7 @@ impl TransactionCoordinator {
             replication_factor: self
                 .config
                 .replication_factor
-                .min(state.live_brokers().count().max(1) as i16),
+                .min(state.placeable_brokers().count().max(1) as i16),
             assignments: None,
             configs: [
                 ("cleanup.policy".to_string(), "compact".to_string()),

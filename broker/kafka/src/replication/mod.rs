@@ -341,6 +341,17 @@ impl Broker {
                 }
             }
         }
+        // A partition down to this one replica (a reassignment shrank it) is back on the
+        // single-replica path: durability moves its high watermark again.
+        for topic in state.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.leader == node_id && p.replicas.len() == 1 {
+                    if let Some(log) = self.logs.get(&topic.name, index as i32) {
+                        log.set_auto_high_watermark(true);
+                    }
+                }
+            }
+        }
         // The ISR may have shrunk: recompute high watermarks against the committed ISRs.
         for ((topic, partition), lp) in self.replicas.leaders.lock().iter() {
             if let Some(p) = partition_meta(state, topic, *partition) {

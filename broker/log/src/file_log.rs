@@ -25,7 +25,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,6 +70,8 @@ struct Shared {
     /// Whether durability advances the high watermark; a replication layer turns it off and
     /// drives it with `set_high_watermark`.
     auto_hw: AtomicBool,
+    /// The high watermark last written to the `replication-offset` checkpoint (-1: none).
+    hw_checkpointed: AtomicI64,
     /// Held by whoever advances the log start (retention, DeleteRecords) across writing the
     /// checkpoint and exposing the new start, so checkpoints are written in order and never go
     /// back, without an fsync under the state lock. Always taken before `state`.
@@ -191,7 +193,8 @@ impl FileLog {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         let interval = config.index_interval_bytes;
-        let checkpoint = checkpoint::read(&dir);
+        let checkpoint = checkpoint::read(&dir, checkpoint::LOG_START);
+        let hw_checkpoint = checkpoint::read(&dir, checkpoint::HIGH_WATERMARK);
         let bases = list_segments(&dir)?;
 
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
@@ -282,13 +285,19 @@ impl FileLog {
             leader_epoch::write_checkpoint(&dir, &epochs)?;
         }
 
+        // A replicated partition's log (it has a high watermark checkpoint) starts from the
+        // committed offset it last knew, in replicated mode; a single replica's durable data
+        // is all committed.
+        let high_watermark = hw_checkpoint.map_or(log_end_offset, |hw| {
+            hw.clamp(log_start_offset, log_end_offset)
+        });
         let flush = config.flush;
         let state = State {
             config,
             segments,
             log_start_offset,
             log_end_offset,
-            high_watermark: log_end_offset,
+            high_watermark,
             durable_end: log_end_offset,
             unsynced: Vec::new(),
             // Removals at recovery reach the disk with the first fsync round.
@@ -306,11 +315,12 @@ impl FileLog {
                 dir,
                 flush,
                 state: RwLock::new(state),
-                hw_tx: watch::Sender::new(log_end_offset),
+                hw_tx: watch::Sender::new(high_watermark),
                 leo_tx: watch::Sender::new(log_end_offset),
                 flushed_tx: watch::Sender::new(0),
                 fsyncs: AtomicU64::new(1),
-                auto_hw: AtomicBool::new(true),
+                auto_hw: AtomicBool::new(hw_checkpoint.is_none()),
+                hw_checkpointed: AtomicI64::new(hw_checkpoint.unwrap_or(-1)),
                 log_start_lock: Mutex::new(()),
             }),
         })
@@ -323,6 +333,26 @@ impl FileLog {
     /// Number of fsync calls made on segment files since open (the open itself makes one).
     pub fn fsync_count(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Write the high watermark to the `replication-offset` checkpoint if the partition is
+    /// replicated (the replication layer drives its high watermark) and it moved since the last
+    /// write. The log manager calls this every few seconds; a lower checkpoint than the truth
+    /// only hides records until the leader's next answer. Blocking.
+    pub fn checkpoint_high_watermark(&self) -> Result<()> {
+        let shared = &self.shared;
+        if shared.auto_hw() {
+            return Ok(());
+        }
+        let hw = {
+            let st = shared.state.read();
+            st.check_open()?;
+            st.high_watermark
+        };
+        if shared.hw_checkpointed.swap(hw, Ordering::Relaxed) != hw {
+            checkpoint::write(&shared.dir, checkpoint::HIGH_WATERMARK, hw)?;
+        }
+        Ok(())
     }
 
     /// fsync everything appended so far (the `Interval` flusher calls this). Blocking.
@@ -576,7 +606,7 @@ impl Shared {
     /// then neither moves the log start back nor resurrects removed records, whatever point a
     /// crash lands at (recovery removes segments left below the checkpointed start).
     fn advance_log_start(&self, offset: i64) -> Result<i64> {
-        checkpoint::write(&self.dir, offset)?;
+        checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
         let (start, removed) = {
             let mut st = self.state.write();
             st.check_open()?;
@@ -965,12 +995,24 @@ impl PartitionLog for FileLog {
 
     fn set_auto_high_watermark(&self, enabled: bool) {
         let shared = &self.shared;
-        if !enabled || shared.auto_hw() {
+        if enabled == shared.auto_hw() {
             // Cheap when nothing changes: the broker restates this on every metadata change.
-            shared.auto_hw.store(enabled, Ordering::Relaxed);
+            return;
+        }
+        if !enabled {
+            // Replicated from now on: checkpoint at once, so a crash before the periodic
+            // checkpoint does not reopen the log with its whole tail counted as committed.
+            shared.auto_hw.store(false, Ordering::Relaxed);
+            if let Err(e) = self.checkpoint_high_watermark() {
+                tracing::warn!(dir = %shared.dir.display(), error = %e, "cannot checkpoint the high watermark");
+            }
             return;
         }
         let mut st = shared.state.write();
+        if let Err(e) = checkpoint::remove(&shared.dir, checkpoint::HIGH_WATERMARK) {
+            tracing::warn!(dir = %shared.dir.display(), error = %e, "cannot remove the high watermark checkpoint");
+        }
+        shared.hw_checkpointed.store(-1, Ordering::Relaxed);
         if !shared.auto_hw.swap(true, Ordering::Relaxed) {
             // The replicas around it are gone (it is the only one now): what is durable here
             // is committed, as after any durable write of a single replica.
@@ -1224,6 +1266,9 @@ impl PartitionLog for FileLog {
             return Ok(());
         }
         let flushed = shared.fsync_round();
+        if let Err(e) = self.checkpoint_high_watermark() {
+            tracing::warn!(dir = %shared.dir.display(), error = %e, "cannot checkpoint the high watermark");
+        }
         {
             let mut st = shared.state.write();
             // A clean restart then replays nothing.

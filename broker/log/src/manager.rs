@@ -14,6 +14,10 @@ use parking_lot::RwLock;
 use crate::file_log::now_ms;
 use crate::{FileLog, FlushPolicy, LogConfig, LogError, PartitionLog, Result};
 
+/// How often replicated partitions' high watermarks are checkpointed (Kafka's
+/// replica.high.watermark.checkpoint.interval.ms).
+pub const HW_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
 /// Owns the partition logs of one broker.
 #[derive(Debug)]
 pub struct LogManager {
@@ -169,9 +173,10 @@ impl LogManager {
     }
 
     /// Start the background task: every `maintenance_every` it runs retention, segment.ms rolls
-    /// and compaction on every open log; under `FlushPolicy::Interval(d)` it also fsyncs every
-    /// log each `d`. The work runs on the blocking pool. The task ends when the manager is
-    /// dropped.
+    /// and compaction on every open log; every [`HW_CHECKPOINT_EVERY`] it checkpoints the high
+    /// watermarks of replicated partitions; under `FlushPolicy::Interval(d)` it also fsyncs
+    /// every log each `d`. The work runs on the blocking pool. The task ends when the manager
+    /// is dropped.
     pub fn spawn_background(
         self: &Arc<Self>,
         maintenance_every: Duration,
@@ -181,11 +186,14 @@ impl LogManager {
             FlushPolicy::Interval(d) => Some(d),
             FlushPolicy::Group | FlushPolicy::Os => None,
         };
-        let tick = flush_every.map_or(maintenance_every, |d| d.min(maintenance_every));
+        let tick = flush_every
+            .map_or(maintenance_every, |d| d.min(maintenance_every))
+            .min(HW_CHECKPOINT_EVERY);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(tick);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_maintenance = Instant::now();
+            let mut last_checkpoint = Instant::now();
             loop {
                 ticker.tick().await;
                 let Some(logs) = manager.upgrade().map(|m| m.open_logs()) else {
@@ -195,11 +203,22 @@ impl LogManager {
                 if maintain {
                     last_maintenance = Instant::now();
                 }
+                let checkpoint = last_checkpoint.elapsed() >= HW_CHECKPOINT_EVERY;
+                if checkpoint {
+                    last_checkpoint = Instant::now();
+                }
                 let flush = flush_every.is_some();
                 let work = tokio::task::spawn_blocking(move || {
                     for log in logs {
                         if flush {
                             report(&log, "interval flush", log.flush());
+                        }
+                        if checkpoint {
+                            report(
+                                &log,
+                                "high watermark checkpoint",
+                                log.checkpoint_high_watermark(),
+                            );
                         }
                         if maintain {
                             report(&log, "maintenance", log.run_maintenance(now_ms()));

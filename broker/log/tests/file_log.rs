@@ -562,3 +562,40 @@ fn the_leader_epoch_checkpoint_survives_restarts_and_follows_a_torn_tail() {
     let log = FileLog::open(&dir, LogConfig::default()).unwrap();
     assert_eq!(log.leader_epochs().latest().unwrap().epoch, 1);
 }
+
+/// A replicated partition's high watermark survives a restart (clean or not) through its
+/// checkpoint, so a restarted replica does not count its unreplicated tail as committed; a log
+/// back on the single-replica path drops the checkpoint and reopens at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_high_watermark_survives_restarts_through_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    log.set_auto_high_watermark(false);
+    let info = log.append(batch(5, 1_000, Compression::None), 0).unwrap();
+    log.wait_durable(info.last_offset).await.unwrap();
+    log.set_high_watermark(2).unwrap();
+    // A crash after the periodic checkpoint: no close.
+    log.checkpoint_high_watermark().unwrap();
+    drop(log);
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    assert_eq!((log.log_end_offset(), log.high_watermark()), (5, 2));
+    // Still replicated: a durable write does not move the high watermark by itself.
+    let info = log.append(batch(1, 2_000, Compression::None), 0).unwrap();
+    log.wait_durable(info.last_offset).await.unwrap();
+    assert_eq!(log.high_watermark(), 2);
+    log.set_high_watermark(4).unwrap();
+    log.close().unwrap();
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    assert_eq!(log.high_watermark(), 4, "a clean close checkpoints");
+    // The partition shrinks to this replica: everything durable is committed, and stays so.
+    log.set_auto_high_watermark(true);
+    assert_eq!(log.high_watermark(), 6);
+    log.close().unwrap();
+    assert!(!dir.join("replication-offset").exists());
+    let log = FileLog::open(&dir, LogConfig::default()).unwrap();
+    assert_eq!(log.high_watermark(), 6);
+    let info = log.append(batch(1, 3_000, Compression::None), 0).unwrap();
+    log.wait_durable(info.last_offset).await.unwrap();
+    assert_eq!(log.high_watermark(), 7);
+}

@@ -1,4 +1,4 @@
-"""Removing a broker: `remove-node` drains it (its replicas move to the other brokers, each move
+"""Moving partition replicas between brokers. Removing a broker: `remove-node` drains it (its replicas move to the other brokers, each move
 completing once the new replicas are in sync), then it leaves the Raft voters and is forgotten.
 
 Real processes on loopback: three initial voters, a fourth added with `add-node`, then broker 1
@@ -9,16 +9,27 @@ and the removed broker's replicas are deleted from its disk.
 
 import json
 import os
+import signal
 import threading
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KpTopicPartition
+from kafka import errors as kafka_errors
 
 from clients import WAIT_S, http_request, wait_until
 from conftest import ChronikCluster, ChronikServer, free_port
 from test_cluster import cli, unique
-from test_replication import admin, consume, create_replicated, placement
+from test_replication import (
+    admin,
+    consume,
+    create_replicated,
+    placement,
+    produce,
+    wait_for_placement,
+)
 
 DRAIN_ENV = {
     "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
@@ -226,4 +237,70 @@ def test_a_draining_broker_killed_mid_drain_still_leaves_without_loss():
         missing = {v: at for v, at in load.acked.items() if got.get(v) != at}
         assert not missing, f"{len(missing)} acknowledged records lost or moved"
     finally:
+        c.cleanup()
+
+
+def test_kafka_python_reassigns_lists_and_cancels_partition_moves():
+    """AlterPartitionReassignments / ListPartitionReassignments with kafka-python's admin
+    client: a move that completes (replication factor 1 -> 2), one held in progress by a
+    stopped target broker, listed and then cancelled, and the refusals."""
+    c = ChronikCluster(4, name="reassign", **DRAIN_ENV)
+    ka = None
+    stopped = None
+    try:
+        c.start()
+        topic = unique("ra")
+        create_replicated(c.nodes[1], topic, partitions=2, rf=1, min_isr=1)
+        acked, errors = produce(c.bootstrap, topic, [b"r%d" % i for i in range(200)], 2)
+        assert not errors and len(acked) == 200
+        view = placement(c.nodes[1], topic)
+        (_, (r1,), _) = view[1]
+        # Bootstrapped from r1 only, so the broker it asks as controller is alive below.
+        ka = KafkaAdminClient(bootstrap_servers=c.nodes[r1].bootstrap)
+        tp0, tp1 = KpTopicPartition(topic, 0), KpTopicPartition(topic, 1)
+
+        # p0 moves from its one broker to the two others.
+        (_, (r0,), _) = view[0]
+        others = sorted(i for i in c.nodes if i != r0)
+        assert ka.alter_partition_reassignments({tp0: others}) == {tp0: None}
+        wait_for_placement(
+            c.nodes[2],
+            topic,
+            lambda v: v[0][1] == others and v[0][2] == others and v[0][0] in others,
+            "partition 0 on the two other brokers, in sync",
+        )
+
+        # p1 moves onto a broker that cannot fetch (stopped): the move stays in progress.
+        # Not the Raft leader either: a proposal forwarded to a stopped leader waits out its
+        # timeout (it may have been accepted), which is right but slow.
+        raft_leader = c.status(r1)["leader_id"]
+        x = next(i for i in c.nodes if i not in (r1, ka._controller_id, raft_leader))
+        stopped = c.nodes[x]
+        stopped.proc.send_signal(signal.SIGSTOP)
+        assert ka.alter_partition_reassignments({tp1: [r1, x]}) == {tp1: None}
+        listed = ka.list_partition_reassignments()
+        assert listed == {
+            tp1: {"replicas": [r1, x], "adding_replicas": [x], "removing_replicas": []}
+        }, listed
+        assert ka.list_partition_reassignments({topic: [0]}) == {}
+        # Cancelled: back to the replica it had; nothing more to cancel after that.
+        assert ka.alter_partition_reassignments({tp1: None}) == {tp1: None}
+        assert ka.list_partition_reassignments() == {}
+        assert ka.alter_partition_reassignments({tp1: None}) == {
+            tp1: kafka_errors.NoReassignmentInProgressError
+        }
+        assert ka.alter_partition_reassignments({tp1: [r1, 9]}) == {
+            tp1: kafka_errors.InvalidReplicationAssignmentError
+        }
+        stopped.proc.send_signal(signal.SIGCONT)
+        stopped = None
+        assert placement(c.nodes[r1], topic)[1][1] == [r1]
+
+        got, dups = consume(c.bootstrap, topic, 2)
+        assert dups == [] and all(got.get(v) == at for v, at in acked.items())
+    finally:
+        if stopped is not None:
+            stopped.proc.send_signal(signal.SIGCONT)
+        if ka is not None:
+            ka.close()
         c.cleanup()

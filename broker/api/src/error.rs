@@ -64,9 +64,9 @@ impl From<MetaError> for ApiError {
             MetaError::UnknownTopic(_) | MetaError::UnknownBroker(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            MetaError::StalePartitionState(_) | MetaError::CannotDrain(_) => {
-                ApiError::Conflict(e.to_string())
-            }
+            MetaError::StalePartitionState(_)
+            | MetaError::CannotDrain(_)
+            | MetaError::NoReassignmentInProgress(_) => ApiError::Conflict(e.to_string()),
             MetaError::TopicAlreadyExists(_) | MetaError::AlreadyMember(_) => {
                 ApiError::Conflict(e.to_string())
             }

@@ -48,6 +48,7 @@ pub fn for_meta(e: &MetaError) -> ResponseError {
         // Retriable: clients try again once the Raft quorum has a leader.
         MetaError::Unavailable(_) => ResponseError::RequestTimedOut,
         // Membership is not changed through Kafka APIs.
+        MetaError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         MetaError::AlreadyMember(_)
         | MetaError::MembershipUnsupported(_)
         | MetaError::CannotDrain(_) => ResponseError::UnknownServerError,

@@ -110,6 +110,8 @@ registry! {
     deferred TxnOffsetCommit => txn_offset_commit, 0..=4;
     inline DescribeTransactions => describe_transactions, 0..=0;
     inline ListTransactions => list_transactions, 0..=1;
+    inline AlterPartitionReassignments => alter_partition_reassignments, 0..=1;
+    inline ListPartitionReassignments => list_partition_reassignments, 0..=0;
 }
 
 /// The APIs and versions this broker serves.

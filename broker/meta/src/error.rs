@@ -35,6 +35,9 @@ pub enum MetaError {
     /// A broker cannot be drained (its replicas would have nowhere to go) or forgotten yet.
     #[error("cannot drain: {0}")]
     CannotDrain(String),
+    /// Cancelling a reassignment of a partition that is not being reassigned.
+    #[error("no reassignment in progress: {0}")]
+    NoReassignmentInProgress(String),
     /// The store cannot change its membership (it does not replicate).
     #[error("membership changes are not supported: {0}")]
     MembershipUnsupported(String),

@@ -211,7 +211,10 @@ pub fn plan_create_partitions(
         )));
     }
     let added = new_total as usize - current;
-    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    let rf = topic
+        .partitions
+        .first()
+        .map_or(1, |p| p.target_replicas().len());
     let assignments = match assignments {
         Some(a) if a.len() != added => {
             return Err(MetaError::InvalidReplicaAssignment(format!(

@@ -182,6 +182,56 @@ pub fn check_drain(state: &ClusterState, node_id: i32) -> Result<()> {
     Ok(())
 }
 
+/// AlterPartitionReassignments for one partition: `Some(replicas)` moves it there (new replicas
+/// must be live brokers that are not draining; with `allow_rf_change` false the replica count
+/// must stay), `None` cancels the reassignment in progress. Checked against the state as the
+/// command would be applied.
+pub fn plan_reassignment(
+    state: &ClusterState,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+    allow_rf_change: bool,
+) -> Result<Command> {
+    let p = usize::try_from(partition)
+        .ok()
+        .and_then(|i| state.topic(topic).ok()?.partitions.get(i))
+        .ok_or_else(|| MetaError::UnknownTopic(format!("{topic}-{partition}")))?;
+    let replicas = match replicas {
+        None if !p.is_reassigning() => {
+            return Err(MetaError::NoReassignmentInProgress(format!(
+                "{topic}-{partition} is not being reassigned"
+            )))
+        }
+        None => p.original_replicas(),
+        Some(list) => {
+            if let Some(b) = list
+                .iter()
+                .find(|b| !p.replicas.contains(b) && !state.placeable_brokers().any(|l| l == **b))
+            {
+                return Err(MetaError::InvalidReplicaAssignment(format!(
+                    "broker {b} is not a live broker that can take replicas"
+                )));
+            }
+            if !allow_rf_change && list.len() != p.original_replicas().len() {
+                return Err(MetaError::InvalidReplicationFactor(format!(
+                    "{topic}-{partition} has {} replicas; the reassignment names {}",
+                    p.original_replicas().len(),
+                    list.len()
+                )));
+            }
+            list
+        }
+    };
+    let command = Command::ReassignPartition {
+        topic: topic.to_string(),
+        partition,
+        replicas,
+    };
+    state.clone().apply(state.applied_index + 1, &command)?;
+    Ok(command)
+}
+
 /// What the controller does next for the brokers being drained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DrainStep {
@@ -543,6 +593,41 @@ mod tests {
         assert!(
             drain_steps(&s, &members, 8).is_empty(),
             "its only copy is on the dead broker"
+        );
+    }
+
+    #[test]
+    fn requested_reassignments_are_checked_before_they_are_proposed() {
+        let mut s = cluster(&[1, 2, 3, 4], &[&[1, 2]]);
+        s.apply(3, &Command::FenceBroker { node_id: 4 }).unwrap();
+        assert_eq!(
+            plan_reassignment(&s, "t", 0, Some(vec![2, 3]), false).unwrap(),
+            reassign(0, &[2, 3])
+        );
+        for (replicas, rf_change) in [
+            (Some(vec![2, 4]), true), // fenced
+            (Some(vec![2, 9]), true), // unknown
+            (Some(vec![]), true),
+            (Some(vec![2, 2]), true),
+            (Some(vec![1, 2, 3]), false), // replication factor change not allowed
+            (None, true),                 // nothing to cancel
+        ] {
+            assert!(
+                plan_reassignment(&s, "t", 0, replicas.clone(), rf_change).is_err(),
+                "{replicas:?}"
+            );
+        }
+        assert!(matches!(
+            plan_reassignment(&s, "t", 0, None, true),
+            Err(MetaError::NoReassignmentInProgress(_))
+        ));
+        assert!(plan_reassignment(&s, "t", 1, Some(vec![1]), true).is_err());
+        assert!(plan_reassignment(&s, "u", 0, Some(vec![1]), true).is_err());
+        s.apply(4, &reassign(0, &[1, 2, 3])).unwrap();
+        assert_eq!(
+            plan_reassignment(&s, "t", 0, None, true).unwrap(),
+            reassign(0, &[1, 2]),
+            "cancelling returns to the original replicas"
         );
     }
 

@@ -3,7 +3,7 @@
 //! The runtimes that fetch, track follower progress and commit ISR changes through Raft call
 //! these; they own no state of their own here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{ClusterState, Command};
 
@@ -134,12 +134,21 @@ pub fn high_watermark(
 /// (`last_seen`, ms) is older than `lease_ms`, unfence a fenced one heard from within it. A
 /// broker not heard from at all counts as seen at `since_ms` (when this controller took
 /// over), so a new controller gives every broker one lease before fencing it.
+///
+/// `refused` holds brokers that missed heartbeats and whose cluster port refused a connection:
+/// nothing listens there, so the process is gone (a crash), and waiting out the lease would
+/// only keep its partitions leaderless. They are fenced at once. (A broker cut off by the
+/// network does not refuse, it times out, and gets the full lease.) A fenced broker is
+/// unfenced only on a heartbeat within the last `fresh_ms`: one from before a crash must not
+/// bring it back.
 pub fn liveness_changes(
     state: &ClusterState,
     last_seen: &BTreeMap<i32, i64>,
+    refused: &BTreeSet<i32>,
     since_ms: i64,
     now_ms: i64,
     lease_ms: i64,
+    fresh_ms: i64,
 ) -> Vec<Command> {
     state
         .brokers
@@ -147,11 +156,11 @@ pub fn liveness_changes(
         .filter_map(|b| {
             let heard = last_seen.get(b).copied();
             let last = heard.unwrap_or(i64::MIN).max(since_ms);
-            let alive = now_ms - last <= lease_ms;
+            let alive = now_ms - last <= lease_ms && !refused.contains(b);
             let fenced = state.fenced.contains(b);
             if !alive && !fenced {
                 Some(Command::FenceBroker { node_id: *b })
-            } else if alive && fenced && heard.is_some_and(|h| now_ms - h <= lease_ms) {
+            } else if alive && fenced && heard.is_some_and(|h| now_ms - h <= fresh_ms) {
                 Some(Command::UnfenceBroker { node_id: *b })
             } else {
                 None
@@ -195,10 +204,24 @@ mod tests {
                 .unwrap();
         }
         let seen = BTreeMap::from([(1, 9_000), (2, 5_000)]);
-        // Within the grace after take-over nobody is fenced, heard from or not.
-        assert!(liveness_changes(&state, &seen, 8_000, 10_000, 3_000).is_empty());
+        let none = BTreeSet::new();
+        // Within the grace after take-over nobody is fenced, heard from or not...
+        assert!(liveness_changes(&state, &seen, &none, 8_000, 10_000, 3_000, 750).is_empty());
+        // ...unless its port refuses connections: the process is gone.
         assert_eq!(
-            liveness_changes(&state, &seen, 0, 10_000, 3_000),
+            liveness_changes(
+                &state,
+                &seen,
+                &BTreeSet::from([3]),
+                8_000,
+                10_000,
+                3_000,
+                750
+            ),
+            vec![Command::FenceBroker { node_id: 3 }]
+        );
+        assert_eq!(
+            liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750),
             vec![
                 Command::FenceBroker { node_id: 2 },
                 Command::FenceBroker { node_id: 3 }
@@ -212,9 +235,17 @@ mod tests {
             .unwrap();
         let seen = BTreeMap::from([(1, 9_000), (2, 9_500)]);
         assert_eq!(
-            liveness_changes(&state, &seen, 0, 10_000, 3_000),
+            liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750),
             vec![Command::UnfenceBroker { node_id: 2 }]
         );
+        assert!(
+            liveness_changes(&state, &seen, &BTreeSet::from([2]), 0, 10_000, 3_000, 750).is_empty(),
+            "not unfenced while its port refuses"
+        );
+        // Fenced on a refusal 600 ms after its last heartbeat: that heartbeat, within the
+        // lease but not fresh, does not bring it back.
+        let seen = BTreeMap::from([(1, 9_900), (2, 9_000)]);
+        assert!(liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750).is_empty());
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The controller duties of the Raft leader, and what every broker does for them.
 //!
-//! - Liveness: every broker sends a heartbeat to the Raft leader twice a second (the leader
-//!   records its own). The leader, as controller, fences a registered broker silent for longer
-//!   than the lease and unfences it when heard from again (`FenceBroker` / `UnfenceBroker`
-//!   through Raft; applying them elects new partition leaders from the ISR). The decision is
-//!   chronik-meta's pure `liveness_changes`; this module only keeps the clock and the map.
+//! - Liveness: every broker sends a heartbeat to the Raft leader four times a second (the
+//!   leader records its own). The leader, as controller, fences a registered broker silent for
+//!   longer than the lease and unfences it when heard from again (`FenceBroker` /
+//!   `UnfenceBroker` through Raft; applying them elects new partition leaders from the ISR).
+//!   A broker that misses three heartbeats is probed: if its cluster port refuses a connection
+//!   the process is gone and it is fenced without waiting out the lease, which is what makes
+//!   failover after a crash take about a second. The decision is chronik-meta's pure
+//!   `liveness_changes`; this module only keeps the clock, the map and the probe.
 //! - Draining: the leader also carries out drains (`DELETE /admin/cluster/nodes/{id}`): it
 //!   starts the reassignments chronik-meta's pure `drain_steps` decides, a bounded number at a
 //!   time, and once a draining broker holds no replica it removes it from the Raft membership
@@ -56,11 +59,16 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     fn default() -> Self {
         LivenessConfig {
-            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(250),
             lease: Duration::from_secs(3),
         }
     }
 }
+
+/// Heartbeats a broker may miss before the controller checks whether its process is gone.
+const MISSED_BEFORE_PROBE: u32 = 3;
+/// How long the probe waits for a connection: a refusal is immediate, a timeout says nothing.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The last heartbeat heard from each broker, on whichever node receives them.
 #[derive(Debug, Default)]
@@ -116,12 +124,17 @@ pub(crate) fn spawn(
                 liveness.record(me);
                 let since = *leading_since.get_or_insert_with(now_ms);
                 let state = store.state();
+                let seen = liveness.snapshot();
+                let silent_for = config.heartbeat_interval * MISSED_BEFORE_PROBE;
+                let refused = refused_brokers(&raft, &state, &seen, since, silent_for).await;
                 let changes = liveness_changes(
                     &state,
-                    &liveness.snapshot(),
+                    &seen,
+                    &refused,
                     since,
                     now_ms(),
                     config.lease.as_millis() as i64,
+                    silent_for.as_millis() as i64,
                 );
                 for command in changes {
                     tracing::warn!(?command, "broker liveness changed");
@@ -161,6 +174,40 @@ pub(crate) fn spawn(
             }
         }
     })
+}
+
+/// Live brokers silent for longer than `silent_for` (counting from `since` for one never heard
+/// from) whose cluster port refuses a TCP connection right now.
+async fn refused_brokers(
+    raft: &Raft,
+    state: &chronik_meta::ClusterState,
+    seen: &BTreeMap<i32, i64>,
+    since: i64,
+    silent_for: Duration,
+) -> BTreeSet<i32> {
+    let now = now_ms();
+    let silent: Vec<(i32, String)> = state
+        .live_brokers()
+        .filter(|b| {
+            let last = seen.get(b).copied().unwrap_or(i64::MIN).max(since);
+            now - last > silent_for.as_millis() as i64
+        })
+        .filter_map(|b| Some((b, member_address(raft, NodeId::try_from(b).ok()?)?)))
+        .collect();
+    let probes = silent.into_iter().map(|(b, addr)| async move {
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tracing::warn!(broker = b, %addr, "silent broker's cluster port refuses connections");
+                Some(b)
+            }
+            _ => None,
+        }
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// One round of the controller's drain duty (see the module docs).

@@ -47,9 +47,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
-            heartbeat_interval_ms: 250,
-            election_timeout_min_ms: 1_000,
-            election_timeout_max_ms: 2_000,
+            heartbeat_interval_ms: 150,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
             snapshot_every: 1_000,
             propose_timeout: Duration::from_secs(15),
             liveness: LivenessConfig::default(),

@@ -208,13 +208,21 @@ impl LeaderFetcher {
         if requests.is_empty() {
             return Ok(false);
         }
-        let fetched = tokio::time::timeout(
-            FETCH_TIMEOUT,
-            self.link
-                .fetch(self.leader, me, config.fetch_max_wait, requests),
-        )
-        .await
-        .map_err(|_| "replica fetch timed out".to_string())??;
+        // A change of what this fetcher follows (a partition whose leadership just moved here)
+        // abandons the long poll at once, so the new partition's first fetch, which the new
+        // leader's acks=all writes wait for, is not held behind it. Only the request is
+        // abandoned: appends below always finish and become durable before the next fetch.
+        let mut changes = self.followed.clone();
+        let fetched = tokio::select! {
+            fetched = tokio::time::timeout(
+                FETCH_TIMEOUT,
+                self.link
+                    .fetch(self.leader, me, config.fetch_max_wait, requests),
+            ) => fetched.map_err(|_| "replica fetch timed out".to_string())??,
+            changed = changes.changed() => {
+                return changed.map(|()| true).map_err(|_| "fetcher stopped".to_string());
+            }
+        };
         let mut progressed = false;
         for part in fetched {
             let key = (part.topic.clone(), part.partition);

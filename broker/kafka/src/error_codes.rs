@@ -83,7 +83,7 @@ pub fn for_coordinator(e: &CoordinatorError) -> ResponseError {
         // Kafka answers failed writes to __consumer_offsets with retriable coordinator errors
         // so that clients retry (and look the coordinator up again) instead of giving up.
         CoordinatorError::Log(LogError::BatchTooLarge { .. }) => ResponseError::UnknownServerError,
-        CoordinatorError::Log(_) | CoordinatorError::Meta(_) => {
+        CoordinatorError::Log(_) | CoordinatorError::Meta(_) | CoordinatorError::Remote(_) => {
             ResponseError::CoordinatorNotAvailable
         }
         CoordinatorError::NotLeader(_) => ResponseError::NotCoordinator,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chronik_kafka::replication::{
-    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, ReplicationConfig,
+    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, MarkerOutcome,
+    ReplicationConfig, TxnMarkers,
 };
 use chronik_kafka::{listener, Broker, KafkaConfig};
 use chronik_log::{FlushPolicy, LogManager, PartitionLog};
@@ -69,6 +70,14 @@ impl LeaderLink for DirectLink {
         Ok(self
             .broker(leader)?
             .serve_epoch_end_offsets(replica_id, queries))
+    }
+
+    async fn write_txn_markers(
+        &self,
+        leader: i32,
+        markers: TxnMarkers,
+    ) -> Result<Vec<MarkerOutcome>, String> {
+        Ok(self.broker(leader)?.serve_write_txn_markers(markers).await)
     }
 }
 

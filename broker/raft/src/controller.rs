@@ -33,7 +33,7 @@ use crate::proto::replica_service_client::ReplicaServiceClient;
 use crate::proto::replica_service_server::ReplicaService;
 use crate::proto::{
     EpochEndOffsetsRequest, EpochEndOffsetsResponse, HeartbeatRequest, ReplicaFetchRequest,
-    ReplicaFetchResponse,
+    ReplicaFetchResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use crate::store::RaftMetadataStore;
 use crate::{NodeId, Raft};
@@ -247,6 +247,7 @@ async fn drain(raft: &Raft, store: &RaftMetadataStore) {
 pub trait ReplicaHandler: Send + Sync + 'static {
     async fn fetch(&self, request: ReplicaFetchRequest) -> ReplicaFetchResponse;
     async fn epoch_end_offsets(&self, request: EpochEndOffsetsRequest) -> EpochEndOffsetsResponse;
+    async fn write_txn_markers(&self, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse;
 }
 
 /// The `ReplicaService` on the cluster port. The handler is installed once the broker exists
@@ -286,6 +287,16 @@ impl ReplicaService for ReplicaGrpc {
         let handler = self.handler()?;
         Ok(Response::new(
             handler.epoch_end_offsets(request.into_inner()).await,
+        ))
+    }
+
+    async fn write_txn_markers(
+        &self,
+        request: Request<WriteTxnMarkersRequest>,
+    ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
+        let handler = self.handler()?;
+        Ok(Response::new(
+            handler.write_txn_markers(request.into_inner()).await,
         ))
     }
 }
@@ -357,5 +368,18 @@ impl ReplicaClients {
             .await
             .map(Response::into_inner)
             .map_err(|s| format!("epoch end offsets from broker {leader}: {}", s.message()))
+    }
+
+    pub async fn write_txn_markers(
+        &self,
+        leader: i32,
+        request: WriteTxnMarkersRequest,
+    ) -> Result<WriteTxnMarkersResponse, String> {
+        let mut client = self.client(leader)?;
+        client
+            .write_txn_markers(request)
+            .await
+            .map(Response::into_inner)
+            .map_err(|s| format!("transaction markers on broker {leader}: {}", s.message()))
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronik_kafka::replication::{
-    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, ReplicaError,
+    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, MarkerOutcome,
+    ReplicaError, TxnMarkers,
 };
 use chronik_kafka::Broker;
 use chronik_raft::proto;
@@ -80,9 +81,71 @@ impl ReplicaHandler for ReplicaBridge {
                 .collect(),
         }
     }
+
+    async fn write_txn_markers(
+        &self,
+        request: proto::WriteTxnMarkersRequest,
+    ) -> proto::WriteTxnMarkersResponse {
+        let Ok(producer_epoch) = i16::try_from(request.producer_epoch) else {
+            let results = request
+                .partitions
+                .into_iter()
+                .map(|p| proto::MarkerResult {
+                    topic: p.topic,
+                    partition: p.partition,
+                    error: format!("producer epoch {} out of range", request.producer_epoch),
+                    not_leader: false,
+                })
+                .collect();
+            return proto::WriteTxnMarkersResponse { results };
+        };
+        let partitions: Vec<(String, i32)> = request
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
+        let outcomes = self
+            .0
+            .serve_write_txn_markers(TxnMarkers {
+                producer_id: request.producer_id,
+                producer_epoch,
+                commit: request.commit,
+                partitions: partitions.clone(),
+            })
+            .await;
+        proto::WriteTxnMarkersResponse {
+            results: partitions
+                .into_iter()
+                .zip(outcomes)
+                .map(|((topic, partition), outcome)| {
+                    let (error, not_leader) = match outcome {
+                        MarkerOutcome::Written => (String::new(), false),
+                        MarkerOutcome::NotLeader => ("not the leader".to_string(), true),
+                        MarkerOutcome::Failed(why) => (why, false),
+                    };
+                    proto::MarkerResult {
+                        topic,
+                        partition,
+                        error,
+                        not_leader,
+                    }
+                })
+                .collect(),
+        }
+    }
 }
 
-/// A follower's way to its partition leaders.
+fn marker_partitions(partitions: &[(String, i32)]) -> Vec<proto::MarkerPartition> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| proto::MarkerPartition {
+            topic: topic.clone(),
+            partition: *partition,
+        })
+        .collect()
+}
+
+/// A follower's (and a transaction coordinator's) way to partition leaders.
 #[derive(Debug)]
 pub struct GrpcLeaderLink(pub ReplicaClients);
 
@@ -153,6 +216,29 @@ impl LeaderLink for GrpcLeaderLink {
                 error: ReplicaError::from_code(a.error),
                 epoch: a.epoch,
                 end_offset: a.end_offset,
+            })
+            .collect())
+    }
+
+    async fn write_txn_markers(
+        &self,
+        leader: i32,
+        markers: TxnMarkers,
+    ) -> Result<Vec<MarkerOutcome>, String> {
+        let request = proto::WriteTxnMarkersRequest {
+            producer_id: markers.producer_id,
+            producer_epoch: i32::from(markers.producer_epoch),
+            commit: markers.commit,
+            partitions: marker_partitions(&markers.partitions),
+        };
+        let response = self.0.write_txn_markers(leader, request).await?;
+        Ok(response
+            .results
+            .into_iter()
+            .map(|r| match (r.not_leader, r.error.is_empty()) {
+                (true, _) => MarkerOutcome::NotLeader,
+                (false, true) => MarkerOutcome::Written,
+                (false, false) => MarkerOutcome::Failed(r.error),
             })
             .collect())
     }

@@ -73,6 +73,9 @@ pub enum CoordinatorError {
     Meta(#[from] MetaError),
     #[error("__consumer_offsets partition {0} is not led by this broker")]
     NotLeader(i32),
+    /// Another broker could not do its part (transaction markers on partitions it leads).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Coordinator settings (Kafka's group.* and offsets.* broker configs).

@@ -7,10 +7,10 @@
 //! request is answered; the coordinator of an id is the leader of partition
 //! `partition_for(transactional_id)` of that topic, which start-up replays.
 //!
-//! Markers (Kafka's WriteTxnMarkers) are written directly: on a single node every partition
-//! of a transaction is a local log, so the coordinator appends the COMMIT/ABORT control batch
-//! itself (to `__consumer_offsets` partitions through the group coordinator, which applies the
-//! pending offsets). A prepared state whose markers could not all be written stays prepared
+//! Markers (Kafka's WriteTxnMarkers, `markers`): the coordinator appends the COMMIT/ABORT
+//! control batch itself to partitions it leads (to `__consumer_offsets` partitions through the
+//! group coordinator, which applies the pending offsets) and sends the others to their leaders
+//! over the cluster port. A prepared state whose markers could not all be written stays prepared
 //! and a 1 s timer finishes it; the same timer aborts transactions past their timeout. After a
 //! restart the replayed prepared states are finished and open transactions time out from
 //! their recorded start, so every transaction ends.
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chronik_log::{control_batch, BatchHeader, LogError, LogManager, PartitionLog};
+use chronik_log::{BatchHeader, LogManager, PartitionLog};
 use chronik_meta::plan::{self, CreateTopic};
 use chronik_meta::{MetaError, MetadataStore};
 use kafka_protocol::error::ResponseError;
@@ -53,6 +53,8 @@ pub struct TransactionConfig {
     /// transaction.max.timeout.ms: a longer transaction.timeout.ms is refused.
     pub max_timeout_ms: i32,
 }
+
+mod markers;
 
 type Slot = Arc<AsyncMutex<Option<TxnMetadata>>>;
 
@@ -304,7 +306,9 @@ impl TransactionCoordinator {
     }
 
     /// Write the prepared transaction's marker to each of its partitions and wait until all
-    /// are durable. A partition whose topic was deleted needs no marker.
+    /// are durable: those led here directly, the others through their leaders
+    /// (`transaction_markers`). A partition whose topic was deleted needs no marker. Any
+    /// failure leaves the transaction prepared for the timer to finish.
     async fn write_markers(
         &self,
         broker: &Broker,
@@ -314,57 +318,37 @@ impl TransactionCoordinator {
             return Ok(());
         };
         let state = self.meta.state();
-        let now = now_ms();
-        let mut written = Vec::with_capacity(m.partitions.len());
+        let mut here = Vec::new();
+        let mut elsewhere: std::collections::BTreeMap<i32, Vec<(String, i32)>> =
+            std::collections::BTreeMap::new();
         for (topic, partition) in &m.partitions {
-            if topic == OFFSETS_TOPIC {
-                written.push(broker.groups.complete_txn(
-                    *partition,
-                    m.producer_id,
-                    m.producer_epoch,
-                    kind,
-                )?);
-                continue;
-            }
-            let Some(meta) = state.topics.get(topic) else {
-                continue;
-            };
-            let log = match broker.partition_log(meta, *partition) {
-                Ok(log) => log,
-                Err(ResponseError::UnknownTopicOrPartition) => continue,
-                Err(_) => return Err(CoordinatorError::NotLeader(*partition)),
-            };
-            // On a replicated partition the marker counts once the in-sync replicas have it:
-            // a new leader without it would keep the transaction open for good.
-            let replicated = meta
-                .partitions
-                .get(*partition as usize)
-                .is_some_and(|p| p.replicas.len() > 1);
-            let log = if replicated {
-                self.replicas
-                    .committed_log(self.node_id, &self.meta, topic, *partition)
-                    .ok_or(CoordinatorError::NotLeader(*partition))?
-            } else {
-                log
-            };
-            let leader_epoch = meta
-                .partitions
-                .get(*partition as usize)
-                .map_or(0, |p| p.leader_epoch);
-            let marker = control_batch(m.producer_id, m.producer_epoch, kind, 0, now);
-            match log.append(marker, leader_epoch) {
-                Ok(info) => written.push((log, info.last_offset)),
-                Err(LogError::Closed) => continue,
-                Err(e) => return Err(e.into()),
+            let leader = state
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(usize::try_from(*partition).ok()?))
+                .map(|p| p.leader);
+            match leader {
+                // Deleted (markers to __consumer_offsets are checked where they are written).
+                None if topic != OFFSETS_TOPIC => {}
+                Some(chronik_meta::NO_LEADER) => {
+                    return Err(CoordinatorError::NotLeader(*partition));
+                }
+                Some(l) if l != self.node_id => {
+                    elsewhere
+                        .entry(l)
+                        .or_default()
+                        .push((topic.clone(), *partition));
+                }
+                _ => here.push((topic.clone(), *partition)),
             }
         }
-        let waits = written
-            .iter()
-            .map(|(log, offset)| log.wait_durable(*offset));
-        for result in futures::future::join_all(waits).await {
+        let local = self.write_markers_here(broker, m.producer_id, m.producer_epoch, kind, &here);
+        let remote = self.send_markers(broker, m, kind, elsewhere);
+        let (local, remote) = futures::future::join(local, remote).await;
+        for result in local {
             result?;
         }
-        Ok(())
+        remote
     }
 
     /// Finish a prepared transaction: markers, durable, then the Complete state. The Complete
@@ -554,7 +538,9 @@ impl TransactionCoordinator {
     /// Check that `producer_id`/`producer_epoch` own `transactional_id` and that its open
     /// transaction includes `partition` (TxnOffsetCommit is sent to the group coordinator,
     /// which asks here before storing offsets: offsets outside the transaction would never get
-    /// a marker and stay pending for good).
+    /// a marker and stay pending for good). An id coordinated by another broker is not
+    /// checked, as Kafka's group coordinator does not: its coordinator's markers settle the
+    /// pending offsets (AddOffsetsToTxn put this partition in the transaction there).
     pub async fn check_producer(
         &self,
         transactional_id: &str,
@@ -562,6 +548,18 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partition: (String, i32),
     ) -> Result<(), TxnError> {
+        let coordinated_elsewhere = matches!(
+            led_partition(
+                &self.meta.state(),
+                TRANSACTION_TOPIC,
+                transactional_id,
+                self.node_id
+            ),
+            Err(ResponseError::NotCoordinator)
+        );
+        if coordinated_elsewhere {
+            return Ok(());
+        }
         let slot = self.existing_slot(transactional_id)?;
         let guard = slot.lock().await;
         match guard.as_ref() {

@@ -118,8 +118,8 @@ async fn commit(
     version: i16,
     offsets: Vec<(String, i32, CommittedOffset)>,
 ) -> Result<futures::future::BoxFuture<'static, Result<(), ResponseError>>, ResponseError> {
-    // The transaction coordinator is local on a single node: a producer that no longer owns
-    // the transactional id (fenced, or timed out and bumped), or whose transaction does not
+    // When the transaction coordinator is this broker: a producer that no longer owns the
+    // transactional id (fenced, or timed out and bumped), or whose transaction does not
     // include the group (no AddOffsetsToTxn), stores nothing.
     broker
         .transactions

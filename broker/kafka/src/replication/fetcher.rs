@@ -34,6 +34,11 @@ pub(crate) struct FetcherManager {
 }
 
 impl FetcherManager {
+    /// The link to other brokers' cluster ports (also used for transaction markers).
+    pub(crate) fn link(&self) -> &Arc<dyn LeaderLink> {
+        &self.link
+    }
+
     pub(crate) fn new(broker: Weak<Broker>, link: Arc<dyn LeaderLink>) -> Self {
         FetcherManager {
             broker,

@@ -118,7 +118,29 @@ pub struct EpochAnswer {
     pub end_offset: i64,
 }
 
-/// How a follower reaches the leader of its partitions (another broker's cluster port).
+/// Kafka's WriteTxnMarkers: a transaction's COMMIT (or ABORT) marker for partitions that
+/// another broker leads, sent there by the transaction coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnMarkers {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<(String, i32)>,
+}
+
+/// What writing one partition's marker came to on its leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerOutcome {
+    /// Durable there (below the high watermark on a replicated partition), or the partition
+    /// no longer exists.
+    Written,
+    /// That broker does not lead the partition (any more).
+    NotLeader,
+    Failed(String),
+}
+
+/// How a broker reaches the leader of partitions it does not lead (another broker's cluster
+/// port): a follower fetching, a transaction coordinator sending markers.
 #[async_trait]
 pub trait LeaderLink: Send + Sync + std::fmt::Debug {
     async fn fetch(
@@ -135,6 +157,13 @@ pub trait LeaderLink: Send + Sync + std::fmt::Debug {
         replica_id: i32,
         queries: Vec<EpochQuery>,
     ) -> Result<Vec<EpochAnswer>, String>;
+
+    /// One outcome per partition asked, in the same order.
+    async fn write_txn_markers(
+        &self,
+        leader: i32,
+        markers: TxnMarkers,
+    ) -> Result<Vec<MarkerOutcome>, String>;
 }
 
 /// Replication settings of one broker.

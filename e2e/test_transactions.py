@@ -378,3 +378,24 @@ def test_kafka_python_transactional_producer_and_read_committed_consumer(server,
     assert kafka_python_values("read_uncommitted") == kept + [f"dropped-{i}" for i in range(5)]
     # And librdkafka's consumer agrees.
     assert values(read(server, topic_name, [0], "read_committed")) == kept
+
+
+def test_an_idle_transactional_id_expires(start_server):
+    """transactional.id.expiration.ms: an id with nothing in flight and no activity for that
+    long is forgotten (a tombstone in __transaction_state, so also after a restart); its next
+    InitProducerId gets a new producer id instead of bumping the old one's epoch."""
+    from test_replication import init_producer_id
+
+    server = start_server(name="txnexpiry", CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS="1500", **ENV)
+    error, pid, epoch = init_producer_id(server, "expiring")
+    assert error == 0
+    # Still known right away: the same producer id with a bumped epoch.
+    error, again, next_epoch = init_producer_id(server, "expiring")
+    assert (error, again, next_epoch) == (0, pid, epoch + 1)
+    time.sleep(3.5)
+    error, fresh, fresh_epoch = init_producer_id(server, "expiring")
+    assert error == 0 and fresh != pid and fresh_epoch == 0, (pid, fresh, fresh_epoch)
+    time.sleep(3.5)
+    server.restart()
+    error, after_restart, _ = init_producer_id(server, "expiring")
+    assert error == 0 and after_restart not in (pid, fresh), "the tombstone survives a restart"

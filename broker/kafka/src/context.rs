@@ -46,6 +46,8 @@ pub struct KafkaConfig {
     pub transaction_state_partitions: i32,
     /// transaction.max.timeout.ms: the longest transaction.timeout.ms a producer may ask for.
     pub transaction_max_timeout_ms: i32,
+    /// transactional.id.expiration.ms: an idle transactional id is forgotten after this long.
+    pub transactional_id_expiration_ms: i64,
     /// Partition replication between brokers (ISR lag, fetch sizes).
     pub replication: ReplicationConfig,
 }
@@ -73,6 +75,7 @@ impl Default for KafkaConfig {
             // Kafka has 50; fewer for the reason given for offsets_topic_partitions.
             transaction_state_partitions: 8,
             transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             replication: ReplicationConfig::default(),
         }
     }
@@ -130,6 +133,7 @@ impl Broker {
                 // Replicated like __consumer_offsets (capped at the live brokers).
                 replication_factor: config.default_replication_factor.max(1),
                 max_timeout_ms: config.transaction_max_timeout_ms,
+                id_expiration_ms: config.transactional_id_expiration_ms,
             },
             meta.clone(),
             logs.clone(),

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
     pub offsets_retention_minutes: u64,
+    /// CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS: a transactional id with no transaction open and
+    /// no activity for this long is forgotten (Kafka's transactional.id.expiration.ms).
+    pub transactional_id_expiration_ms: u64,
     /// CHRONIK_EMBEDDING_PROVIDER: `local` (the in-process model), `openai` (an
     /// OpenAI-compatible /v1/embeddings endpoint) or `none`; topics may choose another.
     pub embedding_provider: String,
@@ -118,6 +121,7 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             embedding_provider: "local".into(),
             embedding_model: None,
             embedding_endpoint: None,
@@ -290,6 +294,10 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
             self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
         }
+        if let Some(v) = get("CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS") {
+            self.transactional_id_expiration_ms =
+                parse("CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_EMBEDDING_PROVIDER") {
             self.embedding_provider = v.trim().to_string();
         }
@@ -365,6 +373,14 @@ impl ServerConfig {
         if self.offsets_retention_minutes < 1 {
             return Err(invalid(
                 "CHRONIK_OFFSETS_RETENTION_MINUTES",
+                "must be at least 1",
+            ));
+        }
+        if self.transactional_id_expiration_ms < 1
+            || i64::try_from(self.transactional_id_expiration_ms).is_err()
+        {
+            return Err(invalid(
+                "CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS",
                 "must be at least 1",
             ));
         }

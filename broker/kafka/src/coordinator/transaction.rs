@@ -297,6 +297,15 @@ impl TxnMetadata {
         self.last_update_timestamp = now;
     }
 
+    /// Whether the id may be forgotten (Kafka's transactional.id.expiration.ms): nothing open
+    /// or being completed, and no change for `expiration_ms`.
+    pub fn expired(&self, now: i64, expiration_ms: i64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now.saturating_sub(self.last_update_timestamp) >= expiration_ms
+    }
+
     /// InitProducerId found a transaction open: abort it, fencing the old producer.
     pub fn prepare_abort_for_init(&mut self, now: i64) -> bool {
         if self.state != TxnState::Ongoing {

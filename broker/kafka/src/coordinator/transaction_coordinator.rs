@@ -52,6 +52,9 @@ pub struct TransactionConfig {
     pub replication_factor: i16,
     /// transaction.max.timeout.ms: a longer transaction.timeout.ms is refused.
     pub max_timeout_ms: i32,
+    /// transactional.id.expiration.ms: an id idle this long (no transaction open or being
+    /// completed) is forgotten, so ids used once do not accumulate for good.
+    pub id_expiration_ms: i64,
 }
 
 mod markers;
@@ -296,6 +299,17 @@ impl TransactionCoordinator {
         let batch = records::batch(&[(key, Some(txn_records::encode_value(m)))], now_ms())?;
         let info = log.append(batch, 0)?;
         Ok((log, info.last_offset))
+    }
+
+    /// Write a tombstone for the id to `__transaction_state` and wait until it is durable: a
+    /// replay (restart, new coordinator) then no longer knows it.
+    async fn forget(&self, transactional_id: &str) -> Result<(), CoordinatorError> {
+        let log = self.state_log(self.partition_of(transactional_id))?;
+        let key = txn_records::encode_key(transactional_id);
+        let batch = records::batch(&[(key, None)], now_ms())?;
+        let info = log.append(batch, 0)?;
+        log.wait_durable(info.last_offset).await?;
+        Ok(())
     }
 
     /// Write `m` to `__transaction_state` and wait until it is durable.
@@ -664,6 +678,23 @@ impl TransactionCoordinator {
             let Some(m) = guard.as_mut() else { continue };
             if m.state.is_prepared() {
                 self.finish_if_prepared(broker, m).await;
+                continue;
+            }
+            if m.expired(now_ms(), self.config.id_expiration_ms) {
+                let id = m.transactional_id.clone();
+                match self.forget(&id).await {
+                    Ok(()) => {
+                        tracing::info!(transactional_id = %id, "transactional id expired");
+                        *guard = None;
+                        drop(guard);
+                        self.slots
+                            .lock()
+                            .retain(|k, s| k != &id || !Arc::ptr_eq(s, &slot));
+                    }
+                    Err(e) => {
+                        tracing::warn!(transactional_id = %id, error = %e, "cannot expire transactional id")
+                    }
+                }
                 continue;
             }
             let mut prepared = m.clone();

@@ -162,3 +162,22 @@ fn state_codes_round_trip() {
     }
     assert_eq!(TxnState::from_code(8), None);
 }
+
+#[test]
+fn only_idle_ids_without_a_transaction_in_flight_expire() {
+    // Created at 1: Empty, idle from then.
+    let mut m = fresh();
+    assert!(!m.expired(1_000, 5_000));
+    assert!(m.expired(5_001, 5_000));
+    // An open transaction never expires (its timeout aborts it first), however old.
+    assert!(m.add_partitions(1000, 0, parts(&[("a", 0)]), 10).unwrap());
+    assert!(!m.expired(1_000_000, 5_000));
+    assert_eq!(m.prepare_end(1000, 0, false, 20), Ok(EndStep::WriteMarkers));
+    assert!(
+        !m.expired(1_000_000, 5_000),
+        "a prepared abort is still in flight"
+    );
+    m.complete(30);
+    assert!(!m.expired(5_029, 5_000));
+    assert!(m.expired(5_030, 5_000), "idle since it completed");
+}

@@ -6,6 +6,7 @@ committed records and the last stable offset catches up with the high watermark.
 """
 
 import struct
+import time
 import uuid
 
 import pytest
@@ -14,17 +15,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from clients import WAIT_S, wait_until
 from conftest import ChronikCluster
 from kafka_wire import WireClient
+from test_cluster import CLUSTER_ENV
 from test_replication import create_replicated, placement
-
-ENV = {
-    "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
-    "CHRONIK_OFFSETS_TOPIC_PARTITIONS": "6",
-}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = ChronikCluster(3, name="txncluster", **ENV)
+    c = ChronikCluster(3, name="txncluster", **CLUSTER_ENV)
     try:
         yield c.start()
     finally:
@@ -58,9 +55,9 @@ def read_all(bootstrap, topic, partitions, isolation):
     try:
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         got, eof = [], set()
-        deadline = __import__("time").monotonic() + WAIT_S
+        deadline = time.monotonic() + WAIT_S
         while len(eof) < partitions:
-            assert __import__("time").monotonic() < deadline, f"read {len(got)}, eof {eof}"
+            assert time.monotonic() < deadline, f"read {len(got)}, eof {eof}"
             m = c.poll(0.2)
             if m is None:
                 continue
@@ -172,9 +169,9 @@ def test_offsets_committed_in_a_transaction_reach_a_group_coordinator_on_another
     try:
         c.subscribe([source])
         batch = []
-        deadline = __import__("time").monotonic() + WAIT_S
+        deadline = time.monotonic() + WAIT_S
         while len(batch) < 30:
-            assert __import__("time").monotonic() < deadline, f"consumed {len(batch)}"
+            assert time.monotonic() < deadline, f"consumed {len(batch)}"
             m = c.poll(0.2)
             if m is not None and not m.error():
                 batch.append(m)

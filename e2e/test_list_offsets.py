@@ -93,7 +93,9 @@ def test_offsets_for_times_with_out_of_order_timestamps_finds_the_first_record_a
 
 def test_offsets_for_times_spans_segments_and_survives_a_restart(start_server):
     server = start_server("time-index", CHRONIK_FLUSH="group")
-    create_topic(server, "timed", config={"segment.bytes": "1024"})
+    # The records carry 2020 timestamps: without retention.ms=-1, time retention (7 days)
+    # would delete the closed segments under the test whenever maintenance runs first.
+    create_topic(server, "timed", config={"segment.bytes": "1024", "retention.ms": "-1"})
     p = producer(server, **{"linger.ms": 0, "batch.num.messages": 1})
     for i in range(60):  # ~120-byte batches: a new segment every ~8 records
         p.produce("timed", value=b"%02d" % i + b"." * 50, partition=0, timestamp=BASE_TS + i * STEP_MS)

@@ -350,7 +350,11 @@ impl FileLog {
             st.high_watermark
         };
         if shared.hw_checkpointed.swap(hw, Ordering::Relaxed) != hw {
-            checkpoint::write(&shared.dir, checkpoint::HIGH_WATERMARK, hw)?;
+            if let Err(e) = checkpoint::write(&shared.dir, checkpoint::HIGH_WATERMARK, hw) {
+                // Written next time, whether or not the high watermark moves meanwhile.
+                shared.hw_checkpointed.store(-1, Ordering::Relaxed);
+                return Err(e.into());
+            }
         }
         Ok(())
     }

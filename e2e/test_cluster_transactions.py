@@ -10,13 +10,13 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from clients import WAIT_S, wait_until
 from conftest import ChronikCluster
 from kafka_wire import WireClient
 from test_cluster import CLUSTER_ENV
-from test_replication import create_replicated, placement
+from test_replication import consume, create_replicated, placement
 
 
 @pytest.fixture(scope="module")
@@ -42,34 +42,10 @@ def find_coordinator(node, key, key_type):
 
 
 def read_all(bootstrap, topic, partitions, isolation):
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "unused",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "isolation.level": isolation,
-        }
-    )
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        got, eof = [], set()
-        deadline = time.monotonic() + WAIT_S
-        while len(eof) < partitions:
-            assert time.monotonic() < deadline, f"read {len(got)}, eof {eof}"
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                continue
-            eof.discard(m.partition())
-            got.append(m.value().decode())
-        return sorted(got)
-    finally:
-        c.close()
+    """The values read at the isolation level, sorted (each record once: duplicates fail)."""
+    got, dups = consume(bootstrap, topic, partitions, timeout=WAIT_S, isolation=isolation)
+    assert dups == []
+    return sorted(v.decode() for v in got)
 
 
 def stable_everywhere(bootstrap, topic, partitions):

@@ -112,8 +112,9 @@ def produce(bootstrap, topic, values, partitions, idempotent=False, timeout=60):
     return acked, errors
 
 
-def consume(bootstrap, topic, partitions, timeout=40):
-    """Every record below the high watermark: {value: (partition, offset)} plus duplicates."""
+def consume(bootstrap, topic, partitions, timeout=40, isolation="read_uncommitted"):
+    """Every record below the high watermark (the last stable offset for read_committed):
+    {value: (partition, offset)} plus duplicates."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -121,6 +122,7 @@ def consume(bootstrap, topic, partitions, timeout=40):
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
         }
     )
     try:

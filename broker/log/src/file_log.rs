@@ -1012,11 +1012,11 @@ impl PartitionLog for FileLog {
             }
             return;
         }
-        let mut st = shared.state.write();
         if let Err(e) = checkpoint::remove(&shared.dir, checkpoint::HIGH_WATERMARK) {
             tracing::warn!(dir = %shared.dir.display(), error = %e, "cannot remove the high watermark checkpoint");
         }
         shared.hw_checkpointed.store(-1, Ordering::Relaxed);
+        let mut st = shared.state.write();
         if !shared.auto_hw.swap(true, Ordering::Relaxed) {
             // The replicas around it are gone (it is the only one now): what is durable here
             // is committed, as after any durable write of a single replica.

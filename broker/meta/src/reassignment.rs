@@ -193,9 +193,8 @@ pub fn plan_reassignment(
     replicas: Option<Vec<i32>>,
     allow_rf_change: bool,
 ) -> Result<Command> {
-    let p = usize::try_from(partition)
-        .ok()
-        .and_then(|i| state.topic(topic).ok()?.partitions.get(i))
+    let p = state
+        .partition(topic, partition)
         .ok_or_else(|| MetaError::UnknownTopic(format!("{topic}-{partition}")))?;
     let replicas = match replicas {
         None if !p.is_reassigning() => {

@@ -130,6 +130,31 @@ pub fn high_watermark(
     hw.max(current).min(leader_leo)
 }
 
+/// When the controller last heard from `broker`: its last heartbeat, but not before `since_ms`
+/// (when this controller took over), so a new controller counts every broker from then.
+fn last_heard(last_seen: &BTreeMap<i32, i64>, broker: i32, since_ms: i64) -> i64 {
+    last_seen
+        .get(&broker)
+        .copied()
+        .unwrap_or(i64::MIN)
+        .max(since_ms)
+}
+
+/// Live brokers not heard from for longer than `silent_ms`: those the controller probes to
+/// learn whether their process is gone (see `refused` in [`liveness_changes`]).
+pub fn silent_brokers(
+    state: &ClusterState,
+    last_seen: &BTreeMap<i32, i64>,
+    since_ms: i64,
+    now_ms: i64,
+    silent_ms: i64,
+) -> Vec<i32> {
+    state
+        .live_brokers()
+        .filter(|b| now_ms - last_heard(last_seen, *b, since_ms) > silent_ms)
+        .collect()
+}
+
 /// The controller's liveness decisions: fence a registered broker whose last heartbeat
 /// (`last_seen`, ms) is older than `lease_ms`, unfence a fenced one heard from within it. A
 /// broker not heard from at all counts as seen at `since_ms` (when this controller took
@@ -155,8 +180,8 @@ pub fn liveness_changes(
         .keys()
         .filter_map(|b| {
             let heard = last_seen.get(b).copied();
-            let last = heard.unwrap_or(i64::MIN).max(since_ms);
-            let alive = now_ms - last <= lease_ms && !refused.contains(b);
+            let alive =
+                now_ms - last_heard(last_seen, *b, since_ms) <= lease_ms && !refused.contains(b);
             let fenced = state.fenced.contains(b);
             if !alive && !fenced {
                 Some(Command::FenceBroker { node_id: *b })
@@ -205,6 +230,12 @@ mod tests {
         }
         let seen = BTreeMap::from([(1, 9_000), (2, 5_000)]);
         let none = BTreeSet::new();
+        // Probed once silent for longer than 750 ms; after a take-over, counted from then.
+        assert_eq!(silent_brokers(&state, &seen, 0, 9_600, 750), vec![2, 3]);
+        assert_eq!(
+            silent_brokers(&state, &seen, 9_500, 10_000, 750),
+            vec![] as Vec<i32>
+        );
         // Within the grace after take-over nobody is fenced, heard from or not...
         assert!(liveness_changes(&state, &seen, &none, 8_000, 10_000, 3_000, 750).is_empty());
         // ...unless its port refuses connections: the process is gone.

@@ -186,6 +186,14 @@ impl ClusterState {
         self.topics.values().find(|t| t.id == id)
     }
 
+    /// One partition's placement, `None` when the topic or the partition does not exist.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
+        self.topics
+            .get(topic)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)
+    }
+
     /// Apply a command. On error the state is unchanged.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<()> {
         match command {

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chronik_meta::reassignment::{drain_steps, DrainStep};
-use chronik_meta::replication::liveness_changes;
+use chronik_meta::replication::{liveness_changes, silent_brokers};
 use chronik_meta::MetadataStore;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -176,8 +176,8 @@ pub(crate) fn spawn(
     })
 }
 
-/// Live brokers silent for longer than `silent_for` (counting from `since` for one never heard
-/// from) whose cluster port refuses a TCP connection right now.
+/// Live brokers silent for longer than `silent_for` (chronik-meta's `silent_brokers`) whose
+/// cluster port refuses a TCP connection right now.
 async fn refused_brokers(
     raft: &Raft,
     state: &chronik_meta::ClusterState,
@@ -185,15 +185,11 @@ async fn refused_brokers(
     since: i64,
     silent_for: Duration,
 ) -> BTreeSet<i32> {
-    let now = now_ms();
-    let silent: Vec<(i32, String)> = state
-        .live_brokers()
-        .filter(|b| {
-            let last = seen.get(b).copied().unwrap_or(i64::MIN).max(since);
-            now - last > silent_for.as_millis() as i64
-        })
-        .filter_map(|b| Some((b, member_address(raft, NodeId::try_from(b).ok()?)?)))
-        .collect();
+    let silent: Vec<(i32, String)> =
+        silent_brokers(state, seen, since, now_ms(), silent_for.as_millis() as i64)
+            .into_iter()
+            .filter_map(|b| Some((b, member_address(raft, NodeId::try_from(b).ok()?)?)))
+            .collect();
     let probes = silent.into_iter().map(|(b, addr)| async move {
         match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {

@@ -203,14 +203,13 @@ fn recover_partitions(
 ) -> anyhow::Result<Arc<ClusterState>> {
     let state = meta.state();
     for (topic, partition) in logs.existing_partitions() {
-        let Some(meta) = state.topics.get(&topic) else {
+        if !state.topics.contains_key(&topic) {
             tracing::info!(%topic, "removing logs of a deleted topic");
             logs.remove_topic(&topic)?;
             continue;
-        };
-        let moved = usize::try_from(partition)
-            .ok()
-            .and_then(|i| meta.partitions.get(i))
+        }
+        let moved = state
+            .partition(&topic, partition)
             .is_some_and(|p| !p.replicas.contains(&node_id));
         if moved {
             tracing::info!(%topic, partition, "removing the log of a replica moved to another broker");

@@ -15,7 +15,7 @@
 //! restart the replayed prepared states are finished and open transactions time out from
 //! their recorded start, so every transaction ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -294,9 +294,18 @@ impl TransactionCoordinator {
         &self,
         m: &TxnMetadata,
     ) -> Result<(Arc<dyn PartitionLog>, i64), CoordinatorError> {
-        let log = self.state_log(self.partition_of(&m.transactional_id))?;
-        let key = txn_records::encode_key(&m.transactional_id);
-        let batch = records::batch(&[(key, Some(txn_records::encode_value(m)))], now_ms())?;
+        self.append_record(&m.transactional_id, Some(txn_records::encode_value(m)))
+    }
+
+    /// Append the id's record (`None`: a tombstone) to its `__transaction_state` partition.
+    fn append_record(
+        &self,
+        transactional_id: &str,
+        value: Option<bytes::Bytes>,
+    ) -> Result<(Arc<dyn PartitionLog>, i64), CoordinatorError> {
+        let log = self.state_log(self.partition_of(transactional_id))?;
+        let key = txn_records::encode_key(transactional_id);
+        let batch = records::batch(&[(key, value)], now_ms())?;
         let info = log.append(batch, 0)?;
         Ok((log, info.last_offset))
     }
@@ -304,11 +313,8 @@ impl TransactionCoordinator {
     /// Write a tombstone for the id to `__transaction_state` and wait until it is durable: a
     /// replay (restart, new coordinator) then no longer knows it.
     async fn forget(&self, transactional_id: &str) -> Result<(), CoordinatorError> {
-        let log = self.state_log(self.partition_of(transactional_id))?;
-        let key = txn_records::encode_key(transactional_id);
-        let batch = records::batch(&[(key, None)], now_ms())?;
-        let info = log.append(batch, 0)?;
-        log.wait_durable(info.last_offset).await?;
+        let (log, offset) = self.append_record(transactional_id, None)?;
+        log.wait_durable(offset).await?;
         Ok(())
     }
 
@@ -320,8 +326,7 @@ impl TransactionCoordinator {
     }
 
     /// Write the prepared transaction's marker to each of its partitions and wait until all
-    /// are durable: those led here directly, the others through their leaders
-    /// (`transaction_markers`). A partition whose topic was deleted needs no marker. Any
+    /// are durable: those led here directly, the others through their leaders (`markers`). A partition whose topic was deleted needs no marker. Any
     /// failure leaves the transaction prepared for the timer to finish.
     async fn write_markers(
         &self,
@@ -333,15 +338,9 @@ impl TransactionCoordinator {
         };
         let state = self.meta.state();
         let mut here = Vec::new();
-        let mut elsewhere: std::collections::BTreeMap<i32, Vec<(String, i32)>> =
-            std::collections::BTreeMap::new();
+        let mut elsewhere: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for (topic, partition) in &m.partitions {
-            let leader = state
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(usize::try_from(*partition).ok()?))
-                .map(|p| p.leader);
-            match leader {
+            match state.partition(topic, *partition).map(|p| p.leader) {
                 // Deleted (markers to __consumer_offsets are checked where they are written).
                 None if topic != OFFSETS_TOPIC => {}
                 Some(chronik_meta::NO_LEADER) => {

@@ -17,7 +17,7 @@ use chronik_log::{
 use chronik_meta::MetadataStore;
 use tokio::sync::watch;
 
-use super::{partition_meta, LeaderPartition};
+use super::LeaderPartition;
 
 /// Kafka's offsets.commit.timeout.ms.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,7 +39,7 @@ impl CommittedLog {
     async fn wait_high_watermark(&self, offset: i64) -> Result<()> {
         let mut resigned = self.leader.resigned.subscribe();
         let mut hw = self.leader.log.subscribe();
-        if let Some(p) = partition_meta(&self.meta.state(), &self.topic, self.partition) {
+        if let Some(p) = self.meta.state().partition(&self.topic, self.partition) {
             self.leader.advance_high_watermark(self.node_id, &p.isr);
         }
         let wait = async {

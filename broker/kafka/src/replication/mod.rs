@@ -312,18 +312,6 @@ fn roles(state: &ClusterState, node_id: i32) -> BTreeMap<PartitionKey, Role> {
     out
 }
 
-fn partition_meta<'a>(
-    state: &'a ClusterState,
-    topic: &str,
-    partition: i32,
-) -> Option<&'a PartitionMeta> {
-    state
-        .topics
-        .get(topic)?
-        .partitions
-        .get(usize::try_from(partition).ok()?)
-}
-
 impl Broker {
     /// Bring this broker's replica roles in line with metadata: become leader (fresh follower
     /// tracking, leader epoch recorded at the log end, high watermark driven by the ISR) or
@@ -383,7 +371,7 @@ impl Broker {
         }
         // The ISR may have shrunk: recompute high watermarks against the committed ISRs.
         for ((topic, partition), lp) in self.replicas.leaders.lock().iter() {
-            if let Some(p) = partition_meta(state, topic, *partition) {
+            if let Some(p) = state.partition(topic, *partition) {
                 lp.advance_high_watermark(node_id, &p.isr);
             }
         }
@@ -482,7 +470,7 @@ impl Broker {
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
         for (key, lp) in leaders {
-            let Some(p) = partition_meta(&state, &key.0, key.1) else {
+            let Some(p) = state.partition(&key.0, key.1) else {
                 continue;
             };
             if p.leader != self.config.node_id || p.leader_epoch != lp.leader_epoch {
@@ -583,7 +571,7 @@ impl Broker {
                     log_end_offset: -1,
                     records: Bytes::new(),
                 };
-                let Some(p) = partition_meta(&state, &req.topic, req.partition) else {
+                let Some(p) = state.partition(&req.topic, req.partition) else {
                     out.error = ReplicaError::UnknownTopicOrPartition;
                     return out;
                 };
@@ -673,7 +661,7 @@ impl Broker {
                     epoch: -1,
                     end_offset: -1,
                 };
-                let Some(p) = partition_meta(&state, &q.topic, q.partition) else {
+                let Some(p) = state.partition(&q.topic, q.partition) else {
                     answer.error = ReplicaError::UnknownTopicOrPartition;
                     return answer;
                 };
@@ -744,7 +732,7 @@ impl Broker {
             return Err(AckError::NotLeader);
         };
         let min_isr = topic_meta.config().min_insync_replicas.max(1) as usize;
-        match partition_meta(&state, topic, partition) {
+        match state.partition(topic, partition) {
             Some(p) if p.isr.len() < min_isr => Err(AckError::NotEnoughReplicasAfterAppend),
             Some(_) => Ok(()),
             None => Err(AckError::NotLeader),
@@ -756,7 +744,7 @@ impl Broker {
     pub(crate) fn advance_high_watermark(&self, topic: &str, partition: i32) {
         if let (Some(lp), Some(p)) = (
             self.replicas.leader(topic, partition),
-            partition_meta(&self.meta.state(), topic, partition),
+            self.meta.state().partition(topic, partition),
         ) {
             lp.advance_high_watermark(self.config.node_id, &p.isr);
         }

@@ -127,13 +127,6 @@ impl TransactionCoordinator {
             async move {
                 let asked = markers.partitions.clone();
                 let outcomes = link.write_txn_markers(leader, markers).await?;
-                for ((topic, partition), outcome) in asked.iter().zip(&outcomes) {
-                    if *outcome != MarkerOutcome::Written {
-                        return Err(format!(
-                            "marker for {topic}-{partition} on broker {leader}: {outcome:?}"
-                        ));
-                    }
-                }
                 if outcomes.len() != asked.len() {
                     return Err(format!(
                         "broker {leader} answered {} of {} markers",
@@ -141,7 +134,16 @@ impl TransactionCoordinator {
                         asked.len()
                     ));
                 }
-                Ok(())
+                match asked
+                    .iter()
+                    .zip(&outcomes)
+                    .find(|(_, outcome)| **outcome != MarkerOutcome::Written)
+                {
+                    Some(((topic, partition), outcome)) => Err(format!(
+                        "marker for {topic}-{partition} on broker {leader}: {outcome:?}"
+                    )),
+                    None => Ok(()),
+                }
             }
         });
         for result in futures::future::join_all(sends).await {

@@ -395,3 +395,147 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
     .await;
     assert_eq!(n2.logs.get("lag", 0).unwrap().log_end_offset(), 2);
 }
+
+/// A metadata store whose quorum can be lost: proposals fail, the state stays where it was
+/// (two of three brokers down takes the Raft majority with them).
+#[derive(Debug)]
+struct LosableQuorum {
+    inner: LocalMetadataStore,
+    lost: std::sync::atomic::AtomicBool,
+    /// What the store reports as `unreachable_brokers`.
+    unreachable: Mutex<std::collections::BTreeSet<i32>>,
+}
+
+#[async_trait]
+impl MetadataStore for LosableQuorum {
+    async fn propose(&self, command: Command) -> chronik_meta::Result<()> {
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(chronik_meta::MetaError::Storage("quorum lost".into()));
+        }
+        self.inner.propose(command).await
+    }
+
+    fn state(&self) -> Arc<chronik_meta::ClusterState> {
+        self.inner.state()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.subscribe()
+    }
+
+    fn unreachable_brokers(&self) -> std::collections::BTreeSet<i32> {
+        self.unreachable.lock().clone()
+    }
+}
+
+/// The partitions' leaders as one broker's Metadata answers them: (error code, leader id).
+async fn metadata_leaders(node: &Node, topic: &str) -> Vec<(i16, i32)> {
+    let mut c = Client {
+        stream: tokio::net::TcpStream::connect(node.addr).await.unwrap(),
+        correlation: 0,
+    };
+    let req = kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string())))),
+    ]));
+    let resp: kafka_protocol::messages::MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.leader_id.0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_names_no_leader_for_partitions_of_an_unreachable_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let quorum = Arc::new(LosableQuorum {
+        inner: LocalMetadataStore::open(dir.path().join("meta")).unwrap(),
+        lost: Default::default(),
+        unreachable: Default::default(),
+    });
+    let meta: Arc<dyn MetadataStore> = quorum.clone();
+    let link = Arc::new(DirectLink::default());
+    let n1 = start_node(1, dir.path(), &meta, &link).await;
+    let _n2 = start_node(2, dir.path(), &meta, &link).await;
+    meta.propose(Command::CreateTopic {
+        name: "u".into(),
+        id: uuid::Uuid::from_u128(5),
+        assignments: vec![vec![1, 2], vec![2, 1]],
+        configs: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(metadata_leaders(&n1, "u").await, vec![(0, 1), (0, 2)]);
+    // Broker 2's port refused this broker: until the controller fences it (or it answers
+    // again), clients are told its partition has no leader, so they look again soon.
+    quorum.unreachable.lock().insert(2);
+    assert_eq!(metadata_leaders(&n1, "u").await, vec![(0, 1), (5, -1)]);
+    quorum.unreachable.lock().clear();
+    assert_eq!(metadata_leaders(&n1, "u").await, vec![(0, 1), (0, 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_quorum_to_shrink_the_isr_silent_followers_still_refuse_acks_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let quorum = Arc::new(LosableQuorum {
+        inner: LocalMetadataStore::open(dir.path().join("meta")).unwrap(),
+        lost: Default::default(),
+        unreachable: Default::default(),
+    });
+    let meta: Arc<dyn MetadataStore> = quorum.clone();
+    let link = Arc::new(DirectLink::default());
+    let fast = ReplicationConfig {
+        replica_lag_time_max_ms: 400,
+        ..ReplicationConfig::default()
+    };
+    let n1 = start_node_with(1, dir.path(), &meta, &link, fast.clone()).await;
+    let n2 = start_node_with(2, dir.path(), &meta, &link, fast).await;
+    meta.propose(Command::CreateTopic {
+        name: "q".into(),
+        id: uuid::Uuid::from_u128(4),
+        assignments: vec![vec![1, 2]],
+        configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
+    })
+    .await
+    .unwrap();
+    wait_for("leadership set up", || n2.logs.get("q", 0).is_some()).await;
+    assert_eq!(produce(&n1, "q", "x", -1, 5_000).await, (0, 0));
+
+    // The follower goes silent and the quorum is gone with it: the committed ISR stays [1, 2].
+    quorum.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    link.brokers.lock().remove(&1);
+    // Taken before the lag time runs out, then not acknowledged: once the follower has been
+    // silent for the lag time, the wait ends as NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+    let (code, _) = produce(&n1, "q", "in flight", -1, 1_500).await;
+    assert_eq!(code, 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
+    // Refused before it is written.
+    let leader_log = n1.logs.get("q", 0).unwrap();
+    let end = leader_log.log_end_offset();
+    let (code, _) = produce(&n1, "q", "refused", -1, 5_000).await;
+    assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    assert_eq!(leader_log.log_end_offset(), end, "nothing written");
+    assert_eq!(
+        leader_log.high_watermark(),
+        1,
+        "nothing unreplicated is visible"
+    );
+    assert_eq!(meta.state().topics["q"].partitions[0].isr, vec![1, 2]);
+
+    // Quorum and follower back: it catches up (the leader may have shrunk the ISR meanwhile
+    // and adds it back), and acks=all is taken again; a client retries NOT_ENOUGH_REPLICAS.
+    quorum
+        .lost
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    link.brokers.lock().insert(1, Arc::downgrade(&n1.broker));
+    let mut answer = (19, -1);
+    for _ in 0..100 {
+        answer = produce(&n1, "q", "again", -1, 5_000).await;
+        if answer.0 != 19 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer, (0, end));
+    assert_eq!(n2.logs.get("q", 0).unwrap().log_end_offset(), end + 1);
+}

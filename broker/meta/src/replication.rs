@@ -3,7 +3,7 @@
 //! The runtimes that fetch, track follower progress and commit ISR changes through Raft call
 //! these; they own no state of their own here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::{ClusterState, Command};
 
@@ -140,18 +140,25 @@ fn last_heard(last_seen: &BTreeMap<i32, i64>, broker: i32, since_ms: i64) -> i64
         .max(since_ms)
 }
 
-/// Live brokers not heard from for longer than `silent_ms`: those the controller probes to
-/// learn whether their process is gone (see `refused` in [`liveness_changes`]).
-pub fn silent_brokers(
+/// Live brokers the controller probes to learn whether their process is gone (see `refused`
+/// in [`liveness_changes`]): those not heard from for longer than `silent_ms`, and those
+/// another broker reported (`suspects`, broker -> when reported) within the last `silent_ms`
+/// because their cluster port refused its replica fetch. A follower's fetch notices a crashed
+/// leader at once, long before its heartbeats are missed.
+pub fn brokers_to_probe(
     state: &ClusterState,
     last_seen: &BTreeMap<i32, i64>,
+    suspects: &BTreeMap<i32, i64>,
     since_ms: i64,
     now_ms: i64,
     silent_ms: i64,
 ) -> Vec<i32> {
     state
         .live_brokers()
-        .filter(|b| now_ms - last_heard(last_seen, *b, since_ms) > silent_ms)
+        .filter(|b| {
+            now_ms - last_heard(last_seen, *b, since_ms) > silent_ms
+                || suspects.get(b).is_some_and(|t| now_ms - t <= silent_ms)
+        })
         .collect()
 }
 
@@ -160,16 +167,17 @@ pub fn silent_brokers(
 /// broker not heard from at all counts as seen at `since_ms` (when this controller took
 /// over), so a new controller gives every broker one lease before fencing it.
 ///
-/// `refused` holds brokers that missed heartbeats and whose cluster port refused a connection:
-/// nothing listens there, so the process is gone (a crash), and waiting out the lease would
-/// only keep its partitions leaderless. They are fenced at once. (A broker cut off by the
-/// network does not refuse, it times out, and gets the full lease.) A fenced broker is
-/// unfenced only on a heartbeat within the last `fresh_ms`: one from before a crash must not
-/// bring it back.
+/// `refused_at` holds when the controller's probe last found a broker's cluster port refusing
+/// connections. Refused since its last heartbeat, nothing listens there: the process is gone
+/// (a crash) and waiting out the lease would only keep its partitions leaderless, so it is
+/// fenced at once and stays fenced until a heartbeat newer than the refusal arrives. (A broker
+/// cut off by the network does not refuse, it times out, and gets the full lease.) A fenced
+/// broker is unfenced only on a heartbeat within the last `fresh_ms`: one from before a crash
+/// must not bring it back.
 pub fn liveness_changes(
     state: &ClusterState,
     last_seen: &BTreeMap<i32, i64>,
-    refused: &BTreeSet<i32>,
+    refused_at: &BTreeMap<i32, i64>,
     since_ms: i64,
     now_ms: i64,
     lease_ms: i64,
@@ -180,8 +188,9 @@ pub fn liveness_changes(
         .keys()
         .filter_map(|b| {
             let heard = last_seen.get(b).copied();
-            let alive =
-                now_ms - last_heard(last_seen, *b, since_ms) <= lease_ms && !refused.contains(b);
+            let last = last_heard(last_seen, *b, since_ms);
+            let gone = refused_at.get(b).is_some_and(|r| *r >= last);
+            let alive = now_ms - last <= lease_ms && !gone;
             let fenced = state.fenced.contains(b);
             if !alive && !fenced {
                 Some(Command::FenceBroker { node_id: *b })
@@ -229,21 +238,31 @@ mod tests {
                 .unwrap();
         }
         let seen = BTreeMap::from([(1, 9_000), (2, 5_000)]);
-        let none = BTreeSet::new();
+        let no_suspects = BTreeMap::new();
         // Probed once silent for longer than 750 ms; after a take-over, counted from then.
-        assert_eq!(silent_brokers(&state, &seen, 0, 9_600, 750), vec![2, 3]);
         assert_eq!(
-            silent_brokers(&state, &seen, 9_500, 10_000, 750),
+            brokers_to_probe(&state, &seen, &no_suspects, 0, 9_600, 750),
+            vec![2, 3]
+        );
+        assert_eq!(
+            brokers_to_probe(&state, &seen, &no_suspects, 9_500, 10_000, 750),
             vec![] as Vec<i32>
         );
+        // A recent report gets a broker probed at once, heard from or not; an old one does not.
+        let suspects = BTreeMap::from([(1, 9_900), (3, 9_000)]);
+        assert_eq!(
+            brokers_to_probe(&state, &seen, &suspects, 9_500, 10_000, 750),
+            vec![1]
+        );
         // Within the grace after take-over nobody is fenced, heard from or not...
+        let none = BTreeMap::new();
         assert!(liveness_changes(&state, &seen, &none, 8_000, 10_000, 3_000, 750).is_empty());
-        // ...unless its port refuses connections: the process is gone.
+        // ...unless its port refused connections since: the process is gone.
         assert_eq!(
             liveness_changes(
                 &state,
                 &seen,
-                &BTreeSet::from([3]),
+                &BTreeMap::from([(3, 9_990)]),
                 8_000,
                 10_000,
                 3_000,
@@ -251,6 +270,17 @@ mod tests {
             ),
             vec![Command::FenceBroker { node_id: 3 }]
         );
+        // A refusal older than the last heartbeat is history (it restarted).
+        assert!(liveness_changes(
+            &state,
+            &seen,
+            &BTreeMap::from([(1, 8_500)]),
+            8_000,
+            10_000,
+            3_000,
+            750
+        )
+        .is_empty());
         assert_eq!(
             liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750),
             vec![
@@ -269,12 +299,19 @@ mod tests {
             liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750),
             vec![Command::UnfenceBroker { node_id: 2 }]
         );
+        // Fenced on a refusal right after a heartbeat: that heartbeat is fresh, but older than
+        // the refusal, so it does not bring the broker back; a newer one does.
+        let refused = BTreeMap::from([(2, 9_600)]);
         assert!(
-            liveness_changes(&state, &seen, &BTreeSet::from([2]), 0, 10_000, 3_000, 750).is_empty(),
-            "not unfenced while its port refuses"
+            liveness_changes(&state, &seen, &refused, 0, 10_000, 3_000, 750).is_empty(),
+            "not unfenced on a heartbeat from before the refusal"
         );
-        // Fenced on a refusal 600 ms after its last heartbeat: that heartbeat, within the
-        // lease but not fresh, does not bring it back.
+        let seen = BTreeMap::from([(1, 9_900), (2, 9_700)]);
+        assert_eq!(
+            liveness_changes(&state, &seen, &refused, 0, 10_000, 3_000, 750),
+            vec![Command::UnfenceBroker { node_id: 2 }]
+        );
+        // A heartbeat within the lease but not fresh does not bring it back either.
         let seen = BTreeMap::from([(1, 9_900), (2, 9_000)]);
         assert!(liveness_changes(&state, &seen, &none, 0, 10_000, 3_000, 750).is_empty());
     }

@@ -2,6 +2,7 @@
 //! implement; [`LocalMetadataStore`] is the single-node implementation: a journal of commands
 //! (one JSON line each, fsynced before the command counts) plus a periodic snapshot.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// does not replicate.
     fn quorum(&self) -> Option<QuorumStatus> {
         None
+    }
+    /// Brokers this node found unreachable in the last moments (their cluster port refused a
+    /// connection) and has not heard from since: probably crashed, not yet fenced. A hint for
+    /// clients (see the Metadata handler), never an input to a decision.
+    fn unreachable_brokers(&self) -> BTreeSet<i32> {
+        BTreeSet::new()
     }
     /// Add a node (by its id and cluster-port address) to the replication quorum as a voter.
     async fn add_voter(&self, node_id: i32, address: String) -> Result<()> {

@@ -155,7 +155,11 @@ impl RaftService for RaftGrpc {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         // Recorded wherever it lands; only the leader's controller acts on it.
-        self.liveness.record(request.into_inner().node_id);
+        let request = request.into_inner();
+        self.liveness.record(request.node_id);
+        for broker in request.unreachable {
+            self.liveness.suspect(broker);
+        }
         Ok(Response::new(HeartbeatReply {}))
     }
 }

@@ -78,6 +78,7 @@ pub struct RaftNode {
     server: JoinHandle<()>,
     stop_server: watch::Sender<bool>,
     replica_service: ReplicaGrpc,
+    liveness: Arc<Liveness>,
     controller: JoinHandle<()>,
 }
 
@@ -186,13 +187,15 @@ impl RaftNode {
             raft.clone(),
             state_machine,
             config.timings.propose_timeout,
+            liveness.clone(),
         ));
         let controller = controller::spawn(
             config.node_id,
             raft.clone(),
             store.clone(),
-            liveness,
+            liveness.clone(),
             config.timings.liveness.clone(),
+            Duration::from_millis(config.timings.election_timeout_max_ms),
         );
         Ok(RaftNode {
             node_id: config.node_id,
@@ -201,6 +204,7 @@ impl RaftNode {
             server,
             stop_server,
             replica_service,
+            liveness,
             controller,
         })
     }
@@ -221,7 +225,7 @@ impl RaftNode {
 
     /// Clients for fetching from partition leaders over their cluster ports.
     pub fn replica_clients(&self) -> ReplicaClients {
-        ReplicaClients::new(self.raft.clone())
+        ReplicaClients::new(self.raft.clone(), self.liveness.clone())
     }
 
     /// Wait until this node is a member that knows a leader and has applied everything that

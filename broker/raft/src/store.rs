@@ -22,6 +22,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::controller::Liveness;
+
 use crate::membership::{self, AddVoter};
 use crate::network;
 use crate::proto::raft_service_client::RaftServiceClient;
@@ -40,6 +42,7 @@ pub struct RaftMetadataStore {
     /// How long a proposal may wait for a leader before failing as unavailable.
     propose_timeout: Duration,
     leaders: Mutex<HashMap<String, RaftServiceClient<tonic::transport::Channel>>>,
+    liveness: Arc<Liveness>,
 }
 
 impl std::fmt::Debug for RaftMetadataStore {
@@ -66,6 +69,7 @@ impl RaftMetadataStore {
         raft: Raft,
         state_machine: StateMachine,
         propose_timeout: Duration,
+        liveness: Arc<Liveness>,
     ) -> Self {
         RaftMetadataStore {
             node_id,
@@ -73,6 +77,7 @@ impl RaftMetadataStore {
             state_machine,
             propose_timeout,
             leaders: Mutex::new(HashMap::new()),
+            liveness,
         }
     }
 
@@ -273,6 +278,10 @@ impl MetadataStore for RaftMetadataStore {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.state_machine.subscribe()
+    }
+
+    fn unreachable_brokers(&self) -> std::collections::BTreeSet<i32> {
+        self.liveness.unreachable()
     }
 
     fn quorum(&self) -> Option<QuorumStatus> {

@@ -1,6 +1,7 @@
 //! Metadata: brokers, the controller, and topics with their partitions' leaders, replicas and
 //! ISR. Unknown topics are auto-created when both the broker and the client allow it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chronik_meta::{ClusterState, TopicMeta, NO_LEADER};
@@ -19,6 +20,7 @@ pub(crate) async fn handle(
     version: i16,
 ) -> MetadataResponse {
     let mut state = broker.meta.state();
+    let unreachable = broker.meta.unreachable_brokers();
     // v0 has no auto-create flag: the broker setting alone decides.
     let client_allows = version < 4 || request.allow_auto_topic_creation;
     let topics = match request.topics {
@@ -26,12 +28,12 @@ pub(crate) async fn handle(
         None => state
             .topics
             .values()
-            .map(|t| topic_response(&state, t))
+            .map(|t| topic_response(&state, t, &unreachable))
             .collect(),
         Some(list) if list.is_empty() && version == 0 => state
             .topics
             .values()
-            .map(|t| topic_response(&state, t))
+            .map(|t| topic_response(&state, t, &unreachable))
             .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
@@ -61,7 +63,7 @@ pub(crate) async fn handle(
                     }
                 }
                 match state.topics.get(&name) {
-                    Some(t) => out.push(topic_response(&state, t)),
+                    Some(t) => out.push(topic_response(&state, t, &unreachable)),
                     None => out.push(error_topic(&name, ResponseError::UnknownTopicOrPartition)),
                 }
             }
@@ -97,14 +99,29 @@ fn error_topic(name: &str, code: ResponseError) -> MetadataResponseTopic {
         .with_name(Some(TopicName(str_bytes(name))))
 }
 
-fn topic_response(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
+/// `unreachable`: brokers whose cluster port just refused this broker's connections (see
+/// `MetadataStore::unreachable_brokers`), crashed but not fenced yet. Their partitions are
+/// answered without a leader, as during an election. A client that asks right after losing
+/// its connection to a crashed leader then parks the partition instead of waiting on the dead
+/// broker, and moves to the new leader at its next metadata refresh (librdkafka moves a
+/// partition from a broker that is down to a new leader in two refreshes, a second apart).
+fn topic_response(
+    state: &ClusterState,
+    topic: &TopicMeta,
+    unreachable: &BTreeSet<i32>,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let leader = if unreachable.contains(&p.leader) {
+                NO_LEADER
+            } else {
+                p.leader
+            };
             // No live ISR member: offline until one returns (no unclean election).
-            let code = if p.leader == NO_LEADER {
+            let code = if leader == NO_LEADER {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
@@ -115,12 +132,12 @@ fn topic_response(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTo
                     p.replicas
                         .iter()
                         .copied()
-                        .filter(|r| !state.is_live(*r))
+                        .filter(|r| !state.is_live(*r) || unreachable.contains(r))
                         .map(BrokerId)
                         .collect(),
                 )
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())

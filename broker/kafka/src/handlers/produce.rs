@@ -144,12 +144,25 @@ fn append(
         });
     if replicated.as_ref().is_some_and(|r| r.acks_all) {
         let min_isr = topic.config().min_insync_replicas.max(1) as usize;
-        let isr = placement.map_or(0, |p| p.isr.len());
-        if isr < min_isr {
+        let isr = placement.map_or(&[][..], |p| &p.isr[..]);
+        let reachable = broker.reachable_isr(&topic.name, partition, isr);
+        if isr.len() < min_isr {
             return Appended::Failed(
                 ResponseError::NotEnoughReplicas,
                 Some(format!(
-                    "{isr} in-sync replicas, min.insync.replicas is {min_isr}; nothing was written"
+                    "{} in-sync replicas, min.insync.replicas is {min_isr}; nothing was written",
+                    isr.len()
+                )),
+                Vec::new(),
+            );
+        }
+        if reachable < min_isr {
+            return Appended::Failed(
+                ResponseError::NotEnoughReplicas,
+                Some(format!(
+                    "{reachable} of {} in-sync replicas fetched within replica.lag.time.max.ms, \
+                     min.insync.replicas is {min_isr}; nothing was written",
+                    isr.len()
                 )),
                 Vec::new(),
             );

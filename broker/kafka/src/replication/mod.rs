@@ -722,21 +722,30 @@ impl Broker {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| AckError::TimedOut)??;
+        let waited = tokio::time::timeout(timeout, wait).await;
         // Kafka's check once the high watermark passed: if the ISR shrank below
-        // min.insync.replicas meanwhile, the write is replicated but not as required.
+        // min.insync.replicas meanwhile, the write is replicated but not as required. On a
+        // timeout the same check, against the followers still fetching, tells a client that
+        // the replicas are gone rather than slow.
         let state = self.meta.state();
         let Ok(topic_meta) = state.topic(topic) else {
             return Err(AckError::NotLeader);
         };
         let min_isr = topic_meta.config().min_insync_replicas.max(1) as usize;
-        match state.partition(topic, partition) {
-            Some(p) if p.isr.len() < min_isr => Err(AckError::NotEnoughReplicasAfterAppend),
-            Some(_) => Ok(()),
-            None => Err(AckError::NotLeader),
+        let Some(p) = state.partition(topic, partition) else {
+            return Err(AckError::NotLeader);
+        };
+        match waited {
+            Ok(result) => result?,
+            Err(_) if self.reachable_isr(topic, partition, &p.isr) < min_isr => {
+                return Err(AckError::NotEnoughReplicasAfterAppend)
+            }
+            Err(_) => return Err(AckError::TimedOut),
         }
+        if p.isr.len() < min_isr {
+            return Err(AckError::NotEnoughReplicasAfterAppend);
+        }
+        Ok(())
     }
 
     /// Recompute a led partition's high watermark now (after a durable local write, which
@@ -748,6 +757,25 @@ impl Broker {
         ) {
             lp.advance_high_watermark(self.config.node_id, &p.isr);
         }
+    }
+
+    /// How many members of the committed `isr` this leader can count on now: itself and the
+    /// followers caught up within replica.lag.time.max.ms. Below the committed size only while
+    /// a shrink is on its way through the metadata quorum, or for as long as that quorum is
+    /// lost (two of three brokers down): the committed ISR cannot shrink then, and an acks=all
+    /// write would wait for followers that never fetch. Refusing it is always safe.
+    pub(crate) fn reachable_isr(&self, topic: &str, partition: i32, isr: &[i32]) -> usize {
+        let Some(lp) = self.replicas.leader(topic, partition) else {
+            return isr.len();
+        };
+        let lagging = decide::isr_to_shrink(
+            self.config.node_id,
+            isr,
+            &lp.followers.lock(),
+            now_ms(),
+            self.config.replication.replica_lag_time_max_ms,
+        );
+        isr.len() - lagging.len()
     }
 
     /// Whether this broker has taken up the leadership of this replicated partition.

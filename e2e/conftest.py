@@ -47,8 +47,12 @@ class ChronikServer:
     directory, as an operator restarting a crashed broker would.
     """
 
-    def __init__(self, name="chronik", **env):
+    def __init__(self, name="chronik", host="127.0.0.1", netns=None, **env):
         self.name = name
+        # Address every port binds to and is reached at; `netns` runs the process in that
+        # network namespace (see test_network_partition.py).
+        self.host = host
+        self.netns = netns
         self.binary = server_binary()
         self.data_dir = tempfile.mkdtemp(prefix=f"chronik-e2e-{name}-")
         self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
@@ -65,7 +69,7 @@ class ChronikServer:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def env(self):
         env = dict(os.environ)
@@ -73,7 +77,7 @@ class ChronikServer:
             {
                 "CHRONIK_DATA_DIR": os.path.join(self.data_dir, "data"),
                 "CHRONIK_KAFKA_PORT": str(self.port),
-                "CHRONIK_BIND_ADDR": "127.0.0.1",
+                "CHRONIK_BIND_ADDR": self.host,
                 # Free ports for the listeners this build may or may not open yet.
                 "CHRONIK_UNIFIED_API_PORT": str(self.http_port),
                 "CHRONIK_CLUSTER_PORT": str(free_port()),
@@ -98,8 +102,12 @@ class ChronikServer:
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
+        command = [self.binary, "start"]
+        if self.netns:
+            # `ip netns exec` execs the server in place: the pid is the server's.
+            command = ["ip", "netns", "exec", self.netns, *command]
         self.proc = subprocess.Popen(
-            [self.binary, "start"],
+            command,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -119,7 +127,7 @@ class ChronikServer:
                     + self.log_tail()
                 )
             try:
-                with WireClient(self.port, timeout=2.0) as c:
+                with WireClient(self.port, timeout=2.0, host=self.host) as c:
                     error_code, apis = c.api_versions()
                     if error_code == 0 and apis:
                         return
@@ -207,7 +215,11 @@ class ChronikCluster:
     their ChronikServer methods, which keep ports and data directories.
     """
 
-    def __init__(self, size=3, name="cluster", **env):
+    def __init__(self, size=3, name="cluster", hosts=None, netns=None, **env):
+        """`hosts`/`netns`: per node id, the address it binds to and the network namespace
+        it runs in (default: all on 127.0.0.1 in this namespace)."""
+        hosts = hosts or {}
+        netns = netns or {}
         taken = set()
 
         def distinct_port():
@@ -218,11 +230,15 @@ class ChronikCluster:
             return port
 
         cluster_ports = {i: distinct_port() for i in range(1, size + 1)}
-        peers = ",".join(f"{i}@127.0.0.1:{p}" for i, p in cluster_ports.items())
+        peers = ",".join(
+            f"{i}@{hosts.get(i, '127.0.0.1')}:{p}" for i, p in cluster_ports.items()
+        )
         self.nodes = {}
         for i, cluster_port in cluster_ports.items():
             node = ChronikServer(
                 f"{name}-{i}",
+                host=hosts.get(i, "127.0.0.1"),
+                netns=netns.get(i),
                 CHRONIK_NODE_ID=i,
                 CHRONIK_PEERS=peers,
                 CHRONIK_CLUSTER_PORT=cluster_port,
@@ -253,7 +269,8 @@ class ChronikCluster:
         import json
         import urllib.request
 
-        url = f"http://127.0.0.1:{self.nodes[node_id].http_port}/admin/cluster"
+        node = self.nodes[node_id]
+        url = f"http://{node.host}:{node.http_port}/admin/cluster"
         with urllib.request.urlopen(url, timeout=5) as r:
             return json.loads(r.read())
 

@@ -143,8 +143,8 @@ def parse_produce_v3_response(body):
 
 
 class WireClient:
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.correlation_id = 0
 
     def close(self):

@@ -316,8 +316,16 @@ def test_raft_leader_loss_restart_and_full_restart():
         roles = {n["id"]: n["raft_state"] for n in c.status(old)["nodes"]}
         assert sorted(roles.values()).count("leader") == 1, roles
 
-        # Full-cluster restart: topics, placement and data survive.
-        _, placement = topic_metadata(c.nodes[1], before)
+        # Full-cluster restart: topics, placement and data survive. The rejoined broker was
+        # fenced while down (its single-replica partitions had no leader) and is unfenced on
+        # its first heartbeats: take the placement once every partition is led again.
+        placement = wait_until(
+            lambda: (lambda pl: pl if -1 not in pl.values() else None)(
+                topic_metadata(c.nodes[1], before)[1]
+            ),
+            timeout=30,
+            what="every partition led again after the rejoin",
+        )
         for node in c.nodes.values():
             node.kill()
         c.start()

@@ -31,6 +31,7 @@ from test_replication import (
     full_isr,
     placement,
     produce,
+    produce_through_a_new_leader,
     unique,
     wait_for_placement,
 )
@@ -145,16 +146,9 @@ def test_a_partitioned_leader_is_replaced_and_truncates_its_divergent_tail():
         code = produce_inside(net.names[old], cut_off.host, cut_off.port, topic, b"stale", -1, 3000)
         assert code != 0, "a cut-off leader acknowledged an acks=all write"
 
-        wait_for_placement(
-            c.nodes[rest[0]],
-            topic,
-            lambda v: v[0][0] in rest and old not in v[0][2],
-            "a new leader while the old one is cut off",
-            40,
+        more = produce_through_a_new_leader(
+            c, topic, old, b"b", "a new leader while the old one is cut off", 40
         )
-        bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
-        more, errors = produce(bootstrap, topic, [b"b%d" % i for i in range(50)], 1)
-        assert not errors and len(more) == 50
 
         net.heal(old)
         wait_for_placement(c.nodes[rest[0]], topic, full_isr, "the old leader back in the ISR", 60)

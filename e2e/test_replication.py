@@ -180,6 +180,23 @@ def stored_batches(node, topic, partition):
     return out
 
 
+def produce_through_a_new_leader(cluster, topic, old, prefix, what, timeout):
+    """Once a broker other than `old` leads partition 0 with `old` out of its ISR, 50 acks=all
+    records through the other brokers: {value: (partition, offset)}."""
+    rest = [i for i in cluster.nodes if i != old]
+    wait_for_placement(
+        cluster.nodes[rest[0]],
+        topic,
+        lambda v: v[0][0] in rest and old not in v[0][2],
+        what,
+        timeout,
+    )
+    bootstrap = ",".join(cluster.nodes[i].bootstrap for i in rest)
+    more, errors = produce(bootstrap, topic, [prefix + b"%d" % i for i in range(50)], 1)
+    assert not errors and len(more) == 50
+    return more
+
+
 def assert_replicas_identical(cluster, topic, partitions, bootstrap):
     """Every replica holds the same bytes below the high watermark (which covers everything)."""
     hws = high_watermarks(bootstrap, topic, partitions)
@@ -327,20 +344,12 @@ def test_a_paused_leader_is_replaced_and_cannot_acknowledge_after_it_resumes():
         old = view[0][0]
         acked, errors = produce(c.bootstrap, topic, [b"p%d" % i for i in range(50)], 1)
         assert not errors and len(acked) == 50
-        rest = [i for i in c.nodes if i != old]
-        # Keep the Raft quorum on the others.
+        # The Raft quorum stays with the others.
         c.nodes[old].proc.send_signal(signal.SIGSTOP)
         try:
-            wait_for_placement(
-                c.nodes[rest[0]],
-                topic,
-                lambda v: v[0][0] in rest and old not in v[0][2],
-                "a new leader while the old one is paused",
-                30,
+            more = produce_through_a_new_leader(
+                c, topic, old, b"q", "a new leader while the old one is paused", 30
             )
-            bootstrap = ",".join(c.nodes[i].bootstrap for i in rest)
-            more, errors = produce(bootstrap, topic, [b"q%d" % i for i in range(50)], 1)
-            assert not errors and len(more) == 50
         finally:
             c.nodes[old].proc.send_signal(signal.SIGCONT)
         with WireClient(c.nodes[old].port, timeout=20) as w:

@@ -23,7 +23,7 @@
 #   BENCH_LATENCY_COUNT  messages in the fixed-rate latency case (default 100000, at 10k msg/s)
 #   BENCH_FRESHNESS_COUNT  records in the freshness cases (default 200000; JSON, 256 B)
 #   BENCH_FRESHNESS_LOW_RATE  rate of the steady-state freshness case (default 2000 msg/s, 20 s)
-#   BENCH_FAILOVER_ROUNDS  leader kills in the failover case (default 10)
+#   BENCH_FAILOVER_ROUNDS  leader kills in the failover case (default 20)
 #   BENCH_PORT_BASE      first of the loopback ports used (default 29092)
 set -euo pipefail
 
@@ -40,7 +40,7 @@ LATENCY_COUNT=${BENCH_LATENCY_COUNT:-100000}
 PORT_BASE=${BENCH_PORT_BASE:-29092}
 FRESHNESS_COUNT=${BENCH_FRESHNESS_COUNT:-200000}
 FRESHNESS_LOW_RATE=${BENCH_FRESHNESS_LOW_RATE:-2000}
-FAILOVER_ROUNDS=${BENCH_FAILOVER_ROUNDS:-10}
+FAILOVER_ROUNDS=${BENCH_FAILOVER_ROUNDS:-20}
 CACHE=$HOME/.cache/chronik-bench
 TANSU_BIN=$CACHE/tansu
 

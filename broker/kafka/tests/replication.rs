@@ -97,6 +97,21 @@ async fn start_node(
     start_node_with(id, dir, meta, link, ReplicationConfig::default()).await
 }
 
+/// Brokers 1 and 2 with replica.lag.time.max.ms = 400 ms.
+async fn two_nodes_with_a_short_lag_time(
+    dir: &std::path::Path,
+    meta: &Arc<dyn MetadataStore>,
+    link: &Arc<DirectLink>,
+) -> (Node, Node) {
+    let fast = ReplicationConfig {
+        replica_lag_time_max_ms: 400,
+        ..ReplicationConfig::default()
+    };
+    let n1 = start_node_with(1, dir, meta, link, fast.clone()).await;
+    let n2 = start_node_with(2, dir, meta, link, fast).await;
+    (n1, n2)
+}
+
 async fn start_node_with(
     id: i32,
     dir: &std::path::Path,
@@ -362,12 +377,7 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
     let meta: Arc<dyn MetadataStore> =
         Arc::new(LocalMetadataStore::open(dir.path().join("meta")).unwrap());
     let link = Arc::new(DirectLink::default());
-    let fast = ReplicationConfig {
-        replica_lag_time_max_ms: 400,
-        ..ReplicationConfig::default()
-    };
-    let n1 = start_node_with(1, dir.path(), &meta, &link, fast.clone()).await;
-    let n2 = start_node_with(2, dir.path(), &meta, &link, fast).await;
+    let (n1, n2) = two_nodes_with_a_short_lag_time(dir.path(), &meta, &link).await;
     meta.propose(Command::CreateTopic {
         name: "lag".into(),
         id: uuid::Uuid::from_u128(3),
@@ -485,12 +495,7 @@ async fn without_a_quorum_to_shrink_the_isr_silent_followers_still_refuse_acks_a
     });
     let meta: Arc<dyn MetadataStore> = quorum.clone();
     let link = Arc::new(DirectLink::default());
-    let fast = ReplicationConfig {
-        replica_lag_time_max_ms: 400,
-        ..ReplicationConfig::default()
-    };
-    let n1 = start_node_with(1, dir.path(), &meta, &link, fast.clone()).await;
-    let n2 = start_node_with(2, dir.path(), &meta, &link, fast).await;
+    let (n1, n2) = two_nodes_with_a_short_lag_time(dir.path(), &meta, &link).await;
     meta.propose(Command::CreateTopic {
         name: "q".into(),
         id: uuid::Uuid::from_u128(4),

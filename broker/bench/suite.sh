@@ -405,6 +405,11 @@ disk_figures() {
 # ---------------------------------------------------------------------------------------------
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# Other brokers left running (hand experiments, an interrupted test) take CPU from the measured
+# ones on a small machine; say so rather than publish skewed figures silently.
+if others=$(pgrep -x chronik-server); then
+    log "warning: $(echo "$others" | wc -l) chronik-server process(es) already running (pids: $(echo $others)); figures will be skewed"
+fi
 build_tools
 for broker in $BROKERS; do
     case $broker in

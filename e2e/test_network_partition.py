@@ -27,12 +27,10 @@ from test_replication import (
     CLUSTER_ENV,
     assert_replicas_identical,
     consume,
-    create_replicated,
     full_isr,
+    one_partition_with_records,
     placement,
-    produce,
     produce_through_a_new_leader,
-    unique,
     wait_for_placement,
 )
 
@@ -129,12 +127,7 @@ def test_a_partitioned_leader_is_replaced_and_truncates_its_divergent_tail():
     try:
         c = ChronikCluster(3, name="netsplit", hosts=net.hosts, netns=net.names, **CLUSTER_ENV)
         c.start()
-        topic = unique("netsplit")
-        create_replicated(c.nodes[1], topic, partitions=1)
-        view = wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
-        old = view[0][0]
-        acked, errors = produce(c.bootstrap, topic, [b"a%d" % i for i in range(50)], 1)
-        assert not errors and len(acked) == 50
+        topic, old, acked = one_partition_with_records(c, "netsplit")
         rest = [i for i in c.nodes if i != old]
 
         net.cut(old)

@@ -180,6 +180,17 @@ def stored_batches(node, topic, partition):
     return out
 
 
+def one_partition_with_records(cluster, prefix):
+    """A new topic with one partition on all three brokers, in sync, holding 50 acks=all
+    records: (topic, its leader, {value: (partition, offset)})."""
+    topic = unique(prefix)
+    create_replicated(cluster.nodes[1], topic, partitions=1)
+    view = wait_for_placement(cluster.nodes[1], topic, full_isr, "all replicas in sync")
+    acked, errors = produce(cluster.bootstrap, topic, [b"a%d" % i for i in range(50)], 1)
+    assert not errors and len(acked) == 50
+    return topic, view[0][0], acked
+
+
 def produce_through_a_new_leader(cluster, topic, old, prefix, what, timeout):
     """Once a broker other than `old` leads partition 0 with `old` out of its ISR, 50 acks=all
     records through the other brokers: {value: (partition, offset)}."""
@@ -338,12 +349,7 @@ def test_a_paused_leader_is_replaced_and_cannot_acknowledge_after_it_resumes():
     c = ChronikCluster(3, name="paused", **CLUSTER_ENV)
     try:
         c.start()
-        topic = unique("paused")
-        create_replicated(c.nodes[1], topic, partitions=1)
-        view = wait_for_placement(c.nodes[1], topic, full_isr, "all replicas in sync")
-        old = view[0][0]
-        acked, errors = produce(c.bootstrap, topic, [b"p%d" % i for i in range(50)], 1)
-        assert not errors and len(acked) == 50
+        topic, old, acked = one_partition_with_records(c, "paused")
         # The Raft quorum stays with the others.
         c.nodes[old].proc.send_signal(signal.SIGSTOP)
         try:

@@ -416,6 +416,16 @@ struct LosableQuorum {
     unreachable: Mutex<std::collections::BTreeSet<i32>>,
 }
 
+impl LosableQuorum {
+    fn open(dir: &std::path::Path) -> Arc<Self> {
+        Arc::new(LosableQuorum {
+            inner: LocalMetadataStore::open(dir.join("meta")).unwrap(),
+            lost: Default::default(),
+            unreachable: Default::default(),
+        })
+    }
+}
+
 #[async_trait]
 impl MetadataStore for LosableQuorum {
     async fn propose(&self, command: Command) -> chronik_meta::Result<()> {
@@ -459,11 +469,7 @@ async fn metadata_leaders(node: &Node, topic: &str) -> Vec<(i16, i32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metadata_names_no_leader_for_partitions_of_an_unreachable_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let quorum = Arc::new(LosableQuorum {
-        inner: LocalMetadataStore::open(dir.path().join("meta")).unwrap(),
-        lost: Default::default(),
-        unreachable: Default::default(),
-    });
+    let quorum = LosableQuorum::open(dir.path());
     let meta: Arc<dyn MetadataStore> = quorum.clone();
     let link = Arc::new(DirectLink::default());
     let n1 = start_node(1, dir.path(), &meta, &link).await;
@@ -488,11 +494,7 @@ async fn metadata_names_no_leader_for_partitions_of_an_unreachable_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_quorum_to_shrink_the_isr_silent_followers_still_refuse_acks_all() {
     let dir = tempfile::tempdir().unwrap();
-    let quorum = Arc::new(LosableQuorum {
-        inner: LocalMetadataStore::open(dir.path().join("meta")).unwrap(),
-        lost: Default::default(),
-        unreachable: Default::default(),
-    });
+    let quorum = LosableQuorum::open(dir.path());
     let meta: Arc<dyn MetadataStore> = quorum.clone();
     let link = Arc::new(DirectLink::default());
     let (n1, n2) = two_nodes_with_a_short_lag_time(dir.path(), &meta, &link).await;

@@ -112,30 +112,21 @@ impl Liveness {
 
     /// `node_id` answered a call: whatever was suspected of it is over.
     fn answered(&self, node_id: i32) {
-        let mut suspects = self.suspects.lock();
-        if !suspects.is_empty() {
-            suspects.remove(&node_id);
-        }
+        self.suspects.lock().remove(&node_id);
     }
 
-    /// Brokers suspected within the window in which the controller acts on a suspicion and
-    /// not heard from since (see `MetadataStore::unreachable_brokers`).
-    pub(crate) fn unreachable(&self) -> BTreeSet<i32> {
+    /// Suspects (broker -> when last suspected) within [`SUSPICION_WINDOW`], not heard from
+    /// since; older suspicions are dropped.
+    fn recent_suspects(&self) -> BTreeMap<i32, i64> {
         let oldest = now_ms() - SUSPICION_WINDOW.as_millis() as i64;
-        self.suspects
-            .lock()
-            .iter()
-            .filter(|(_, at)| **at >= oldest)
-            .map(|(b, _)| *b)
-            .collect()
-    }
-
-    /// Suspects reported within the last `window`, dropping older ones.
-    fn recent_suspects(&self, window: Duration) -> BTreeMap<i32, i64> {
-        let oldest = now_ms() - window.as_millis() as i64;
         let mut suspects = self.suspects.lock();
         suspects.retain(|_, at| *at >= oldest);
         suspects.clone()
+    }
+
+    /// The brokers of [`Self::recent_suspects`] (see `MetadataStore::unreachable_brokers`).
+    pub(crate) fn unreachable(&self) -> BTreeSet<i32> {
+        self.recent_suspects().into_keys().collect()
     }
 }
 
@@ -220,7 +211,7 @@ pub(crate) fn spawn(
                 let since = *leading_since.get_or_insert_with(now_ms);
                 let state = store.state();
                 let seen = liveness.snapshot();
-                let suspects = liveness.recent_suspects(SUSPICION_WINDOW);
+                let suspects = liveness.recent_suspects();
                 let refused =
                     refused_brokers(&raft, &state, &seen, &suspects, since, silent_for).await;
                 let now = now_ms();
@@ -252,9 +243,7 @@ pub(crate) fn spawn(
             let Some(addr) = member_address(&raft, leader) else {
                 continue;
             };
-            let suspected = liveness
-                .recent_suspects(SUSPICION_WINDOW)
-                .contains_key(&(leader as i32));
+            let suspected = liveness.unreachable().contains(&(leader as i32));
             leader_gone = match leader_gone {
                 Some(gone) if suspected && gone.0 == leader => Some(gone),
                 _ if suspected => Some((leader, now_ms(), None)),
@@ -305,10 +294,7 @@ pub(crate) fn spawn(
                 },
             };
             let mut client = client;
-            let unreachable = liveness
-                .recent_suspects(SUSPICION_WINDOW)
-                .into_keys()
-                .collect();
+            let unreachable = liveness.unreachable().into_iter().collect();
             let sent = tokio::time::timeout(
                 config.lease / 2,
                 client.heartbeat(HeartbeatRequest {

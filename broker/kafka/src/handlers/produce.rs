@@ -145,7 +145,6 @@ fn append(
     if replicated.as_ref().is_some_and(|r| r.acks_all) {
         let min_isr = topic.config().min_insync_replicas.max(1) as usize;
         let isr = placement.map_or(&[][..], |p| &p.isr[..]);
-        let reachable = broker.reachable_isr(&topic.name, partition, isr);
         if isr.len() < min_isr {
             return Appended::Failed(
                 ResponseError::NotEnoughReplicas,
@@ -156,6 +155,7 @@ fn append(
                 Vec::new(),
             );
         }
+        let reachable = broker.reachable_isr(&topic.name, partition, isr);
         if reachable < min_isr {
             return Appended::Failed(
                 ResponseError::NotEnoughReplicas,

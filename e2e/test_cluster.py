@@ -330,8 +330,14 @@ def test_raft_leader_loss_restart_and_full_restart():
             node.kill()
         c.start()
         leader_id(c)
-        for node in c.nodes.values():
-            brokers, leaders = topic_metadata(node, before)
+        # A broker killed while the others still ran was fenced by them; it is unfenced on its
+        # first heartbeat after the restart, so its partitions may be briefly unled.
+        for node_id, node in c.nodes.items():
+            brokers, leaders = wait_until(
+                lambda: (lambda md: md if -1 not in md[1].values() else None)(topic_metadata(node, before)),
+                timeout=15,
+                what=f"every partition led again after the full restart, seen by broker {node_id}",
+            )
             assert brokers == {1, 2, 3}
             assert leaders == placement
             assert after in admin_for(node).list_topics(timeout=WAIT_S).topics

@@ -102,7 +102,13 @@ def test_openai_provider_indexes_through_another_server_and_loses_nothing_while_
     status, out = http(broker, "POST", f"/_vector/{topic_name}/search", {"query": "rain", "k": 3})
     assert status == 503 and where in json.dumps(out), (status, out)
     # The broker itself crashes and comes back while the endpoint is still down: its indexes
-    # open from disk (the vector length is the stored one) and raw-vector queries answer.
+    # open from their checkpoints (the vector length is the stored one) and raw-vector queries
+    # answer. Checkpoints are periodic: wait until the first events are behind one.
+    wait_until(
+        lambda: sum(p["durable_offset"] for p in stats(broker, topic_name)["partitions"]) >= n,
+        timeout=WAIT_S,
+        what="the indexed events checkpointed",
+    )
     broker.restart(kill=True)
     def raw_hits():
         status, out = http(broker, "POST", f"/_vector/{topic_name}/search", {"vector": rain, "k": 5})

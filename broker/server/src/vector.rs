@@ -173,6 +173,7 @@ impl VectorBackend for VectorApi {
                     "skipped": p.skipped,
                     "indexed_offset": p.indexed_offset,
                     "published_offset": p.published_offset,
+                    "durable_offset": p.durable_offset,
                     "lag": lag(p.partition),
                     "memory_bytes": p.memory_bytes,
                     "disk_bytes": p.disk_bytes,

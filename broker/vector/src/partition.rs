@@ -83,6 +83,8 @@ struct State {
     published: i64,
     forgotten_before: i64,
     skipped: u64,
+    /// Next offset of the last checkpoint: what a crash keeps.
+    durable: i64,
     /// Encoded records not yet in the store.
     pending: Vec<u8>,
 }
@@ -148,6 +150,7 @@ impl PartitionIndex {
         let resume = resume.max(log_start);
         state.indexed = resume;
         state.published = resume;
+        state.durable = resume;
         Ok((
             PartitionIndex {
                 partition,
@@ -257,6 +260,8 @@ impl PartitionIndex {
             st.pending = back;
             return Err(e);
         }
+        let mut st = self.state.write();
+        st.durable = st.durable.max(next);
         Ok(next)
     }
 
@@ -280,6 +285,7 @@ impl PartitionIndex {
             skipped: st.skipped,
             indexed_offset: st.indexed,
             published_offset: st.published,
+            durable_offset: st.durable,
             disk_bytes: self.store.lock().size(),
             memory_bytes: (self.graph.len()
                 * (self.settings.dimensions * 4 + self.settings.params.m * 2 * 8 + 64))
@@ -378,6 +384,8 @@ pub struct PartitionStats {
     pub skipped: u64,
     pub indexed_offset: i64,
     pub published_offset: i64,
+    /// Records below it survive a crash (the last checkpoint).
+    pub durable_offset: i64,
     pub disk_bytes: u64,
     /// Estimate: vectors, graph links and stored events.
     pub memory_bytes: u64,

@@ -267,11 +267,15 @@ async fn compacted_topics_show_only_the_latest_value_of_a_key() {
         )
         .await;
         assert_eq!(ix.visible_offsets("t", 0), vec![2, 4]);
+        let durable = |ix: &VectorIndexer| ix.stats("t").unwrap().partitions[0].durable_offset;
+        assert_eq!(durable(&ix), 0, "nothing is checkpointed before persist");
         ix.persist("t", 0).await.unwrap();
+        assert_eq!(durable(&ix), 5);
     }
     // After a restart the stored tombstone still hides b.
     let ix = VectorIndexer::new(d.path(), Embedders::local_only(pool()));
     assert_eq!(ix.open_partition("t", 0, &c, 0).await.unwrap(), 5);
+    assert_eq!(ix.stats("t").unwrap().partitions[0].durable_offset, 5);
     ix.publish("t", 0).await.unwrap();
     assert_eq!(ix.visible_offsets("t", 0), vec![2, 4]);
 }

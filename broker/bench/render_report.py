@@ -141,6 +141,10 @@ def render(results, args):
         ("produce-1KB-acksall", "chronik-bench", "produce 1 KB, acks=all"),
         ("consume-100B", "chronik-bench", "consume 100 B from the beginning"),
         ("consume-1KB", "chronik-bench", "consume 1 KB from the beginning"),
+        ("consume-100B-qbackoff10", "chronik-bench",
+         "consume 100 B, client fetch.queue.backoff.ms=10"),
+        ("consume-1KB-qbackoff10", "chronik-bench",
+         "consume 1 KB, client fetch.queue.backoff.ms=10"),
         ("rdkperf-100B-acks1", "rdkafka_performance", "produce 100 B, acks=1"),
         ("rdkperf-1KB-acksall", "rdkafka_performance", "produce 1 KB, acks=all"),
     ]

@@ -13,7 +13,7 @@ TEST_SERVER ?= $(CARGO_TARGET_DIR)/debug/chronik-server
 # The local embedding model (all-MiniLM-L6-v2), fetched once by `make model`, outside the repo.
 export CHRONIK_EMBEDDING_MODEL_DIR ?= $(HOME)/.cache/chronik-models/all-minilm-l6-v2
 
-.PHONY: run build build-test model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench bench-vector eval-search fuzz venv clean
+.PHONY: run build build-test model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench bench-vector bench-sql bench-search eval-search fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
 run: build model
@@ -68,6 +68,19 @@ fix:
 
 bench: build
 	bash broker/bench/suite.sh
+
+## SQL over a columnar topic vs DuckDB on the same Parquet files (10M rows; a few minutes).
+bench-sql: build venv
+	@$(PY) -m pip install -q --disable-pip-version-check duckdb
+	CHRONIK_SERVER_BIN=$(CARGO_TARGET_DIR)/release/chronik-server \
+	CHRONIK_BENCH_BIN=$(CARGO_TARGET_DIR)/release/chronik-bench $(PY) broker/bench/sql_compare.py
+
+## Full-text search under load: indexing rate over 1M documents, match-query latency and QPS
+## at 1, 10 and 100 clients (hey).
+bench-search: build
+	@command -v hey >/dev/null || apt-get install -y -q hey
+	CHRONIK_SERVER_BIN=$(CARGO_TARGET_DIR)/release/chronik-server \
+	CHRONIK_BENCH_BIN=$(CARGO_TARGET_DIR)/release/chronik-bench python3 broker/bench/search_load.py
 
 ## Our HNSW (hnsw_rs) beside hnswlib on the same 100k vectors: build, memory, recall, latency, QPS.
 bench-vector: venv

@@ -139,6 +139,7 @@ def render(results, args):
         ("produce-100B-acksall", "chronik-bench", "produce 100 B, acks=all"),
         ("produce-1KB-acks1", "chronik-bench", "produce 1 KB, acks=1"),
         ("produce-1KB-acksall", "chronik-bench", "produce 1 KB, acks=all"),
+        ("produce-1KB-txn100", "chronik-bench", "produce 1 KB, transactions of 100 records"),
         ("consume-100B", "chronik-bench", "consume 100 B from the beginning"),
         ("consume-1KB", "chronik-bench", "consume 1 KB from the beginning"),
         ("consume-100B-qbackoff10", "chronik-bench",
@@ -180,6 +181,30 @@ def render(results, args):
             row.append(verified(results.get((b, case))))
         out.append("| " + " | ".join(row) + " |")
     out.append("")
+
+    case = "rebalance-3x12"
+    if any((b, case) in results for b in brokers):
+        out.append("### Consumer group rebalance (3 members, 12 partitions, eager assignor)")
+        out.append("")
+        out.append("Join: the three members subscribe at once, until each holds partitions and "
+                   "together they hold all 12 once (includes the broker's "
+                   "group.initial.rebalance.delay.ms, 3 s by default in both). Leave: one "
+                   "member closes, until the other two hold all 12.")
+        out.append("")
+        out.append("| broker | join ms | leave ms | ok |")
+        out.append("|---|---|---|---|")
+        for b in brokers:
+            r = get(results, b, case, "rebalance") or {}
+            join, leave = r.get("join_ms"), r.get("leave_ms")
+            out.append(f"| {b.capitalize()} | {join:,.0f} | {leave:,.0f} | {verified(results.get((b, case)))} |"
+                       if join is not None else f"| {b.capitalize()} | – | – | {verified(results.get((b, case)))} |")
+        out.append("")
+        txn = get(results, "chronik", "produce-1KB-txn100", "msgs_per_sec")
+        plain = get(results, "chronik", "produce-1KB-acksall", "msgs_per_sec")
+        if txn and plain:
+            out.append(f"Chronik transactional produce (100 records per transaction) is "
+                       f"{txn / plain * 100:.0f}% of acks=all produce in the same run.")
+            out.append("")
 
     case = "latency-1KB-10k-acksall"
     if any((b, case) in results for b in brokers):

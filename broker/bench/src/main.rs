@@ -11,6 +11,7 @@ mod freshness;
 mod http;
 mod payload;
 mod produce;
+mod rebalance;
 mod report;
 mod topic;
 mod verify;
@@ -113,6 +114,15 @@ pub struct Cli {
     #[arg(long)]
     pub sticky_linger_ms: Option<u64>,
 
+    /// Rebalance runs: members of the consumer group.
+    #[arg(long, default_value_t = 3)]
+    pub consumers: usize,
+
+    /// Produce in transactions of this many records each (per producer; every producer gets
+    /// its own transactional.id); the last transaction holds the remainder.
+    #[arg(long)]
+    pub transaction_records: Option<u64>,
+
     /// Extra librdkafka properties as key=value (repeatable), applied last.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
@@ -196,6 +206,9 @@ pub enum Mode {
     Freshness,
     /// Kill partition leaders and measure how long until a new leader accepts writes.
     Failover,
+    /// Subscribe a consumer group and measure how long until every partition is assigned,
+    /// then how long the rest take over when one member leaves.
+    Rebalance,
 }
 
 /// Producer acknowledgement levels.
@@ -331,6 +344,12 @@ impl Cli {
         if self.mode == Mode::Freshness && self.payload != payload::Format::Json {
             bail!("--mode freshness needs --payload json (indexes parse JSON values)");
         }
+        if self.transaction_records == Some(0) {
+            bail!("--transaction-records must be at least 1");
+        }
+        if self.transaction_records.is_some() && self.acks != Acks::All {
+            bail!("--transaction-records needs --acks all (transactions are idempotent)");
+        }
         if self.mode == Mode::Failover && self.failover_rounds == 0 {
             bail!("--failover-rounds must be at least 1");
         }
@@ -376,6 +395,7 @@ fn run(cli: &Cli) -> Result<Report> {
         Mode::RoundTrip => consume::round_trip(cli),
         Mode::Freshness => freshness::run(cli),
         Mode::Failover => failover::run(cli),
+        Mode::Rebalance => rebalance::run(cli),
     }
 }
 

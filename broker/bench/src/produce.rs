@@ -156,15 +156,29 @@ pub fn run(
             error_samples: Vec::new(),
         }),
     });
-    let config = cli.producer_config()?;
+    let mut config = cli.producer_config()?;
     let mut producers = Vec::new();
-    for _ in 0..cli.producers {
+    for index in 0..cli.producers {
         let context = DeliveryRecorder {
             shared: Arc::clone(&shared),
         };
+        if cli.transaction_records.is_some() {
+            config.set(
+                "transactional.id",
+                format!("chronik-bench-{}-{index}", std::process::id()),
+            );
+        }
         let producer: ThreadedProducer<DeliveryRecorder> = config
             .create_with_context(context)
             .context("creating producer")?;
+        if cli.transaction_records.is_some() {
+            producer
+                .init_transactions(TRANSACTION_TIMEOUT)
+                .context("initialising transactions")?;
+            producer
+                .begin_transaction()
+                .context("beginning the first transaction")?;
+        }
         producers.push(producer);
     }
 
@@ -182,12 +196,24 @@ pub fn run(
         }
     });
     for producer in &producers {
-        if let Err(error) = producer.flush(Duration::from_secs(120)) {
+        // Committing the open transaction (the remainder) flushes as well.
+        let finished = match cli.transaction_records {
+            Some(_) if !failed.load(Ordering::Relaxed) => drain(producer, TRANSACTION_TIMEOUT)
+                .and_then(|()| {
+                    producer
+                        .commit_transaction(TRANSACTION_TIMEOUT)
+                        .map_err(|e| format!("committing the last transaction: {e}"))
+                }),
+            _ => producer
+                .flush(Duration::from_secs(120))
+                .map_err(|e| format!("flush: {e}")),
+        };
+        if let Err(error) = finished {
             shared
                 .collected
                 .lock()
                 .expect("collector poisoned")
-                .note_error(format!("flush: {error}"));
+                .note_error(error);
             progress.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -222,6 +248,8 @@ struct Plan {
     /// Messages per second for one producer; 0 is unlimited.
     rate_per_producer: f64,
     keys: bool,
+    /// Records per transaction, when producing transactionally.
+    transaction_records: Option<u64>,
 }
 
 impl Plan {
@@ -240,6 +268,7 @@ impl Plan {
                 .map(|secs| Instant::now() + Duration::from_secs_f64(secs)),
             rate_per_producer: cli.rate as f64 / producers as f64,
             keys: cli.keys,
+            transaction_records: cli.transaction_records,
         }
     }
 }
@@ -298,8 +327,44 @@ fn send_all(
             }
         }
         local += 1;
+        if plan.transaction_records.is_some_and(|n| local % n == 0) {
+            let next = drain(producer, TRANSACTION_TIMEOUT).and_then(|()| {
+                producer
+                    .commit_transaction(TRANSACTION_TIMEOUT)
+                    .and_then(|()| producer.begin_transaction())
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(error) = next {
+                shared.progress.errors.fetch_add(1, Ordering::Relaxed);
+                let mut collected = shared.collected.lock().expect("collector poisoned");
+                collected.note_error(format!("transaction: {error}"));
+                failed.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
     }
 }
+
+/// Wait until every record sent is acknowledged and its delivery report served by the
+/// producer's own polling thread. rust-rdkafka's `flush` (which `commit_transaction` calls
+/// first) polls the same queue with a 100 ms timeout; when that thread takes the reports, the
+/// flush sleeps the whole 100 ms, which capped transactions at ten per second.
+fn drain(producer: &ThreadedProducer<DeliveryRecorder>, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} records still unacknowledged after {timeout:?}",
+                producer.in_flight_count()
+            ));
+        }
+        thread::sleep(Duration::from_micros(100));
+    }
+    Ok(())
+}
+
+/// How long a transaction call (init, commit) may take before the run fails.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sleeps until message number `sent` of this producer is due at `rate` messages per second.
 fn pace(started: Instant, sent: u64, rate: f64) {

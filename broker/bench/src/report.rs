@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::failover::FailoverSummary;
 use crate::freshness::FreshnessSummary;
 use crate::produce::ProduceOutcome;
+use crate::rebalance::RebalanceSummary;
 use crate::verify::Verification;
 use crate::{Cli, Mode};
 
@@ -180,6 +181,8 @@ pub struct Report {
     pub freshness: Option<FreshnessSummary>,
     /// Leader failover times (failover mode).
     pub failover: Option<FailoverSummary>,
+    /// Consumer group rebalance times (rebalance mode).
+    pub rebalance: Option<RebalanceSummary>,
     pub verification: Option<Verification>,
 }
 
@@ -192,6 +195,7 @@ impl Report {
             Mode::RoundTrip => "round-trip",
             Mode::Freshness => "freshness",
             Mode::Failover => "failover",
+            Mode::Rebalance => "rebalance",
         };
         Report {
             mode: mode.to_string(),
@@ -217,6 +221,7 @@ impl Report {
             end_to_end_latency: None,
             freshness: None,
             failover: None,
+            rebalance: None,
             verification: None,
         }
     }
@@ -286,6 +291,9 @@ impl Report {
         }
         if let Some(failover) = &self.failover {
             println!("  failover ms  {}", failover.line());
+        }
+        if let Some(rebalance) = &self.rebalance {
+            println!("  rebalance ms {}", rebalance.line());
         }
         println!("  errors       {}", self.errors);
         for sample in &self.error_samples {

@@ -1,0 +1,110 @@
+"""Full-text search under load (`make bench-search`).
+
+Starts a release chronik-server with a fresh data dir, then:
+
+1. produces the same 1 KB JSON records (chronik-bench `--payload json`) into a plain topic and
+   into a `searchable.enabled=true` topic, one after the other, and compares produce throughput;
+2. produces `--docs` JSON records of 256 B into a searchable topic of 6 partitions and reports
+   indexing throughput: documents over the time from the first send until `_count` sees all;
+3. runs `hey` (Debian package) against `POST /{topic}/_search` with a match query at 1, 10
+   and 100 concurrent clients for `--duration` seconds each, and reports latency p50/p99 and
+   requests per second. Every answer must be a 200 whose hits.total is the match count
+   `_count` gives for the same query, else the run fails.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from local_server import LocalServer, produce_cost_table, wait
+
+TOPIC = "searchbench"
+QUERY = {"query": {"match": {"text": "refund"}}, "size": 10}
+
+
+def hey(url, body_path, concurrency, duration):
+    out = subprocess.run(
+        ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST",
+         "-T", "application/json", "-D", body_path, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)%+ in ([\d.]+) secs", out)}
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    errors = re.search(r"Error distribution:(.*)", out, re.S)
+    return rps, pct, codes, errors.group(1).strip() if errors else ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", default=os.environ.get("CHRONIK_SERVER_BIN"))
+    ap.add_argument("--bench", default=os.environ.get("CHRONIK_BENCH_BIN"))
+    ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--doc-size", type=int, default=256)
+    ap.add_argument("--throughput-count", type=int, default=200_000, help="1 KB records per produce case")
+    ap.add_argument("--duration", type=int, default=15, help="seconds of load per concurrency")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    args = ap.parse_args()
+    if not shutil.which("hey"):
+        sys.exit("bench-search: `hey` is not installed (apt-get install hey)")
+
+    with LocalServer(args.server, args.bench, keep=args.keep) as server:
+        lines = [f"bench-search: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
+                 f"{os.cpu_count()} CPUs, server {args.server}", ""]
+        lines += produce_cost_table(server, args.throughput_count, "searchable.enabled=true", "search indexing")
+
+        started = time.monotonic()
+        load = server.produce(TOPIC, args.docs, args.doc_size, ["searchable.enabled=true"])
+
+        def count(query=None):
+            status, out = server.http("POST", f"/{TOPIC}/_count", {"query": query} if query else {})
+            if status != 200:
+                raise RuntimeError(f"_count {status}: {out}")
+            return out["count"]
+
+        wait(lambda: count() == args.docs, 3600, f"_count to reach {args.docs}", prefix="bench-search")
+        indexed_after = time.monotonic() - started
+        lines.append("")
+        lines.append(f"load: {args.docs:,} documents of {args.doc_size} B JSON produced at "
+                     f"{load['msgs_per_sec']:,.0f} msg/s; all searchable {indexed_after:.1f} s after the "
+                     f"first send: {args.docs / indexed_after:,.0f} documents/s indexed")
+
+        matches = count(QUERY["query"])
+        status, first = server.http("POST", f"/{TOPIC}/_search", QUERY)
+        if status != 200 or first["hits"]["total"]["value"] != matches or len(first["hits"]["hits"]) != 10:
+            sys.exit(f"bench-search: the query answers {status} {str(first)[:500]}, _count says {matches}")
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(QUERY, f)
+            body = f.name
+        lines.append("")
+        lines.append(f"`POST /{TOPIC}/_search {json.dumps(QUERY)}` ({matches:,} of {args.docs:,} documents "
+                     f"match; exact hits.total; BM25 top 10), `hey -z {args.duration}s -c N`:")
+        lines.append("")
+        lines.append("| clients | requests/s | p50 ms | p90 ms | p99 ms | non-200 |")
+        lines.append("|---|---|---|---|---|---|")
+        failed = False
+        try:
+            for clients in (1, 10, 100):
+                rps, pct, codes, errors = hey(f"http://127.0.0.1:{server.http_port}/{TOPIC}/_search",
+                                              body, clients, args.duration)
+                bad = sum(n for c, n in codes.items() if c != 200)
+                if bad or errors or not codes:
+                    failed = True
+                lines.append(f"| {clients} | {rps:,.1f} | {pct.get(50, float('nan')):.2f} | "
+                             f"{pct.get(90, float('nan')):.2f} | {pct.get(99, float('nan')):.2f} | "
+                             f"{bad}{' ' + errors[:200] if errors else ''} |")
+        finally:
+            os.unlink(body)
+        print("\n".join(lines))
+        if failed:
+            sys.exit("bench-search: some requests failed")
+
+
+if __name__ == "__main__":
+    main()

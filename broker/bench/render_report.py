@@ -139,7 +139,8 @@ def render(results, args):
         ("produce-100B-acksall", "chronik-bench", "produce 100 B, acks=all"),
         ("produce-1KB-acks1", "chronik-bench", "produce 1 KB, acks=1"),
         ("produce-1KB-acksall", "chronik-bench", "produce 1 KB, acks=all"),
-        ("produce-1KB-txn100", "chronik-bench", "produce 1 KB, transactions of 100 records"),
+        ("produce-1KB-txn100", "chronik-bench",
+         "produce 1 KB, 16 producers, transactions of 100 records, linger.ms=1"),
         ("consume-100B", "chronik-bench", "consume 100 B from the beginning"),
         ("consume-1KB", "chronik-bench", "consume 1 KB from the beginning"),
         ("consume-100B-qbackoff10", "chronik-bench",
@@ -202,7 +203,7 @@ def render(results, args):
         txn = get(results, "chronik", "produce-1KB-txn100", "msgs_per_sec")
         plain = get(results, "chronik", "produce-1KB-acksall", "msgs_per_sec")
         if txn and plain:
-            out.append(f"Chronik transactional produce (100 records per transaction) is "
+            out.append(f"Chronik transactional produce (16 producers, 100 records per transaction) is "
                        f"{txn / plain * 100:.0f}% of acks=all produce in the same run.")
             out.append("")
 

@@ -79,28 +79,32 @@ def main():
         status, first = server.http("POST", f"/{TOPIC}/_search", QUERY)
         if status != 200 or first["hits"]["total"]["value"] != matches or len(first["hits"]["hits"]) != 10:
             sys.exit(f"bench-search: the query answers {status} {str(first)[:500]}, _count says {matches}")
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(QUERY, f)
-            body = f.name
         lines.append("")
-        lines.append(f"`POST /{TOPIC}/_search {json.dumps(QUERY)}` ({matches:,} of {args.docs:,} documents "
-                     f"match; exact hits.total; BM25 top 10), `hey -z {args.duration}s -c N`:")
+        lines.append(f"`POST /{TOPIC}/_search` with a match query for one word of the texts "
+                     f"({matches:,} of {args.docs:,} documents match), BM25 top 10, "
+                     f"`hey -z {args.duration}s -c N`:")
         lines.append("")
-        lines.append("| clients | requests/s | p50 ms | p90 ms | p99 ms | non-200 |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| hits.total | clients | requests/s | p50 ms | p90 ms | p99 ms | non-200 |")
+        lines.append("|---|---|---|---|---|---|---|")
         failed = False
-        try:
-            for clients in (1, 10, 100):
-                rps, pct, codes, errors = hey(f"http://127.0.0.1:{server.http_port}/{TOPIC}/_search",
-                                              body, clients, args.duration)
-                bad = sum(n for c, n in codes.items() if c != 200)
-                if bad or errors or not codes:
-                    failed = True
-                lines.append(f"| {clients} | {rps:,.1f} | {pct.get(50, float('nan')):.2f} | "
-                             f"{pct.get(90, float('nan')):.2f} | {pct.get(99, float('nan')):.2f} | "
-                             f"{bad}{' ' + errors[:200] if errors else ''} |")
-        finally:
-            os.unlink(body)
+        # Exact totals visit every match; without them the top 10 can skip blocks that cannot
+        # make it (Tantivy's block-max WAND), which is Elasticsearch's default past 10,000.
+        for label, query in (("exact (default)", QUERY), ("`track_total_hits: false`", {**QUERY, "track_total_hits": False})):
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(query, f)
+                body = f.name
+            try:
+                for clients in (1, 10, 100):
+                    rps, pct, codes, errors = hey(f"http://127.0.0.1:{server.http_port}/{TOPIC}/_search",
+                                                  body, clients, args.duration)
+                    bad = sum(n for c, n in codes.items() if c != 200)
+                    if bad or errors or not codes:
+                        failed = True
+                    lines.append(f"| {label} | {clients} | {rps:,.1f} | {pct.get(50, float('nan')):.2f} | "
+                                 f"{pct.get(90, float('nan')):.2f} | {pct.get(99, float('nan')):.2f} | "
+                                 f"{bad}{' ' + errors[:200] if errors else ''} |")
+            finally:
+                os.unlink(body)
         print("\n".join(lines))
         if failed:
             sys.exit("bench-search: some requests failed")

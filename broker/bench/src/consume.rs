@@ -78,7 +78,9 @@ pub fn read(
             let _ = ready.send(());
         }
         match polled {
-            None => {}
+            // Transaction markers are never delivered but take offsets, the last one at the
+            // very end: the consumer's position (past them) says how far it really is.
+            None => advance_to_position(&consumer, &cli.topic, &mut next),
             Some(Ok(message)) => {
                 let partition = message.partition();
                 let offset = message.offset();
@@ -88,6 +90,19 @@ pub fn read(
                 last_progress = Instant::now();
             }
             Some(Err(error)) => bail!("consume: {error}"),
+        }
+    }
+}
+
+/// Move `next` forward to where the consumer's position says it is.
+fn advance_to_position(consumer: &BaseConsumer, topic: &str, next: &mut Offsets) {
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    for e in position.elements() {
+        if let (true, Offset::Offset(at)) = (e.topic() == topic, e.offset()) {
+            let n = next.entry(e.partition()).or_insert(at);
+            *n = (*n).max(at);
         }
     }
 }

@@ -209,6 +209,11 @@ pub struct TopHitsSegment {
     total: u64,
     hits: Vec<Hit>,
     buf: String,
+    /// Relevance order only: the score of the worst hit kept at the last trim. A document
+    /// scoring below it cannot make the top, so it is counted and not looked at further (its
+    /// sort keys and partition/offset are fast-field reads, most of a broad query's cost).
+    floor: Option<Score>,
+    by_score_only: bool,
 }
 
 impl Collector for TopHits {
@@ -237,6 +242,16 @@ impl Collector for TopHits {
             total: 0,
             hits: Vec::new(),
             buf: String::new(),
+            floor: None,
+            by_score_only: self.specs.is_empty()
+                || matches!(
+                    self.specs.as_slice(),
+                    [SortSpec {
+                        key: SortKey::Score,
+                        order: Order::Desc,
+                        ..
+                    }]
+                ),
         })
     }
 
@@ -267,7 +282,7 @@ impl SegmentCollector for TopHitsSegment {
             }
         }
         self.total += 1;
-        if self.keep == 0 {
+        if self.keep == 0 || self.floor.is_some_and(|floor| score < floor) {
             return;
         }
         let keys: Vec<SortValue> = self
@@ -294,6 +309,9 @@ impl SegmentCollector for TopHitsSegment {
             self.hits
                 .select_nth_unstable_by(self.keep - 1, |a, b| cmp_hits(a, b, specs));
             self.hits.truncate(self.keep);
+            if self.by_score_only {
+                self.floor = self.hits[self.keep - 1].score;
+            }
         }
     }
 

@@ -980,3 +980,51 @@ async fn match_normalises_by_the_fields_own_length() {
         .collect();
     assert!(s[0] > s[1], "{s:?}");
 }
+
+#[tokio::test]
+async fn a_small_top_of_many_matches_is_the_head_of_the_full_ranking() {
+    // Enough matches that the collector trims many times (and skips documents scoring below
+    // what it keeps), with scores that vary and tie: the top `size` must be exactly the head
+    // of the complete ranking, ties broken by partition and offset, and every match counted.
+    let dir = tempfile::tempdir().unwrap();
+    let ix = Arc::new(SearchIndexer::new(dir.path()));
+    let cfg = config(&[("searchable.enabled", "true")]);
+    for p in 0..2 {
+        ix.open_partition("many", p, &cfg, 0).await.unwrap();
+        let records: Vec<IndexRecord> = (0..700)
+            .map(|i| {
+                // 13 × 17 mixes of term frequency and field length: the best ones first
+                // appear after the collector's first trims.
+                let hits = "parcel ".repeat(1 + (i * 7 + p as usize * 3) % 13);
+                let filler = "window ".repeat((i * 5) % 17);
+                let text = json!({"text": format!("{hits}{filler}")}).to_string();
+                rec(i as i64, None, Some(&text))
+            })
+            .collect();
+        feed(&ix, "many", p, &records).await;
+    }
+    let e = SearchEngine::new(ix);
+    let run = |body: Value| {
+        e.search(&["many".to_string()], &body)
+            .unwrap_or_else(|err| panic!("{body}: {err}"))
+    };
+    let query = json!({"match": {"text": "parcel"}});
+    let full = run(json!({"query": query, "size": 1400}));
+    assert_eq!(total(&full), 1400);
+    let ranking = ids(&full);
+    for sort in [json!(null), json!([{"_score": "desc"}])] {
+        for (from, size) in [(0, 10), (0, 1), (10, 10), (37, 25)] {
+            let mut body = json!({"query": query, "from": from, "size": size});
+            if !sort.is_null() {
+                body["sort"] = sort.clone();
+            }
+            let r = run(body);
+            assert_eq!(total(&r), 1400);
+            assert_eq!(
+                ids(&r),
+                ranking[from..from + size].to_vec(),
+                "from {from} size {size} sort {sort}"
+            );
+        }
+    }
+}

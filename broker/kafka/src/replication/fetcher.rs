@@ -232,6 +232,9 @@ impl LeaderFetcher {
         // Appended partitions, made durable together below: their fsyncs run side by side
         // instead of one after another, which is most of a replication round.
         let mut appended = Vec::new();
+        // A failure stops the round, but only after what was appended is durable: the next
+        // fetch reports the log end to the leader either way.
+        let mut failure = None;
         for part in fetched {
             let key = (part.topic.clone(), part.partition);
             let Some(log) = logs.get(&key) else {
@@ -243,13 +246,16 @@ impl LeaderFetcher {
                     let last_offset = if part.records.is_empty() {
                         None
                     } else {
-                        let info = log.append_replicated(part.records).map_err(|e| {
-                            format!(
-                                "cannot append replicated batches to {}-{}: {e}",
-                                key.0, key.1
-                            )
-                        })?;
-                        Some(info.last_offset)
+                        match log.append_replicated(part.records) {
+                            Ok(info) => Some(info.last_offset),
+                            Err(e) => {
+                                failure = Some(format!(
+                                    "cannot append replicated batches to {}-{}: {e}",
+                                    key.0, key.1
+                                ));
+                                break;
+                            }
+                        }
                     };
                     appended.push(Appended {
                         key,
@@ -264,8 +270,12 @@ impl LeaderFetcher {
                     if leo > part.log_end_offset && part.log_end_offset >= 0 {
                         // Ahead of the leader (it lost an unacknowledged tail): drop ours.
                         tracing::warn!(topic = %key.0, partition = key.1, from = leo, to = part.log_end_offset, "follower ahead of the leader, truncating");
-                        log.truncate_to(part.log_end_offset.max(log.log_start_offset()))
-                            .map_err(|e| e.to_string())?;
+                        if let Err(e) =
+                            log.truncate_to(part.log_end_offset.max(log.log_start_offset()))
+                        {
+                            failure = Some(e.to_string());
+                            break;
+                        }
                         progressed = true;
                     } else if leo < part.log_start_offset {
                         tracing::info!(topic = %key.0, partition = key.1, leo, leader_start = part.log_start_offset, "leader's log starts past ours, fetching from its start");
@@ -284,14 +294,20 @@ impl LeaderFetcher {
                 }
             }
         }
-        // Durable before the next fetch reports the new log ends to the leader.
-        futures::future::try_join_all(
+        // Durable before the next fetch reports the new log ends to the leader; every wait
+        // finishes, even when one fails.
+        let waited = futures::future::join_all(
             appended
                 .iter()
                 .filter_map(|a| a.last_offset.map(|offset| a.log.wait_durable(offset))),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+        if let Some(e) = waited.into_iter().find_map(Result::err) {
+            return Err(e.to_string());
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
         for a in appended {
             let log = &a.log;
             let hw = a.leader_high_watermark.min(log.log_end_offset());

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, DynamicColumn};
+use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::dsl::FieldRef;
@@ -117,6 +118,9 @@ pub struct TopHits {
     pub scoring: bool,
     pub search_after: Option<Vec<SortValue>>,
     pub min_score: Option<f32>,
+    /// Whether every match must be counted; when not, relevance-ordered collection skips
+    /// whole blocks of postings that cannot reach the top (block-max WAND).
+    pub count_all: bool,
 }
 
 pub struct TopHitsFruit {
@@ -259,6 +263,48 @@ impl Collector for TopHits {
         self.scoring
     }
 
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<TopHitsFruit> {
+        let mut child = self.for_segment(segment_ord, reader)?;
+        let alive = reader.alive_bitset();
+        let is_alive = |doc: DocId| alive.is_none_or(|a| a.is_alive(doc));
+        let prune = !self.count_all
+            && self.scoring
+            && child.by_score_only
+            && self.keep > 0
+            && self.min_score.is_none()
+            && self.search_after.is_none();
+        if prune {
+            // The scorer passes only documents scoring above the threshold; one step below the
+            // floor keeps the ties the exhaustive path keeps (broken by partition and offset).
+            weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+                if is_alive(doc) {
+                    child.collect(doc, score);
+                }
+                child.floor.map_or(Score::MIN, just_below)
+            })?;
+        } else if self.scoring {
+            weight.for_each(reader, &mut |doc, score| {
+                if is_alive(doc) {
+                    child.collect(doc, score);
+                }
+            })?;
+        } else {
+            weight.for_each_no_score(reader, &mut |docs| {
+                for &doc in docs {
+                    if is_alive(doc) {
+                        child.collect(doc, 0.0);
+                    }
+                }
+            })?;
+        }
+        Ok(child.harvest())
+    }
+
     fn merge_fruits(&self, fruits: Vec<TopHitsFruit>) -> tantivy::Result<TopHitsFruit> {
         let mut total = 0;
         let mut hits = Vec::new();
@@ -269,6 +315,15 @@ impl Collector for TopHits {
         hits.sort_by(|a, b| cmp_hits(a, b, &self.specs));
         hits.truncate(self.keep);
         Ok(TopHitsFruit { total, hits })
+    }
+}
+
+/// The largest score below `score` (scores are finite; BM25's are not negative).
+fn just_below(score: Score) -> Score {
+    if score > 0.0 {
+        Score::from_bits(score.to_bits() - 1)
+    } else {
+        Score::MIN
     }
 }
 

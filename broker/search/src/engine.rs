@@ -90,6 +90,7 @@ impl SearchEngine {
             scoring: req.scores(),
             search_after,
             min_score: req.min_score,
+            count_all: req.track_total_hits != TrackTotal::Off,
         };
         let limits = || AggregationLimitsGuard::new(None, None);
 

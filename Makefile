@@ -82,7 +82,7 @@ bench-search: build
 	CHRONIK_SERVER_BIN=$(CARGO_TARGET_DIR)/release/chronik-server \
 	CHRONIK_BENCH_BIN=$(CARGO_TARGET_DIR)/release/chronik-bench python3 broker/bench/search_load.py
 
-## Our HNSW (hnsw_rs) beside hnswlib on the same 100k vectors: build, memory, recall, latency, QPS.
+## Our HNSW beside hnswlib on the same 100k vectors: build, memory, recall, latency, QPS.
 bench-vector: venv
 	$(CARGO) build --release -p chronik-vector --example hnsw_recall
 	@$(PY) -m pip install -q --disable-pip-version-check hnswlib numpy

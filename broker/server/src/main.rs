@@ -184,10 +184,6 @@ fn init_tracing() {
     if !spec.contains("openraft") {
         spec.push_str(",openraft=warn");
     }
-    // hnsw_rs logs its parameters at info every time a partition's graph is created.
-    if !spec.contains("hnsw_rs") {
-        spec.push_str(",hnsw_rs=warn");
-    }
     let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());

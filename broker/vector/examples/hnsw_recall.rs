@@ -102,7 +102,7 @@ fn from_files(args: &[String]) {
     assert_eq!(truth.len(), qs.len(), "one truth row per query");
     let params = HnswParams::default();
     let before = rss_bytes();
-    let graph = HnswGraph::new(VectorMetric::Cosine, params, data.len());
+    let mut graph = HnswGraph::new(VectorMetric::Cosine, params);
     let t = Instant::now();
     graph.insert_many(&data).expect("finite vectors");
     let build_s = t.elapsed().as_secs_f64();
@@ -110,7 +110,7 @@ fn from_files(args: &[String]) {
     for ef in efs.split(',').map(|e| e.parse::<usize>().expect("ef")) {
         let m = measure(&graph, &qs, &truth, ef);
         println!(
-            "{{\"index\":\"chronik (hnsw_rs)\",\"points\":{},\"build_s\":{build_s:.3},\"memory_bytes\":{memory},\"ef\":{ef},\"recall\":{:.4},\"p50_ms\":{:.4},\"p99_ms\":{:.4},\"qps\":{:.1}}}",
+            "{{\"index\":\"chronik\",\"points\":{},\"build_s\":{build_s:.3},\"memory_bytes\":{memory},\"ef\":{ef},\"recall\":{:.4},\"p50_ms\":{:.4},\"p99_ms\":{:.4},\"qps\":{:.1}}}",
             data.len(),
             m.recall,
             m.p50_ms,
@@ -140,7 +140,7 @@ fn main() {
     let qs = gen(queries);
     let truth: Vec<Vec<usize>> = qs.iter().map(|q| exact_top10(&data, q)).collect();
     let params = HnswParams::default();
-    let graph = HnswGraph::new(VectorMetric::Cosine, params, n);
+    let mut graph = HnswGraph::new(VectorMetric::Cosine, params);
     let t = Instant::now();
     graph.insert_many(&data).expect("finite vectors");
     let build = t.elapsed();

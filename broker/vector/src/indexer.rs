@@ -11,7 +11,7 @@ use chronik_meta::{TopicConfig, VectorField, VectorMetric, VectorSettings};
 use parking_lot::RwLock;
 
 use crate::field::text_of;
-use crate::graph::HnswParams;
+use crate::hnsw::HnswParams;
 use crate::metric::prepare;
 use crate::partition::{
     NewRecord, PartitionHit, PartitionIndex, PartitionSettings, PartitionStats, TimeRange,

@@ -10,7 +10,7 @@
 mod embedders;
 mod error;
 mod field;
-mod graph;
+mod hnsw;
 mod indexer;
 mod local;
 mod metric;
@@ -22,7 +22,7 @@ mod store;
 
 pub use embedders::Embedders;
 pub use error::VectorError;
-pub use graph::{HnswGraph, HnswParams};
+pub use hnsw::{HnswGraph, HnswParams};
 pub use indexer::{TopicStats, VectorIndexer, VectorQuery, MAX_EF, MAX_K};
 pub use local::{LocalProvider, LOCAL_MODEL_DIMENSIONS, LOCAL_MODEL_ID, MAX_TOKENS};
 pub use openai::{

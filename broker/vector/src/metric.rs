@@ -1,13 +1,7 @@
-//! Distances the HNSW graph runs on, one per vector.metric, and the scores users see.
-//!
-//! hnsw_rs needs non-negative distances where smaller is nearer. Cosine is the dot product of
-//! vectors normalised on the way in; dot is mapped through a decreasing, non-negative function
-//! (the graph only compares distances, so any monotone map keeps the order); l2 is Euclidean.
-//! Scores are similarities, larger is better: cosine similarity, the dot product, and
-//! `1 / (1 + distance)` for l2.
+//! The vector arithmetic the HNSW graph runs on, and the form each vector.metric stores
+//! vectors in (cosine compares unit vectors by their dot product).
 
 use chronik_meta::VectorMetric;
-use hnsw_rs::prelude::Distance;
 
 /// Lanes summed independently: a single running sum is one long chain of dependent adds the
 /// compiler may not reorder (float addition is not associative), so it runs one add at a time;
@@ -38,47 +32,8 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     lane_sum(a, b, |x, y| x * y)
 }
 
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     lane_sum(a, b, |x, y| (x - y) * (x - y))
-}
-
-/// 1 - cosine on unit vectors.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct CosineDistance;
-
-impl Distance<f32> for CosineDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
-/// A decreasing map of the dot product onto [0, inf): 1/(1+d) above zero, 1-d below.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct DotDistance;
-
-impl Distance<f32> for DotDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        dot_to_distance(dot(a, b))
-    }
-}
-
-pub(crate) fn dot_to_distance(d: f32) -> f32 {
-    if d.is_nan() {
-        f32::MAX
-    } else if d >= 0.0 {
-        1.0 / (1.0 + d)
-    } else {
-        1.0 - d
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct L2Distance;
-
-impl Distance<f32> for L2Distance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        squared_distance(a, b).sqrt()
-    }
 }
 
 /// Put a vector in the form the metric's graph stores and compares: unit length for cosine.
@@ -95,30 +50,6 @@ pub(crate) fn prepare(metric: VectorMetric, v: &mut [f32]) -> bool {
         v.iter_mut().for_each(|x| *x /= norm);
     }
     true
-}
-
-/// The user-facing score (larger is better) of a graph distance.
-pub(crate) fn score(metric: VectorMetric, distance: f32) -> f32 {
-    match metric {
-        VectorMetric::Cosine => 1.0 - distance,
-        VectorMetric::Dot => {
-            if distance <= 1.0 {
-                1.0 / distance.max(f32::MIN_POSITIVE) - 1.0
-            } else {
-                1.0 - distance
-            }
-        }
-        VectorMetric::L2 => 1.0 / (1.0 + distance),
-    }
-}
-
-/// Exact score of two prepared vectors (brute force, for tests).
-#[cfg(test)]
-pub(crate) fn exact_score(metric: VectorMetric, a: &[f32], b: &[f32]) -> f32 {
-    match metric {
-        VectorMetric::Cosine | VectorMetric::Dot => dot(a, b),
-        VectorMetric::L2 => 1.0 / (1.0 + L2Distance.eval(a, b)),
-    }
 }
 
 #[cfg(test)]
@@ -148,18 +79,6 @@ mod tests {
     }
 
     #[test]
-    fn dot_map_is_decreasing_and_non_negative() {
-        let xs = [-100.0f32, -2.0, -0.5, 0.0, 0.5, 2.0, 100.0];
-        let ds: Vec<f32> = xs.iter().map(|x| dot_to_distance(*x)).collect();
-        assert!(ds.iter().all(|d| *d >= 0.0));
-        assert!(ds.windows(2).all(|w| w[0] > w[1]), "{ds:?}");
-        for x in xs {
-            let back = score(VectorMetric::Dot, dot_to_distance(x));
-            assert!((back - x).abs() < 1e-3 * x.abs().max(1.0), "{x} -> {back}");
-        }
-    }
-
-    #[test]
     fn cosine_prepares_unit_vectors() {
         let mut v = vec![3.0, 4.0];
         assert!(prepare(VectorMetric::Cosine, &mut v));
@@ -167,12 +86,6 @@ mod tests {
         assert!(!prepare(VectorMetric::Cosine, &mut [0.0, 0.0]));
         assert!(!prepare(VectorMetric::L2, &mut [f32::NAN]));
         assert!(prepare(VectorMetric::L2, &mut [0.0, 0.0]));
-        let d = CosineDistance.eval(&v, &v);
-        assert!((0.0..1e-6).contains(&d));
-        assert!((score(VectorMetric::Cosine, d) - 1.0).abs() < 1e-6);
-        assert!(
-            (score(VectorMetric::L2, L2Distance.eval(&[0.0, 0.0], &[3.0, 4.0])) - 1.0 / 6.0).abs()
-                < 1e-6
-        );
+        assert!((dot(&v, &v) - 1.0).abs() < 1e-6);
     }
 }

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use chronik_meta::VectorMetric;
 use parking_lot::{Mutex, RwLock};
 
-use crate::graph::{Graph, HnswParams};
-use crate::metric::{prepare, score};
+use crate::hnsw::{Hnsw, HnswParams};
+use crate::metric::prepare;
 use crate::store::{encode, Checkpoint, Store, StoredRecord};
 use crate::VectorError;
 
@@ -94,7 +94,9 @@ struct State {
 pub struct PartitionIndex {
     pub partition: i32,
     settings: PartitionSettings,
-    graph: Graph,
+    /// Taken after `state` when both are needed: inserts write it under the state's write
+    /// lock, searches read it under the state's read lock.
+    graph: RwLock<Hnsw>,
     state: RwLock<State>,
     store: Mutex<Store>,
 }
@@ -121,13 +123,13 @@ impl PartitionIndex {
         let (store, checkpoint, records) = Store::open(dir, |c| {
             c.model == settings.model && c.dimensions == settings.dimensions && c.metric == metric
         })?;
-        let graph = Graph::new(settings.metric, settings.params, records.len());
+        let mut graph = Hnsw::new(settings.metric, settings.params);
         let mut state = State::default();
-        let mut points: Vec<(Vec<f32>, usize)> = Vec::with_capacity(records.len());
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(records.len());
         for r in records {
             let vector = track(&mut state, &settings, &r.key, r.offset, r.vector);
             if let Some(v) = vector {
-                points.push((v, state.points.len()));
+                vectors.push(v);
                 state.points.push(Point {
                     offset: r.offset,
                     timestamp: r.timestamp,
@@ -136,8 +138,8 @@ impl PartitionIndex {
                 });
             }
         }
-        let refs: Vec<(&[f32], usize)> = points.iter().map(|(v, id)| (v.as_slice(), *id)).collect();
-        graph.insert_many(&refs);
+        graph.insert_many(&vectors);
+        drop(vectors);
         let resume = match &checkpoint {
             Some(c) => {
                 state.forgotten_before = c.forgotten_before;
@@ -155,7 +157,7 @@ impl PartitionIndex {
             PartitionIndex {
                 partition,
                 settings,
-                graph,
+                graph: RwLock::new(graph),
                 state: RwLock::new(state),
                 store: Mutex::new(store),
             },
@@ -182,6 +184,7 @@ impl PartitionIndex {
         next_offset: i64,
     ) -> Result<(), VectorError> {
         let mut st = self.state.write();
+        let mut graph = self.graph.write();
         let from = st.indexed;
         for mut r in records.into_iter().filter(|r| r.offset >= from) {
             if let Some(v) = &mut r.vector {
@@ -213,14 +216,13 @@ impl PartitionIndex {
                 stored.vector,
             );
             if let Some(v) = vector {
-                let id = st.points.len();
                 st.points.push(Point {
                     offset: stored.offset,
                     timestamp: stored.timestamp,
                     key: stored.key,
                     value: stored.value,
                 });
-                self.graph.insert(&v, id);
+                graph.insert(&v);
             }
         }
         st.skipped += skipped;
@@ -272,7 +274,10 @@ impl PartitionIndex {
 
     /// Visible points (published, not forgotten, not superseded); counts the graph otherwise.
     pub fn stats(&self) -> PartitionStats {
+        // The store first: persist() takes it before the state.
+        let disk_bytes = self.store.lock().size();
         let st = self.state.read();
+        let graph = self.graph.read();
         let visible = st
             .points
             .iter()
@@ -281,15 +286,13 @@ impl PartitionIndex {
         PartitionStats {
             partition: self.partition,
             vectors: visible,
-            graph_points: self.graph.len() as u64,
+            graph_points: graph.len() as u64,
             skipped: st.skipped,
             indexed_offset: st.indexed,
             published_offset: st.published,
             durable_offset: st.durable,
-            disk_bytes: self.store.lock().size(),
-            memory_bytes: (self.graph.len()
-                * (self.settings.dimensions * 4 + self.settings.params.m * 2 * 8 + 64))
-                as u64
+            disk_bytes,
+            memory_bytes: graph.memory_bytes() as u64
                 + st.points
                     .iter()
                     .map(|p| {
@@ -302,31 +305,27 @@ impl PartitionIndex {
     }
 
     /// The `k` best visible points for the prepared query `q` within `time`, best first.
+    /// Hidden points are walked through but never returned, so fewer than `k` hits means
+    /// fewer than `k` visible points are reachable.
     pub fn search(&self, q: &[f32], k: usize, ef: usize, time: TimeRange) -> Vec<PartitionHit> {
         let st = self.state.read();
+        let graph = self.graph.read();
         let compacted = self.settings.compacted;
-        let keep = |id: &usize| {
+        let keep = |id: u32| {
             st.points
-                .get(*id)
+                .get(id as usize)
                 .is_some_and(|p| visible(&st, compacted, p) && time.contains(p.timestamp))
         };
-        let mut ef = ef.max(k);
-        let candidates = st.points.len();
-        let mut found = self.graph.search(q, k, ef, &keep);
-        // A restrictive filter can starve the beam: widen it until k hits or the whole graph.
-        while found.len() < k && ef < candidates {
-            ef = (ef * 4).min(candidates.max(k));
-            found = self.graph.search(q, k, ef, &keep);
-        }
-        found
+        graph
+            .search(q, k, ef, &keep)
             .into_iter()
-            .filter_map(|n| {
-                let p = st.points.get(n.d_id)?;
+            .filter_map(|(id, distance)| {
+                let p = st.points.get(id as usize)?;
                 Some(PartitionHit {
                     partition: self.partition,
                     offset: p.offset,
                     timestamp: p.timestamp,
-                    score: score(self.settings.metric, n.distance),
+                    score: graph.score(distance),
                     key: p.key.clone(),
                     value: p.value.clone(),
                 })

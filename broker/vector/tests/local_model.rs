@@ -197,7 +197,7 @@ fn hnsw_recall_on_real_embeddings() {
     let data = p.embed(&refs).expect("embed titles");
     let qrefs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let qs = p.embed(&qrefs).expect("embed queries");
-    let graph = HnswGraph::new(VectorMetric::Cosine, HnswParams::default(), data.len());
+    let mut graph = HnswGraph::new(VectorMetric::Cosine, HnswParams::default());
     graph.insert_many(&data).expect("finite vectors");
     assert_eq!(graph.len(), data.len());
     let mut recall = 0.0;

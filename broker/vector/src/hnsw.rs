@@ -553,6 +553,149 @@ impl Hnsw {
     }
 }
 
+/// First bytes of a graph snapshot (format version 1).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"CKHNSW01";
+
+fn metric_code(metric: VectorMetric) -> u8 {
+    match metric {
+        VectorMetric::Cosine => 0,
+        VectorMetric::Dot => 1,
+        VectorMetric::L2 => 2,
+    }
+}
+
+/// Little-endian reads over a snapshot; `None` past the end.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.buf.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// `len` link words: a count no larger than `len - 1`, then ids below `n`.
+    fn links(&mut self, len: usize, n: usize) -> Option<Vec<AtomicU32>> {
+        let raw = self.take(len.checked_mul(4)?)?;
+        let words: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let count = words[0] as usize;
+        if count >= len || words[1..=count].iter().any(|id| *id as usize >= n) {
+            return None;
+        }
+        Some(words.into_iter().map(AtomicU32::new).collect())
+    }
+}
+
+impl Hnsw {
+    /// The links of every point (not the vectors, which the caller stores), for
+    /// [`Hnsw::restore`].
+    pub fn snapshot(&self) -> Vec<u8> {
+        let upper: usize = self.upper.iter().map(|u| u.len()).sum();
+        let mut out = Vec::with_capacity(40 + self.len() + (self.base.len() + upper) * 4);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&(self.params.m as u32).to_le_bytes());
+        out.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        out.push(metric_code(self.metric));
+        out.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        let entry = *self.entry.lock();
+        out.push(u8::from(entry.is_some()));
+        let (id, level) = entry.unwrap_or((0, 0));
+        out.extend_from_slice(&id.to_le_bytes());
+        out.push(level);
+        out.extend_from_slice(&self.levels);
+        for word in self
+            .base
+            .iter()
+            .chain(self.upper.iter().flat_map(|u| u.iter()))
+        {
+            out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        out
+    }
+
+    /// A graph over the first points of `vectors` linked as `snapshot` recorded them; returns
+    /// it with the number of points it covers (insert the rest). `None` when the snapshot is
+    /// not one of this shape (another m, dimension or metric, more points than `vectors`) or
+    /// does not decode.
+    pub fn restore<V: AsRef<[f32]>>(
+        metric: VectorMetric,
+        params: HnswParams,
+        vectors: &[V],
+        snapshot: &[u8],
+    ) -> Option<(Hnsw, usize)> {
+        let mut graph = Hnsw::new(metric, params);
+        let mut c = Cursor {
+            buf: snapshot,
+            at: 0,
+        };
+        if c.take(SNAPSHOT_MAGIC.len())? != SNAPSHOT_MAGIC || c.u32()? as usize != graph.params.m {
+            return None;
+        }
+        let dim = c.u32()? as usize;
+        let same_metric = c.u8()? == metric_code(metric);
+        let n = usize::try_from(c.u64()?).ok()?;
+        // Ids are u32; the dimension must be what the stored vectors have.
+        if !same_metric
+            || n > vectors.len()
+            || n > u32::MAX as usize
+            || vectors[..n].iter().any(|v| v.as_ref().len() != dim)
+        {
+            return None;
+        }
+        let has_entry = c.u8()? == 1;
+        let (entry, top) = (c.u32()?, c.u8()?);
+        let levels = c.take(n)?.to_vec();
+        if levels.iter().any(|l| *l > MAX_LEVEL) || has_entry != (n > 0) {
+            return None;
+        }
+        if has_entry && (entry as usize >= n || levels[entry as usize] != top) {
+            return None;
+        }
+        graph.dim = if n > 0 { dim } else { 0 };
+        let base_stride = graph.base_stride();
+        let upper_stride = graph.upper_stride();
+        let mut base = Vec::with_capacity(n * base_stride);
+        for _ in 0..n {
+            base.extend(c.links(base_stride, n)?);
+        }
+        let mut upper = Vec::with_capacity(n);
+        for level in &levels {
+            let mut lists = Vec::with_capacity(*level as usize * upper_stride);
+            for _ in 0..*level {
+                lists.extend(c.links(upper_stride, n)?);
+            }
+            upper.push(lists.into_boxed_slice());
+        }
+        if c.at != snapshot.len() {
+            return None;
+        }
+        graph.vectors.reserve(vectors.len() * dim);
+        for v in &vectors[..n] {
+            graph.vectors.extend_from_slice(v.as_ref());
+        }
+        graph.levels = levels;
+        graph.base = base;
+        graph.upper = upper;
+        graph.locks = (0..n).map(|_| Mutex::new(())).collect();
+        *graph.entry.get_mut() = has_entry.then_some((entry, top));
+        Some((graph, n))
+    }
+}
+
 /// A standalone graph over one metric taking raw vectors (prepared on the way in) and
 /// answering scores: what a partition index runs on, for benchmarks and tools.
 #[derive(Debug)]
@@ -730,6 +873,79 @@ mod tests {
         assert_eq!(graph.search(&[0.0, 1.0], 5, 16, &|_| true).len(), 1);
         assert!(graph.search(&[1.0, 0.0, 0.0], 5, 16, &|_| true).is_empty());
         assert!(graph.search(&[1.0, 0.0], 0, 16, &|_| true).is_empty());
+    }
+
+    #[test]
+    fn a_restored_snapshot_answers_as_the_graph_did_and_takes_more_points() {
+        let data = prepared(VectorMetric::Cosine, 3000, 16, 11);
+        let queries = prepared(VectorMetric::Cosine, 50, 16, 12);
+        let mut graph = Hnsw::new(VectorMetric::Cosine, HnswParams::default());
+        graph.insert_many(&data[..2000]);
+        let snapshot = graph.snapshot();
+        let (mut restored, covered) = Hnsw::restore(
+            VectorMetric::Cosine,
+            HnswParams::default(),
+            &data,
+            &snapshot,
+        )
+        .expect("a snapshot of this graph restores");
+        assert_eq!((covered, restored.len()), (2000, 2000));
+        for q in &queries {
+            assert_eq!(
+                graph.search(q, 10, 64, &|_| true),
+                restored.search(q, 10, 64, &|_| true)
+            );
+        }
+        restored.insert_many(&data[2000..]);
+        let r = recall(&restored, &data, &queries);
+        assert!(
+            r >= 0.97,
+            "recall@10 {r} after inserting onto a restored graph"
+        );
+    }
+
+    #[test]
+    fn snapshots_of_another_shape_or_damaged_ones_are_refused() {
+        let data = prepared(VectorMetric::L2, 500, 8, 13);
+        let mut graph = Hnsw::new(VectorMetric::L2, HnswParams::default());
+        graph.insert_many(&data);
+        let snapshot = graph.snapshot();
+        let params = HnswParams::default();
+        let restore = |metric, params, vectors: &[Vec<f32>], bytes: &[u8]| {
+            Hnsw::restore(metric, params, vectors, bytes).map(|(_, n)| n)
+        };
+        assert_eq!(
+            restore(VectorMetric::L2, params, &data, &snapshot),
+            Some(500)
+        );
+        assert_eq!(
+            restore(VectorMetric::Cosine, params, &data, &snapshot),
+            None
+        );
+        let other_m = HnswParams { m: 8, ..params };
+        assert_eq!(restore(VectorMetric::L2, other_m, &data, &snapshot), None);
+        assert_eq!(
+            restore(VectorMetric::L2, params, &data[..499], &snapshot),
+            None
+        );
+        let longer = prepared(VectorMetric::L2, 500, 9, 13);
+        assert_eq!(restore(VectorMetric::L2, params, &longer, &snapshot), None);
+        assert_eq!(
+            restore(
+                VectorMetric::L2,
+                params,
+                &data,
+                &snapshot[..snapshot.len() - 1]
+            ),
+            None
+        );
+        // A neighbour id past the points (the first link of the first node).
+        let mut bad = snapshot.clone();
+        let first_link = 8 + 4 + 4 + 1 + 8 + 1 + 4 + 1 + 500 + 4;
+        bad[first_link..first_link + 4].copy_from_slice(&600u32.to_le_bytes());
+        assert_eq!(restore(VectorMetric::L2, params, &data, &bad), None);
+        let empty = Hnsw::new(VectorMetric::L2, params).snapshot();
+        assert_eq!(restore(VectorMetric::L2, params, &data, &empty), Some(0));
     }
 
     #[test]

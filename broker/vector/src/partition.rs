@@ -87,6 +87,17 @@ struct State {
     durable: i64,
     /// Encoded records not yet in the store.
     pending: Vec<u8>,
+    /// Points the store's graph snapshot covers.
+    snapshot_points: usize,
+}
+
+/// A graph snapshot is rewritten once the graph has grown by a quarter since the last one (and
+/// by at least this many points), so rewriting costs a bounded share of the inserts and a
+/// restart inserts at most that share again.
+const SNAPSHOT_MIN_GROWTH: usize = 4096;
+
+fn snapshot_due(points: usize, covered: usize) -> bool {
+    points > covered && points - covered >= (covered / 4).max(SNAPSHOT_MIN_GROWTH)
 }
 
 /// A partition's index.
@@ -123,7 +134,7 @@ impl PartitionIndex {
         let (store, checkpoint, records) = Store::open(dir, |c| {
             c.model == settings.model && c.dimensions == settings.dimensions && c.metric == metric
         })?;
-        let mut graph = Hnsw::new(settings.metric, settings.params);
+        let snapshot = store.graph();
         let mut state = State::default();
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(records.len());
         for r in records {
@@ -138,7 +149,17 @@ impl PartitionIndex {
                 });
             }
         }
-        graph.insert_many(&vectors);
+        let restored = snapshot.and_then(|bytes| {
+            let restored = Hnsw::restore(settings.metric, settings.params, &vectors, &bytes);
+            if restored.is_none() {
+                tracing::info!(dir = %dir.display(), "vector graph snapshot does not fit the stored records; rebuilding the graph");
+            }
+            restored
+        });
+        let (mut graph, covered) =
+            restored.unwrap_or_else(|| (Hnsw::new(settings.metric, settings.params), 0));
+        graph.insert_many(&vectors[covered..]);
+        state.snapshot_points = covered;
         drop(vectors);
         let resume = match &checkpoint {
             Some(c) => {
@@ -236,10 +257,11 @@ impl PartitionIndex {
         st.published = st.indexed;
     }
 
-    /// Write what was added, with its checkpoint; returns the checkpoint offset.
+    /// Write what was added, with its checkpoint, and the graph's links when enough points
+    /// were added since they were last written; returns the checkpoint offset.
     pub fn persist(&self) -> Result<i64, VectorError> {
         let mut store = self.store.lock();
-        let (pending, checkpoint) = {
+        let (pending, checkpoint, snapshot) = {
             let mut st = self.state.write();
             let cp = Checkpoint {
                 next_offset: st.indexed,
@@ -250,7 +272,12 @@ impl PartitionIndex {
                 dimensions: self.settings.dimensions,
                 metric: metric_name(self.settings.metric).to_string(),
             };
-            (std::mem::take(&mut st.pending), cp)
+            // Taken under the state lock, so it holds exactly the points whose records this
+            // commit makes durable (inserts need the state's write lock).
+            let graph = self.graph.read();
+            let snapshot = snapshot_due(graph.len(), st.snapshot_points)
+                .then(|| (graph.len(), graph.snapshot()));
+            (std::mem::take(&mut st.pending), cp, snapshot)
         };
         let next = checkpoint.next_offset;
         if let Err(e) = store.commit(&pending, checkpoint) {
@@ -261,6 +288,15 @@ impl PartitionIndex {
             back.extend_from_slice(&st.pending);
             st.pending = back;
             return Err(e);
+        }
+        if let Some((points, bytes)) = snapshot {
+            // Without it a restart rebuilds more of the graph; nothing is lost.
+            match store.write_graph(&bytes) {
+                Ok(()) => self.state.write().snapshot_points = points,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "cannot write the vector graph snapshot")
+                }
+            }
         }
         let mut st = self.state.write();
         st.durable = st.durable.max(next);
@@ -388,4 +424,89 @@ pub struct PartitionStats {
     pub disk_bytes: u64,
     /// Estimate: vectors, graph links and stored events.
     pub memory_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn settings() -> PartitionSettings {
+        PartitionSettings {
+            metric: VectorMetric::Cosine,
+            params: HnswParams::default(),
+            model: "test-model".into(),
+            dimensions: 16,
+            compacted: false,
+        }
+    }
+
+    fn records(from: i64, n: usize, seed: u64) -> Vec<NewRecord> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|i| NewRecord {
+                offset: from + i as i64,
+                timestamp: 1_000 + i as i64,
+                key: None,
+                value: Some(Bytes::from(format!("{{\"n\":{i}}}"))),
+                vector: Some((0..16).map(|_| rng.gen_range(-1.0f32..1.0)).collect()),
+            })
+            .collect()
+    }
+
+    fn offsets(index: &PartitionIndex, q: &[f32]) -> Vec<i64> {
+        index
+            .search(q, 10, 64, TimeRange::default())
+            .iter()
+            .map(|h| h.offset)
+            .collect()
+    }
+
+    #[test]
+    fn snapshots_follow_growth_by_a_quarter() {
+        assert!(!snapshot_due(4095, 0));
+        assert!(snapshot_due(4096, 0));
+        assert!(!snapshot_due(20_000 + 4999, 20_000));
+        assert!(snapshot_due(25_000, 20_000));
+        assert!(!snapshot_due(100, 200));
+    }
+
+    #[test]
+    fn a_reopened_partition_restores_its_graph_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = vec![0.5f32; 16];
+        assert!(prepare(VectorMetric::Cosine, &mut q));
+        let (index, resume) = PartitionIndex::open(dir.path(), 0, settings(), 0).unwrap();
+        assert_eq!(resume, 0);
+        index.add(records(0, 5000, 1), 0, 5000).unwrap();
+        index.publish();
+        assert_eq!(index.persist().unwrap(), 5000);
+        assert!(
+            dir.path().join("graph.bin").exists(),
+            "5,000 points are worth a snapshot"
+        );
+        // Added after the snapshot: stored, but not covered by it.
+        index.add(records(5000, 300, 2), 0, 5300).unwrap();
+        index.publish();
+        index.persist().unwrap();
+        let before = offsets(&index, &q);
+        assert_eq!(before.len(), 10);
+        drop(index);
+
+        let (index, resume) = PartitionIndex::open(dir.path(), 0, settings(), 0).unwrap();
+        assert_eq!(resume, 5300);
+        assert_eq!(index.state.read().snapshot_points, 5000);
+        assert_eq!(index.stats().graph_points, 5300);
+        index.publish();
+        assert_eq!(offsets(&index, &q), before);
+
+        // Another metric: the stored records and graph are dropped and indexing starts over.
+        let other = PartitionSettings {
+            metric: VectorMetric::L2,
+            ..settings()
+        };
+        let (index, resume) = PartitionIndex::open(dir.path(), 0, other, 0).unwrap();
+        assert_eq!((resume, index.stats().graph_points), (0, 0));
+        assert!(!dir.path().join("graph.bin").exists());
+    }
 }

@@ -5,6 +5,10 @@
 //! checkpoint (with the file length it covers and the next offset to index) is written to a
 //! temporary file, fsynced and renamed over the old one. On open, bytes past the checkpointed
 //! length (a crash between the two steps) are cut off, so data and checkpoint always agree.
+//!
+//! Beside them, a snapshot of the HNSW graph's links over the first points of the records (so a
+//! restart does not rebuild the graph), written after a commit and replaced atomically. It
+//! never covers more points than the committed records hold; a reset of the records removes it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -17,6 +21,7 @@ use crate::VectorError;
 
 const RECORDS: &str = "vectors.log";
 const CHECKPOINT: &str = "checkpoint.json";
+const GRAPH: &str = "graph.bin";
 
 /// What the checkpoint records beside the offsets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +191,14 @@ impl Store {
             }
             ok
         });
+        if checkpoint.is_none() {
+            match std::fs::remove_file(dir.join(GRAPH)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(VectorError::io(format!("removing {GRAPH}"), e))
+                }
+                _ => {}
+            }
+        }
         let path = dir.join(RECORDS);
         let mut file = OpenOptions::new()
             .read(true)
@@ -244,19 +257,35 @@ impl Store {
                 .map_err(io(format!("writing {}", path.display())))?;
         }
         checkpoint.length = self.length + pending.len() as u64;
-        let tmp = self.dir.join(format!("{CHECKPOINT}.tmp"));
         let body = serde_json::to_vec(&checkpoint).map_err(|e| VectorError::Task(e.to_string()))?;
+        self.replace(CHECKPOINT, &body)?;
+        self.length = checkpoint.length;
+        Ok(())
+    }
+
+    /// Write `name` whole or not at all: a temporary file, fsynced, renamed over it.
+    fn replace(&self, name: &str, body: &[u8]) -> Result<(), VectorError> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
         let mut f = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-        f.write_all(&body)
+        f.write_all(body)
             .and_then(|_| f.sync_all())
             .map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, self.dir.join(CHECKPOINT))
+        std::fs::rename(&tmp, self.dir.join(name))
             .map_err(io(format!("renaming {}", tmp.display())))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io(format!("syncing {}", self.dir.display())))?;
-        self.length = checkpoint.length;
-        Ok(())
+            .map_err(io(format!("syncing {}", self.dir.display())))
+    }
+
+    /// The graph snapshot, if one was written (unreadable counts as none: the graph is
+    /// rebuilt from the records).
+    pub(crate) fn graph(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(GRAPH)).ok()
+    }
+
+    /// Replace the graph snapshot; call only after the commit holding its points.
+    pub(crate) fn write_graph(&self, snapshot: &[u8]) -> Result<(), VectorError> {
+        self.replace(GRAPH, snapshot)
     }
 
     /// Bytes on disk.
@@ -317,10 +346,15 @@ mod tests {
             encode(&rec(1, Some(vec![0.0, 1.0])), &mut more);
             s.file.write_all(&more[..5]).unwrap();
         }
-        let (_, c, r) = Store::open(dir.path(), |_| true).unwrap();
+        let (s, c, r) = Store::open(dir.path(), |_| true).unwrap();
         assert_eq!(c.unwrap().next_offset, 1);
         assert_eq!(r, vec![rec(0, Some(vec![1.0, 0.0]))]);
-        let (_, c, r) = Store::open(dir.path(), |c| c.model == "other").unwrap();
+        s.write_graph(b"links").unwrap();
+        let (s, _, _) = Store::open(dir.path(), |_| true).unwrap();
+        assert_eq!(s.graph().as_deref(), Some(&b"links"[..]));
+        // Another model: records, checkpoint and the graph over them all go.
+        let (s, c, r) = Store::open(dir.path(), |c| c.model == "other").unwrap();
         assert!(c.is_none() && r.is_empty());
+        assert!(s.graph().is_none());
     }
 }

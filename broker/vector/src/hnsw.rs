@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use chronik_meta::VectorMetric;
 use parking_lot::Mutex;
 
+use crate::le_reader::LeReader;
 use crate::metric::{dot, prepare, squared_distance};
 
 /// Graph shape (vector.hnsw.*).
@@ -564,40 +565,18 @@ fn metric_code(metric: VectorMetric) -> u8 {
     }
 }
 
-/// Little-endian reads over a snapshot; `None` past the end.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let s = self.buf.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
+/// `len` link words from `c`: a count no larger than `len - 1`, then ids below `n`.
+fn read_links(c: &mut LeReader<'_>, len: usize, n: usize) -> Option<Vec<AtomicU32>> {
+    let raw = c.take(len.checked_mul(4)?)?;
+    let words: Vec<u32> = raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let count = words[0] as usize;
+    if count >= len || words[1..=count].iter().any(|id| *id as usize >= n) {
+        return None;
     }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    /// `len` link words: a count no larger than `len - 1`, then ids below `n`.
-    fn links(&mut self, len: usize, n: usize) -> Option<Vec<AtomicU32>> {
-        let raw = self.take(len.checked_mul(4)?)?;
-        let words: Vec<u32> = raw
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let count = words[0] as usize;
-        if count >= len || words[1..=count].iter().any(|id| *id as usize >= n) {
-            return None;
-        }
-        Some(words.into_iter().map(AtomicU32::new).collect())
-    }
+    Some(words.into_iter().map(AtomicU32::new).collect())
 }
 
 impl Hnsw {
@@ -638,10 +617,7 @@ impl Hnsw {
         snapshot: &[u8],
     ) -> Option<(Hnsw, usize)> {
         let mut graph = Hnsw::new(metric, params);
-        let mut c = Cursor {
-            buf: snapshot,
-            at: 0,
-        };
+        let mut c = LeReader::new(snapshot);
         if c.take(SNAPSHOT_MAGIC.len())? != SNAPSHOT_MAGIC || c.u32()? as usize != graph.params.m {
             return None;
         }
@@ -670,17 +646,17 @@ impl Hnsw {
         let upper_stride = graph.upper_stride();
         let mut base = Vec::with_capacity(n * base_stride);
         for _ in 0..n {
-            base.extend(c.links(base_stride, n)?);
+            base.extend(read_links(&mut c, base_stride, n)?);
         }
         let mut upper = Vec::with_capacity(n);
         for level in &levels {
             let mut lists = Vec::with_capacity(*level as usize * upper_stride);
             for _ in 0..*level {
-                lists.extend(c.links(upper_stride, n)?);
+                lists.extend(read_links(&mut c, upper_stride, n)?);
             }
             upper.push(lists.into_boxed_slice());
         }
-        if c.at != snapshot.len() {
+        if !c.is_done() {
             return None;
         }
         graph.vectors.reserve(vectors.len() * dim);

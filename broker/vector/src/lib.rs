@@ -12,6 +12,7 @@ mod error;
 mod field;
 mod hnsw;
 mod indexer;
+mod le_reader;
 mod local;
 mod metric;
 mod openai;

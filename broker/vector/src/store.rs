@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::le_reader::LeReader;
 use crate::VectorError;
 
 const RECORDS: &str = "vectors.log";
@@ -77,42 +78,14 @@ pub(crate) fn encode(r: &StoredRecord, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let s = self.buf.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<Option<Bytes>> {
-        match self.u32()? {
-            u32::MAX => Some(None),
-            n => Some(Some(Bytes::copy_from_slice(self.take(n as usize)?))),
-        }
-    }
-}
-
 /// Decode every record of `buf`; `None` when it is not a whole number of valid records.
 pub(crate) fn decode_all(buf: &[u8]) -> Option<Vec<StoredRecord>> {
-    let mut r = Reader { buf, at: 0 };
+    let mut r = LeReader::new(buf);
     let mut out = Vec::new();
     while r.at < buf.len() {
         let len = r.u32()? as usize;
         let end = r.at.checked_add(len)?;
-        let mut body = Reader {
-            buf: buf.get(r.at..end)?,
-            at: 0,
-        };
+        let mut body = LeReader::new(buf.get(r.at..end)?);
         r.at = end;
         let offset = body.i64()?;
         let timestamp = body.i64()?;
@@ -129,7 +102,7 @@ pub(crate) fn decode_all(buf: &[u8]) -> Option<Vec<StoredRecord>> {
                 )
             }
         };
-        if body.at != body.buf.len() {
+        if !body.is_done() {
             return None;
         }
         out.push(StoredRecord {

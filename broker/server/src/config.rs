@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
     pub offsets_retention_minutes: u64,
+    /// CHRONIK_TRANSACTION_STATE_PARTITIONS: partitions of `__transaction_state` when created
+    /// (Kafka's transaction.state.log.num.partitions).
+    pub transaction_state_partitions: i32,
     /// CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS: a transactional id with no transaction open and
     /// no activity for this long is forgotten (Kafka's transactional.id.expiration.ms).
     pub transactional_id_expiration_ms: u64,
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
+            transaction_state_partitions: 8,
             transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             embedding_provider: "local".into(),
             embedding_model: None,
@@ -294,6 +298,9 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_OFFSETS_RETENTION_MINUTES") {
             self.offsets_retention_minutes = parse("CHRONIK_OFFSETS_RETENTION_MINUTES", &v)?;
         }
+        if let Some(v) = get("CHRONIK_TRANSACTION_STATE_PARTITIONS") {
+            self.transaction_state_partitions = parse("CHRONIK_TRANSACTION_STATE_PARTITIONS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS") {
             self.transactional_id_expiration_ms =
                 parse("CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS", &v)?;
@@ -367,6 +374,12 @@ impl ServerConfig {
         if self.offsets_topic_partitions < 1 {
             return Err(invalid(
                 "CHRONIK_OFFSETS_TOPIC_PARTITIONS",
+                "must be at least 1",
+            ));
+        }
+        if self.transaction_state_partitions < 1 {
+            return Err(invalid(
+                "CHRONIK_TRANSACTION_STATE_PARTITIONS",
                 "must be at least 1",
             ));
         }
@@ -634,6 +647,16 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().setting, "CHRONIK_SQL_SEAL_ROWS");
         let c = ServerConfig::load(None, env(&[("CHRONIK_SQL_SEAL_ROWS", "5000")])).unwrap();
         assert_eq!(c.sql_seal_rows, 5000);
+        c.validate().unwrap();
+        let c = ServerConfig::load(None, env(&[("CHRONIK_TRANSACTION_STATE_PARTITIONS", "0")]))
+            .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "CHRONIK_TRANSACTION_STATE_PARTITIONS"
+        );
+        let c = ServerConfig::load(None, env(&[("CHRONIK_TRANSACTION_STATE_PARTITIONS", "1")]))
+            .unwrap();
+        assert_eq!(c.transaction_state_partitions, 1);
         c.validate().unwrap();
     }
 

@@ -67,6 +67,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
         group_max_session_timeout_ms: config.group_max_session_timeout_ms,
         offsets_topic_partitions: config.offsets_topic_partitions,
+        transaction_state_partitions: config.transaction_state_partitions,
         offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
         transactional_id_expiration_ms: config.transactional_id_expiration_ms as i64,
         ..KafkaConfig::default()

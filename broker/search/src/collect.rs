@@ -118,8 +118,9 @@ pub struct TopHits {
     pub scoring: bool,
     pub search_after: Option<Vec<SortValue>>,
     pub min_score: Option<f32>,
-    /// Whether every match must be counted; when not, relevance-ordered collection skips
-    /// whole blocks of postings that cannot reach the top (block-max WAND).
+    /// Whether every match must be counted (a count pass beside the collection); either way,
+    /// relevance-ordered collection skips documents that cannot reach the top.
+    /// Term queries skip whole blocks of postings (block-max WAND).
     pub count_all: bool,
 }
 
@@ -272,13 +273,19 @@ impl Collector for TopHits {
         let mut child = self.for_segment(segment_ord, reader)?;
         let alive = reader.alive_bitset();
         let is_alive = |doc: DocId| alive.is_none_or(|a| a.is_alive(doc));
-        let prune = !self.count_all
-            && self.scoring
+        let prunable = self.scoring
             && child.by_score_only
             && self.keep > 0
             && self.min_score.is_none()
             && self.search_after.is_none();
-        if prune {
+        if prunable {
+            // Exact totals come from a count, which iterates without scoring (or reads the
+            // document frequency), so the hits can still be collected with pruning.
+            let counted = if self.count_all {
+                Some(u64::from(weight.count(reader)?))
+            } else {
+                None
+            };
             // The scorer passes only documents scoring above the threshold; one step below the
             // floor keeps the ties the exhaustive path keeps (broken by partition and offset).
             weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
@@ -287,6 +294,9 @@ impl Collector for TopHits {
                 }
                 child.floor.map_or(Score::MIN, just_below)
             })?;
+            if let Some(total) = counted {
+                child.total = total;
+            }
         } else if self.scoring {
             weight.for_each(reader, &mut |doc, score| {
                 if is_alive(doc) {

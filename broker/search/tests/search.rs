@@ -1060,7 +1060,7 @@ async fn conjunctions_skip_ahead_and_match_exactly() {
     // Word w is in document i when i is a multiple of the w-th of these (amber in every
     // second, dune in every 97th).
     let every = [2usize, 3, 11, 97];
-    let has = |i: usize, w: usize| i % every[w] == 0;
+    let has = |i: usize, w: usize| i.is_multiple_of(every[w]);
     let mut expected: BTreeMap<&str, HashSet<String>> = BTreeMap::new();
     for p in 0..2 {
         ix.open_partition("conj", p, &cfg, 0).await.unwrap();

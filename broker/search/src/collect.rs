@@ -118,10 +118,13 @@ pub struct TopHits {
     pub scoring: bool,
     pub search_after: Option<Vec<SortValue>>,
     pub min_score: Option<f32>,
-    /// Whether every match must be counted (a count pass beside the collection); either way,
-    /// relevance-ordered collection skips documents that cannot reach the top.
-    /// Term queries skip whole blocks of postings (block-max WAND).
+    /// Whether every match must be counted.
     pub count_all: bool,
+    /// The query skips documents that cannot reach the top when collected by relevance (a
+    /// match over one field group, or a term: a score bound per document or block). Exact
+    /// totals then come from a separate count, cheap for these queries, and the collection
+    /// still prunes. Other queries score every match anyway, so one pass does both.
+    pub prunes: bool,
 }
 
 pub struct TopHitsFruit {
@@ -274,6 +277,7 @@ impl Collector for TopHits {
         let alive = reader.alive_bitset();
         let is_alive = |doc: DocId| alive.is_none_or(|a| a.is_alive(doc));
         let prunable = self.scoring
+            && (self.prunes || !self.count_all)
             && child.by_score_only
             && self.keep > 0
             && self.min_score.is_none()

@@ -16,12 +16,14 @@ use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResult
 use tantivy::aggregation::{
     AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector,
 };
+use tantivy::query::TermQuery;
 use tantivy::schema::{Type, Value as _};
-use tantivy::{Searcher, TantivyDocument};
+use tantivy::{Executor, Searcher, TantivyDocument};
 
 use crate::aggs;
 use crate::analyzer;
 use crate::collect::{cmp_hits, Hit, SortValue, TopHits};
+use crate::combined::CombinedFieldsQuery;
 use crate::dsl::QueryBuilder;
 use crate::error::SearchError;
 use crate::highlight;
@@ -31,9 +33,20 @@ use crate::request::{SearchRequest, TrackTotal};
 use crate::schema::{self, parse_value, Parsed};
 
 /// Searches the indexes a [`SearchIndexer`] holds.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SearchEngine {
     indexer: Arc<SearchIndexer>,
+    /// One thread per core, shared by every request: a request's partitions run in parallel
+    /// while concurrent requests queue here instead of oversubscribing the cores.
+    executor: Executor,
+}
+
+impl std::fmt::Debug for SearchEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchEngine")
+            .field("indexer", &self.indexer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One searchable topic as `_cat/indices` lists it.
@@ -65,7 +78,12 @@ fn tantivy_error(e: tantivy::TantivyError) -> SearchError {
 
 impl SearchEngine {
     pub fn new(indexer: Arc<SearchIndexer>) -> Self {
-        SearchEngine { indexer }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let executor = Executor::multi_thread(threads, "search-").unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no search thread pool; partitions are searched one by one");
+            Executor::single_thread()
+        });
+        SearchEngine { indexer, executor }
     }
 
     pub fn indexer(&self) -> &Arc<SearchIndexer> {
@@ -91,39 +109,64 @@ impl SearchEngine {
             search_after,
             min_score: req.min_score,
             count_all: req.track_total_hits != TrackTotal::Off,
+            prunes: query.is::<CombinedFieldsQuery>() || query.is::<TermQuery>(),
         };
         let limits = || AggregationLimitsGuard::new(None, None);
 
-        let mut total = 0u64;
-        let mut shards = 0usize;
-        let mut results = Vec::new();
-        let mut agg_acc: Option<IntermediateAggregationResults> = None;
-        for (ti, topic) in topics.iter().enumerate() {
-            for part in self.indexer.partitions_of(topic) {
-                shards += 1;
-                let searcher = part.searcher();
-                let fruit = match &agg_req {
-                    None => searcher.search(&*query, &top).map_err(tantivy_error)?,
-                    Some(a) => {
-                        let ctx =
-                            AggContextParams::new(limits(), part.index().tokenizers().clone());
-                        let collector = DistributedAggregationCollector::from_aggs(a.clone(), ctx);
-                        let (fruit, intermediate) = searcher
-                            .search(&*query, &(top.clone(), collector))
-                            .map_err(tantivy_error)?;
-                        match &mut agg_acc {
-                            None => agg_acc = Some(intermediate),
-                            Some(acc) => acc.merge_fruits(intermediate).map_err(tantivy_error)?,
-                        }
-                        fruit
-                    }
-                };
-                total += fruit.total;
-                results.push(PartitionResult {
+        let targets: Vec<(usize, Arc<PartitionIndex>)> = topics
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, topic)| {
+                self.indexer
+                    .partitions_of(topic)
+                    .into_iter()
+                    .map(move |p| (ti, p))
+            })
+            .collect();
+        let shards = targets.len();
+        let search_one = |(ti, part): (usize, Arc<PartitionIndex>)| {
+            let searcher = part.searcher();
+            let (fruit, intermediate) = match &agg_req {
+                None => (searcher.search(&*query, &top)?, None),
+                Some(a) => {
+                    let ctx = AggContextParams::new(limits(), part.index().tokenizers().clone());
+                    let collector = DistributedAggregationCollector::from_aggs(a.clone(), ctx);
+                    let (fruit, intermediate) =
+                        searcher.search(&*query, &(top.clone(), collector))?;
+                    (fruit, Some(intermediate))
+                }
+            };
+            Ok((
+                PartitionResult {
                     topic: ti,
                     searcher,
                     hits: fruit.hits,
-                });
+                },
+                fruit.total,
+                intermediate,
+            ))
+        };
+        // Partitions are independent indexes: search them on every core, then merge here in
+        // a fixed order so the answer does not depend on which finished first.
+        let executor = if shards > 1 {
+            &self.executor
+        } else {
+            &Executor::SingleThread
+        };
+        let searched = executor
+            .map(search_one, targets.into_iter())
+            .map_err(tantivy_error)?;
+        let mut total = 0u64;
+        let mut results = Vec::with_capacity(searched.len());
+        let mut agg_acc: Option<IntermediateAggregationResults> = None;
+        for (result, part_total, intermediate) in searched {
+            total += part_total;
+            results.push(result);
+            if let Some(intermediate) = intermediate {
+                match &mut agg_acc {
+                    None => agg_acc = Some(intermediate),
+                    Some(acc) => acc.merge_fruits(intermediate).map_err(tantivy_error)?,
+                }
             }
         }
 

@@ -168,7 +168,7 @@ impl SqlEngine {
                 .iter()
                 .map(|f| ColumnInfo {
                     name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
+                    data_type: schema::type_name(f.data_type()),
                     nullable: f.is_nullable(),
                 })
                 .collect();
@@ -439,7 +439,7 @@ fn column_infos(schema: &SchemaRef) -> Vec<Value> {
     schema
         .fields()
         .iter()
-        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .map(|f| json!({"name": f.name(), "type": schema::type_name(f.data_type())}))
         .collect()
 }
 

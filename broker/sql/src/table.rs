@@ -46,7 +46,7 @@ pub struct TopicTable {
 
 impl TopicTable {
     pub fn new(topic: Arc<Topic>, part: Part, with_tombstone: bool) -> Self {
-        let stored = topic.schema.read().stored_arrow();
+        let stored = schema::scan_form(&topic.schema.read().stored_arrow());
         let shown = if with_tombstone {
             stored.clone()
         } else {

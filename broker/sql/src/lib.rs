@@ -11,6 +11,7 @@ mod config;
 mod engine;
 mod error;
 mod indexer;
+mod json_fields;
 mod metrics;
 pub mod pg;
 pub mod rows;

@@ -13,6 +13,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
+use crate::json_fields::{object_fields, FieldValue};
 use crate::schema::{parse_timestamp_micros, ColumnType, TopicSchema, VALUE};
 use crate::SqlError;
 
@@ -95,15 +96,20 @@ impl Builder {
 
     /// Append a JSON field's value. The schema was widened to fit every value before any
     /// batch is built, so a mismatch cannot happen; it would be stored as null.
-    fn append_json(&mut self, v: &Value) {
+    fn append_field(&mut self, v: &FieldValue<'_>) {
         match (self, v) {
-            (b, Value::Null) => b.append_null(),
-            (Builder::Boolean(b), Value::Bool(x)) => b.append_value(*x),
-            (Builder::Int64(b), Value::Number(n)) => b.append_option(n.as_i64()),
-            (Builder::Float64(b), Value::Number(n)) => b.append_option(n.as_f64()),
-            (Builder::Timestamp(b), Value::String(s)) => b.append_option(parse_timestamp_micros(s)),
-            (Builder::Utf8(b), Value::String(s)) => b.append_value(s),
-            (Builder::Utf8(b), other) => b.append_value(other.to_string()),
+            (b, FieldValue::Null) => b.append_null(),
+            (Builder::Boolean(b), FieldValue::Bool(x)) => b.append_value(*x),
+            (Builder::Int64(b), FieldValue::I64(n)) => b.append_value(*n),
+            (Builder::Int64(b), FieldValue::U64(n)) => b.append_option(i64::try_from(*n).ok()),
+            (Builder::Float64(b), FieldValue::I64(n)) => b.append_value(*n as f64),
+            (Builder::Float64(b), FieldValue::U64(n)) => b.append_value(*n as f64),
+            (Builder::Float64(b), FieldValue::F64(n)) => b.append_value(*n),
+            (Builder::Timestamp(b), FieldValue::Str(s)) => {
+                b.append_option(parse_timestamp_micros(s))
+            }
+            (Builder::Utf8(b), FieldValue::Str(s)) => b.append_value(s),
+            (Builder::Utf8(b), other) => b.append_value(other.to_value().to_string()),
             (b, _) => b.append_null(),
         }
     }
@@ -158,19 +164,20 @@ pub fn build_batch(
         tombstones.append_value(r.value.is_none());
         filled.iter_mut().for_each(|f| *f = false);
         if let Some(bytes) = &r.value {
-            match serde_json::from_slice::<Value>(bytes) {
-                Ok(Value::Object(fields)) => {
-                    for (name, v) in &fields {
+            match object_fields(bytes) {
+                Some(fields) => {
+                    // The last of duplicate names wins, as in a parsed JSON object.
+                    for (name, v) in fields.iter().rev() {
                         if let Some(i) = schema.position(name).filter(|i| Some(*i) != value_column)
                         {
                             if !filled[i] {
-                                columns[i].append_json(v);
+                                columns[i].append_field(v);
                                 filled[i] = true;
                             }
                         }
                     }
                 }
-                _ => {
+                None => {
                     if let Some(i) = value_column {
                         columns[i].append_raw(bytes);
                         filled[i] = true;

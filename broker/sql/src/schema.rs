@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::json_fields::{object_fields, FieldValue};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use serde_json::Value;
 
 /// A column type of a topic's JSON fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,15 +30,19 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    /// The type of one JSON value; `None` for null (which fits any column).
-    pub fn of(value: &Value) -> Option<ColumnType> {
+    /// The type of one top-level JSON value; `None` for null (which fits any column).
+    pub fn of(value: &FieldValue<'_>) -> Option<ColumnType> {
         match value {
-            Value::Null => None,
-            Value::Bool(_) => Some(ColumnType::Boolean),
-            Value::Number(n) if n.is_i64() => Some(ColumnType::Int64),
-            Value::Number(_) => Some(ColumnType::Float64),
-            Value::String(s) if parse_timestamp_micros(s).is_some() => Some(ColumnType::Timestamp),
-            Value::String(_) | Value::Array(_) | Value::Object(_) => Some(ColumnType::Utf8),
+            FieldValue::Null => None,
+            FieldValue::Bool(_) => Some(ColumnType::Boolean),
+            FieldValue::I64(_) => Some(ColumnType::Int64),
+            // Past i64::MAX: what serde_json's `is_i64` says too.
+            FieldValue::U64(n) if i64::try_from(*n).is_ok() => Some(ColumnType::Int64),
+            FieldValue::U64(_) | FieldValue::F64(_) => Some(ColumnType::Float64),
+            FieldValue::Str(s) if parse_timestamp_micros(s).is_some() => {
+                Some(ColumnType::Timestamp)
+            }
+            FieldValue::Str(_) | FieldValue::Nested(_) => Some(ColumnType::Utf8),
         }
     }
 
@@ -169,8 +173,11 @@ impl TopicSchema {
         let Some(bytes) = value else {
             return false;
         };
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(fields)) => {
+        match object_fields(bytes) {
+            Some(mut fields) => {
+                // New columns join in name order, as they always have (a JSON object's
+                // keys used to come sorted); a later duplicate widens the column too.
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
                 let mut changed = false;
                 for (name, v) in &fields {
                     if is_reserved(name) {
@@ -182,7 +189,7 @@ impl TopicSchema {
                 }
                 changed
             }
-            _ => {
+            None => {
                 let t = if std::str::from_utf8(bytes).is_ok() {
                     ColumnType::Utf8
                 } else {

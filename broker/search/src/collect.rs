@@ -274,6 +274,14 @@ impl Collector for TopHits {
         reader: &SegmentReader,
     ) -> tantivy::Result<TopHitsFruit> {
         let mut child = self.for_segment(segment_ord, reader)?;
+        if self.keep == 0 && self.min_score.is_none() {
+            // No hits wanted (`_count`, aggregation-only requests): only the total, and
+            // counting needs no scores.
+            if self.count_all {
+                child.total = u64::from(weight.count(reader)?);
+            }
+            return Ok(child.harvest());
+        }
         let alive = reader.alive_bitset();
         let is_alive = |doc: DocId| alive.is_none_or(|a| a.is_alive(doc));
         let prunable = self.scoring

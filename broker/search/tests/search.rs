@@ -872,6 +872,17 @@ async fn retention_compaction_and_drop_remove_documents() {
     feed(&ix, "users", 0, &[rec(3, Some("u2"), None)]).await;
     let r = e.search(&["users".to_string()], &json!({})).unwrap();
     assert_eq!(id_set(&r), set(&["0-2"]), "a tombstone deletes");
+    // Counting without hits skips scoring, not the deletions.
+    for query in [
+        json!({"match_all": {}}),
+        json!({"exists": {"field": "name"}}),
+        json!({"match": {"name": "alice"}}),
+    ] {
+        let counted = e
+            .count(&["users".to_string()], &json!({"query": query}))
+            .unwrap();
+        assert_eq!(counted["count"], 1, "{query}");
+    }
 
     let plain = config(&[("searchable.enabled", "true")]);
     ix.open_partition("logs", 0, &plain, 0).await.unwrap();
@@ -890,6 +901,13 @@ async fn retention_compaction_and_drop_remove_documents() {
         id_set(&e.search(&["logs".to_string()], &json!({})).unwrap()),
         set(&["0-3", "0-4"])
     );
+    let counted = e
+        .search(
+            &["logs".to_string()],
+            &json!({"size": 0, "query": {"range": {"n": {"gte": 1}}}}),
+        )
+        .unwrap();
+    assert_eq!(total(&counted), 2, "size 0 counts live documents only");
     // Reopening with a log start past the checkpoint drops what the log no longer has.
     ix.close_partition("logs", 0).await.unwrap();
     assert_eq!(ix.open_partition("logs", 0, &plain, 4).await.unwrap(), 5);

@@ -22,6 +22,12 @@ use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TERMINATED};
 const K1: Score = 1.2;
 const B: Score = 0.75;
 
+/// One term group's BM25 contribution at weighted frequency `t`. The pruning bound and the
+/// score both go through here, so the bound rounds exactly as the score does.
+fn term_score(idf: Score, t: Score, norm: Score) -> Score {
+    idf * t * (K1 + 1.0) / (t + norm)
+}
+
 /// One query term across fields: each alternative term with its field boost.
 pub type TermGroup = Vec<(Term, Score)>;
 
@@ -318,14 +324,19 @@ impl CombinedScorer {
         let Some(idf) = &self.idf else {
             return self.boost;
         };
-        let norm = K1 * (1.0 - B + B * len / self.avg_len);
+        let norm = self.norm(len);
         let mut s = 0.0;
         for (gi, t) in self.tf.iter().enumerate() {
             if *t > 0.0 {
-                s += idf[gi] * t * (K1 + 1.0) / (t + norm);
+                s += term_score(idf[gi], *t, norm);
             }
         }
         s * self.boost
+    }
+
+    /// BM25's length normalisation for a document of `len`.
+    fn norm(&self, len: Score) -> Score {
+        K1 * (1.0 - B + B * len / self.avg_len)
     }
 
     /// The current document's score can be no higher: BM25 falls as the length grows.
@@ -344,12 +355,9 @@ impl CombinedScorer {
     /// when no frequency can (BM25 saturates).
     fn least_tf_beating(&self, threshold: Score) -> Option<u32> {
         let (_, w, _) = self.postings[0];
-        let bound = |tf: u32| {
-            let norm = K1 * (1.0 - B + B * self.min_len / self.avg_len);
-            let t = w * tf as Score;
-            let idf = self.idf.as_ref().map_or(0.0, |v| v[0]);
-            idf * t * (K1 + 1.0) / (t + norm) * self.boost
-        };
+        let idf = self.idf.as_ref().map_or(0.0, |v| v[0]);
+        let norm = self.norm(self.min_len);
+        let bound = |tf: u32| term_score(idf, w * tf as Score, norm) * self.boost;
         // Doubling then bisecting on the bound itself keeps this exact for the comparison
         // the loop makes, whatever rounding a closed form would bring.
         let (mut lo, mut hi) = (0u32, 1u32);

@@ -40,6 +40,28 @@ impl FieldValue<'_> {
     }
 }
 
+/// A record's value as the columnar store reads it: parsed once, then used both to widen the
+/// topic's schema and to fill the row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordValue<'a> {
+    Tombstone,
+    /// A JSON object: its top-level fields in order (duplicates kept).
+    Object(Vec<(Cow<'a, str>, FieldValue<'a>)>),
+    /// Anything else, stored whole in `_value`.
+    Raw(&'a [u8]),
+}
+
+impl<'a> RecordValue<'a> {
+    pub fn read(value: Option<&'a [u8]>) -> Self {
+        match value {
+            None => RecordValue::Tombstone,
+            Some(bytes) => {
+                object_fields(bytes).map_or(RecordValue::Raw(bytes), RecordValue::Object)
+            }
+        }
+    }
+}
+
 /// The fields of `bytes` in the order they appear (duplicates kept), or `None` when `bytes`
 /// is not one JSON object.
 pub fn object_fields(bytes: &[u8]) -> Option<Vec<(Cow<'_, str>, FieldValue<'_>)>> {

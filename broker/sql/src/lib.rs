@@ -10,6 +10,7 @@ pub mod cold;
 mod config;
 mod engine;
 mod error;
+mod hot_batches;
 mod indexer;
 mod json_fields;
 mod metrics;

@@ -13,7 +13,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
-use crate::json_fields::{object_fields, FieldValue};
+use crate::json_fields::{FieldValue, RecordValue};
 use crate::schema::{parse_timestamp_micros, ColumnType, TopicSchema, VALUE};
 use crate::SqlError;
 
@@ -134,75 +134,144 @@ impl Builder {
     }
 }
 
+/// Rows of one partition under one schema version, appended a record at a time (the indexer
+/// parses each record once, for the schema and for its row) and finished into a batch.
+pub struct BatchBuilder {
+    partition: i32,
+    schema: TopicSchema,
+    rows: usize,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    timestamps: TimestampMillisecondBuilder,
+    keys: StringBuilder,
+    headers: StringBuilder,
+    tombstones: BooleanBuilder,
+    columns: Vec<Builder>,
+    value_column: Option<usize>,
+    filled: Vec<bool>,
+}
+
+impl std::fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("partition", &self.partition)
+            .field("version", &self.schema.version)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchBuilder {
+    pub fn new(partition: i32, schema: TopicSchema, capacity: usize) -> Self {
+        let n = capacity;
+        let columns: Vec<Builder> = schema
+            .columns()
+            .iter()
+            .map(|(_, t)| Builder::new(*t, n))
+            .collect();
+        BatchBuilder {
+            partition,
+            rows: 0,
+            partitions: Int32Builder::with_capacity(n),
+            offsets: Int64Builder::with_capacity(n),
+            timestamps: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
+            keys: StringBuilder::with_capacity(n, n * 8),
+            headers: StringBuilder::with_capacity(n, 0),
+            tombstones: BooleanBuilder::with_capacity(n),
+            value_column: schema.position(VALUE),
+            filled: vec![false; columns.len()],
+            columns,
+            schema,
+        }
+    }
+
+    /// The schema version the rows are built under.
+    pub fn version(&self) -> u64 {
+        self.schema.version
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append `r`, whose value read as `value`. The schema was widened to fit the value first,
+    /// so a field that does not fit its column cannot happen; it would be stored as null.
+    pub fn append(&mut self, r: &HotRecord, value: &RecordValue<'_>) {
+        self.rows += 1;
+        self.partitions.append_value(self.partition);
+        self.offsets.append_value(r.offset);
+        self.timestamps.append_value(r.timestamp);
+        self.keys
+            .append_option(r.key.as_ref().map(|k| String::from_utf8_lossy(k)));
+        self.headers.append_option(r.headers.as_deref());
+        self.tombstones.append_value(r.value.is_none());
+        self.filled.iter_mut().for_each(|f| *f = false);
+        match value {
+            RecordValue::Tombstone => {}
+            RecordValue::Object(fields) => {
+                // The last of duplicate names wins, as in a parsed JSON object.
+                for (name, v) in fields.iter().rev() {
+                    if let Some(i) = self
+                        .schema
+                        .position(name)
+                        .filter(|i| Some(*i) != self.value_column)
+                    {
+                        if !self.filled[i] {
+                            self.columns[i].append_field(v);
+                            self.filled[i] = true;
+                        }
+                    }
+                }
+            }
+            RecordValue::Raw(bytes) => {
+                if let Some(i) = self.value_column {
+                    self.columns[i].append_raw(bytes);
+                    self.filled[i] = true;
+                }
+            }
+        }
+        for (column, filled) in self.columns.iter_mut().zip(&self.filled) {
+            if !filled {
+                column.append_null();
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, SqlError> {
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.partitions.finish()),
+            Arc::new(self.offsets.finish()),
+            Arc::new(self.timestamps.finish()),
+            Arc::new(self.keys.finish()),
+            Arc::new(self.headers.finish()),
+            Arc::new(self.tombstones.finish()),
+        ];
+        arrays.extend(self.columns.into_iter().map(Builder::finish));
+        RecordBatch::try_new(self.schema.stored_arrow(), arrays)
+            .map_err(|e| SqlError::Internal(format!("cannot build a hot batch: {e}")))
+    }
+}
+
+/// A builder under `schema` already holding `records` (read again from their values).
+pub fn builder_over(partition: i32, records: &[HotRecord], schema: TopicSchema) -> BatchBuilder {
+    let mut b = BatchBuilder::new(partition, schema, records.len());
+    for r in records {
+        b.append(r, &RecordValue::read(r.value.as_deref()));
+    }
+    b
+}
+
 /// Build one batch of `records` of `partition` under `schema` (stored layout).
 pub fn build_batch(
     partition: i32,
     records: &[HotRecord],
     schema: &TopicSchema,
 ) -> Result<RecordBatch, SqlError> {
-    let n = records.len();
-    let mut partitions = Int32Builder::with_capacity(n);
-    let mut offsets = Int64Builder::with_capacity(n);
-    let mut timestamps = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut keys = StringBuilder::with_capacity(n, n * 8);
-    let mut headers = StringBuilder::with_capacity(n, 0);
-    let mut tombstones = BooleanBuilder::with_capacity(n);
-    let mut columns: Vec<Builder> = schema
-        .columns()
-        .iter()
-        .map(|(_, t)| Builder::new(*t, n))
-        .collect();
-    let value_column = schema.position(VALUE);
-    let mut filled = vec![false; columns.len()];
-
-    for r in records {
-        partitions.append_value(partition);
-        offsets.append_value(r.offset);
-        timestamps.append_value(r.timestamp);
-        keys.append_option(r.key.as_ref().map(|k| String::from_utf8_lossy(k)));
-        headers.append_option(r.headers.as_deref());
-        tombstones.append_value(r.value.is_none());
-        filled.iter_mut().for_each(|f| *f = false);
-        if let Some(bytes) = &r.value {
-            match object_fields(bytes) {
-                Some(fields) => {
-                    // The last of duplicate names wins, as in a parsed JSON object.
-                    for (name, v) in fields.iter().rev() {
-                        if let Some(i) = schema.position(name).filter(|i| Some(*i) != value_column)
-                        {
-                            if !filled[i] {
-                                columns[i].append_field(v);
-                                filled[i] = true;
-                            }
-                        }
-                    }
-                }
-                None => {
-                    if let Some(i) = value_column {
-                        columns[i].append_raw(bytes);
-                        filled[i] = true;
-                    }
-                }
-            }
-        }
-        for (i, f) in filled.iter().enumerate() {
-            if !f {
-                columns[i].append_null();
-            }
-        }
-    }
-
-    let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(partitions.finish()),
-        Arc::new(offsets.finish()),
-        Arc::new(timestamps.finish()),
-        Arc::new(keys.finish()),
-        Arc::new(headers.finish()),
-        Arc::new(tombstones.finish()),
-    ];
-    arrays.extend(columns.into_iter().map(Builder::finish));
-    RecordBatch::try_new(schema.stored_arrow(), arrays)
-        .map_err(|e| SqlError::Internal(format!("cannot build a hot batch: {e}")))
+    builder_over(partition, records, schema.clone()).finish()
 }
 
 #[cfg(test)]

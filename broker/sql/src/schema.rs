@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::json_fields::{object_fields, FieldValue};
+use crate::json_fields::{FieldValue, RecordValue};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// A column type of a topic's JSON fields.
@@ -132,6 +132,15 @@ pub fn is_reserved(name: &str) -> bool {
     )
 }
 
+/// The `_value` type of a value that is not a JSON object.
+fn raw_type(bytes: &[u8]) -> ColumnType {
+    if std::str::from_utf8(bytes).is_ok() {
+        ColumnType::Utf8
+    } else {
+        ColumnType::Binary
+    }
+}
+
 /// A topic's inferred columns; `version` changes whenever a column is added or widened.
 #[derive(Debug, Clone, Default)]
 pub struct TopicSchema {
@@ -170,16 +179,41 @@ impl TopicSchema {
 
     /// Fold in one record's value (`None` is a tombstone); returns whether the schema changed.
     pub fn observe_value(&mut self, value: Option<&[u8]>) -> bool {
-        let Some(bytes) = value else {
-            return false;
+        self.observe_record(&RecordValue::read(value))
+    }
+
+    /// Whether `value` fits the columns as they are (folding it in would change nothing).
+    pub fn fits(&self, value: &RecordValue<'_>) -> bool {
+        let fits = |name: &str, t: Option<ColumnType>| {
+            t.is_none_or(|t| {
+                self.positions
+                    .get(name)
+                    .is_some_and(|&i| self.columns[i].1.widen(t) == self.columns[i].1)
+            })
         };
-        match object_fields(bytes) {
-            Some(mut fields) => {
+        match value {
+            RecordValue::Tombstone => true,
+            RecordValue::Object(fields) => fields
+                .iter()
+                .all(|(name, v)| is_reserved(name) || fits(name, ColumnType::of(v))),
+            RecordValue::Raw(bytes) => fits(VALUE, Some(raw_type(bytes))),
+        }
+    }
+
+    /// Fold in one record's parsed value; returns whether the schema changed.
+    pub fn observe_record(&mut self, value: &RecordValue<'_>) -> bool {
+        if self.fits(value) {
+            return false;
+        }
+        match value {
+            RecordValue::Tombstone => false,
+            RecordValue::Object(fields) => {
                 // New columns join in name order, as they always have (a JSON object's
                 // keys used to come sorted); a later duplicate widens the column too.
-                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut sorted: Vec<_> = fields.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
                 let mut changed = false;
-                for (name, v) in &fields {
+                for (name, v) in sorted {
                     if is_reserved(name) {
                         continue;
                     }
@@ -189,14 +223,7 @@ impl TopicSchema {
                 }
                 changed
             }
-            None => {
-                let t = if std::str::from_utf8(bytes).is_ok() {
-                    ColumnType::Utf8
-                } else {
-                    ColumnType::Binary
-                };
-                self.observe(VALUE, t)
-            }
+            RecordValue::Raw(bytes) => self.observe(VALUE, raw_type(bytes)),
         }
     }
 

@@ -9,18 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 
 use crate::cold::{self, ColdFile};
-use crate::rows::{build_batch, HotRecord};
+use crate::hot_batches::HotBatches;
+use crate::json_fields::RecordValue;
+use crate::rows::{build_batch, builder_over, BatchBuilder, HotRecord};
 use crate::schema::TopicSchema;
 use crate::{SqlConfig, SqlError};
-
-/// Published hot batches are merged into one when there are more than this many, so a
-/// partition that publishes every few milliseconds does not hand queries thousands of slivers.
-const MAX_HOT_BATCHES: usize = 32;
 
 #[derive(Debug)]
 pub struct Store {
@@ -51,16 +48,24 @@ struct PartitionState {
     /// or where indexing started.
     checkpoint: i64,
     records: Vec<HotRecord>,
-    /// `records[..published]` are visible, as `batches`.
+    /// `records[..published]` are visible, as `hot`.
     published: usize,
     /// The offset publishing covered up to (a run's `next_offset`).
     published_end: i64,
     /// The offset after the last indexed run.
     next: i64,
-    batches: Vec<RecordBatch>,
-    batches_version: u64,
+    hot: HotBatches,
+    /// `records[published..]` as rows, when built under a schema version still current.
+    open: Option<BatchBuilder>,
     bytes: usize,
     oldest: Option<Instant>,
+}
+
+/// What a seal writes: the published batches when they are current, else the records to
+/// build them from.
+enum SealRows {
+    Built(Vec<RecordBatch>),
+    Records(Vec<HotRecord>),
 }
 
 /// A consistent view of one partition: its sealed files and published hot batches.
@@ -170,8 +175,8 @@ impl Store {
             published: 0,
             published_end: checkpoint,
             next: checkpoint,
-            batches: Vec::new(),
-            batches_version: 0,
+            hot: HotBatches::default(),
+            open: None,
             bytes: 0,
             oldest: None,
         };
@@ -207,18 +212,33 @@ impl Store {
         next_offset: i64,
     ) -> Result<(), SqlError> {
         let (t, p) = self.partition(topic, partition)?;
-        let mut st = p.state.lock();
-        let fresh: Vec<&chronik_index::IndexRecord> =
-            records.iter().filter(|r| r.offset >= st.next).collect();
-        {
-            let mut schema = t.schema.write();
-            for r in &fresh {
-                schema.observe_value(r.value.as_deref());
-            }
-        }
+        let mut guard = p.state.lock();
+        let st = &mut *guard;
+        let fresh = records.iter().filter(|r| r.offset >= st.next);
         let mut added = 0;
         for r in fresh {
+            let value = RecordValue::read(r.value.as_deref());
+            let version = {
+                let schema = t.schema.read();
+                if schema.fits(&value) {
+                    schema.version
+                } else {
+                    drop(schema);
+                    let mut schema = t.schema.write();
+                    schema.observe_record(&value);
+                    schema.version
+                }
+            };
+            if st.open.as_ref().is_none_or(|b| b.version() != version) {
+                // First record since publishing, or the schema widened (here or in another
+                // partition): rows so far are rebuilt under the new columns.
+                let schema = t.schema.read().clone();
+                st.open = Some(builder_over(p.id, &st.records[st.published..], schema));
+            }
             let h = HotRecord::from_index(r);
+            if let Some(b) = st.open.as_mut() {
+                b.append(&h, &value);
+            }
             added += h.size();
             st.records.push(h);
         }
@@ -236,23 +256,29 @@ impl Store {
         let (t, p) = self.partition(topic, partition)?;
         let seal = {
             let schema = t.schema.read().clone();
-            let mut st = p.state.lock();
-            if st.batches_version != schema.version && st.published > 0 {
-                let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
-                st.batches = vec![batch];
+            let mut guard = p.state.lock();
+            let st = &mut *guard;
+            if st.hot.version() != schema.version {
+                if st.published > 0 {
+                    let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
+                    st.hot.replace(batch, schema.version);
+                } else {
+                    st.hot.reset(schema.version);
+                }
             }
-            st.batches_version = schema.version;
-            if st.published < st.records.len() {
-                let batch = build_batch(p.id, &st.records[st.published..], &schema)?;
-                st.batches.push(batch);
+            let unpublished = st.records.len() - st.published;
+            if unpublished > 0 {
+                let builder = match st.open.take() {
+                    Some(b) if b.version() == schema.version && b.len() == unpublished => b,
+                    _ => builder_over(p.id, &st.records[st.published..], schema.clone()),
+                };
+                st.hot
+                    .push(builder.finish()?)
+                    .map_err(|e| SqlError::Internal(format!("cannot merge hot batches: {e}")))?;
                 st.published = st.records.len();
             }
+            st.open = None;
             st.published_end = st.next;
-            if st.batches.len() > MAX_HOT_BATCHES {
-                let merged = concat_batches(&schema.stored_arrow(), &st.batches)
-                    .map_err(|e| SqlError::Internal(format!("cannot merge hot batches: {e}")))?;
-                st.batches = vec![merged];
-            }
             st.published > 0
                 && (st.published >= self.config.seal_rows
                     || st.bytes >= self.config.seal_bytes
@@ -284,28 +310,36 @@ impl Store {
     /// Write the published hot records to a Parquet file, then swap them from hot to cold in
     /// one step under the partition lock.
     async fn seal(&self, t: &Topic, p: &Arc<Partition>) -> Result<(), SqlError> {
-        let (records, start, end) = {
+        let schema = t.schema.read().clone();
+        let (rows, start, end) = {
             let st = p.state.lock();
-            (
-                st.records[..st.published].to_vec(),
-                st.checkpoint,
-                st.published_end,
-            )
+            let rows = if st.hot.version() == schema.version && st.hot.rows() == st.published {
+                // The published batches are these very rows under this schema.
+                SealRows::Built(st.hot.batches().to_vec())
+            } else {
+                SealRows::Records(st.records[..st.published].to_vec())
+            };
+            (rows, st.checkpoint, st.published_end)
         };
-        if records.is_empty() || end <= start {
+        let count = match &rows {
+            SealRows::Built(batches) => batches.iter().map(RecordBatch::num_rows).sum(),
+            SealRows::Records(records) => records.len(),
+        };
+        if count == 0 || end <= start {
             return Ok(());
         }
-        let schema = t.schema.read().clone();
         let dir = p.dir.clone();
         let props = self.props();
         let chunk = self.config.row_group_rows.max(1);
         let id = p.id;
-        let count = records.len();
         let file = tokio::task::spawn_blocking(move || {
-            let batches = records
-                .chunks(chunk)
-                .map(|c| build_batch(id, c, &schema))
-                .collect::<Result<Vec<_>, _>>()?;
+            let batches = match rows {
+                SealRows::Built(batches) => batches,
+                SealRows::Records(records) => records
+                    .chunks(chunk)
+                    .map(|c| build_batch(id, c, &schema))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             cold::write(&dir, start, end, schema.stored_arrow(), &batches, props)
         })
         .await
@@ -314,17 +348,21 @@ impl Store {
         let freed: usize = st.records[..count].iter().map(HotRecord::size).sum();
         st.records.drain(..count);
         st.published -= count;
-        st.batches.clear();
         st.cold.push(file);
         st.checkpoint = end;
         st.bytes -= freed;
         self.hot_bytes.fetch_sub(freed, Ordering::Relaxed);
         st.oldest = (!st.records.is_empty()).then(Instant::now);
+        // The partition's indexing task is what publishes and seals, so nothing was published
+        // while the file was written; rows of any later run are rebuilt when next published.
+        let version = st.hot.version();
+        st.hot.reset(version);
         if st.published > 0 {
-            // Only reachable if records were published while the file was written.
             let schema = t.schema.read().clone();
-            st.batches = vec![build_batch(p.id, &st.records[..st.published], &schema)?];
+            let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
+            st.hot.replace(batch, schema.version);
         }
+        st.open = None;
         crate::metrics::metrics().seals.inc();
         tracing::debug!(topic = %t.name, partition = p.id, start, end, rows = count, "sealed hot buffer");
         Ok(())
@@ -350,12 +388,13 @@ impl Store {
             st.published -= dropped_published;
             st.bytes -= freed;
             self.hot_bytes.fetch_sub(freed, Ordering::Relaxed);
-            st.batches = if st.published > 0 {
-                vec![build_batch(p.id, &st.records[..st.published], &schema)?]
+            if st.published > 0 {
+                let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
+                st.hot.replace(batch, schema.version);
             } else {
-                Vec::new()
-            };
-            st.batches_version = schema.version;
+                st.hot.reset(schema.version);
+            }
+            st.open = None;
         }
         let mut kept = Vec::with_capacity(st.cold.len());
         for f in std::mem::take(&mut st.cold) {
@@ -424,7 +463,150 @@ impl Partition {
         let st = self.state.lock();
         Snapshot {
             cold: st.cold.clone(),
-            hot: st.batches.clone(),
+            hot: st.hot.batches().to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use chronik_index::IndexRecord;
+    use datafusion::arrow::compute::concat_batches;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn record(offset: i64, value: Option<&str>) -> IndexRecord {
+        IndexRecord {
+            offset,
+            timestamp: 1_700_000_000_000 + offset,
+            key: Some(Bytes::from(format!("k{offset}"))),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
+        }
+    }
+
+    fn run(from: i64, values: &[Option<&str>]) -> Vec<IndexRecord> {
+        (0..)
+            .zip(values)
+            .map(|(i, v)| record(from + i, *v))
+            .collect()
+    }
+
+    /// All of `records` built from scratch under the topic's current schema.
+    fn rebuilt(store: &Store, partition: i32, records: &[IndexRecord]) -> RecordBatch {
+        let schema = store.topic("t").unwrap().schema.read().clone();
+        let hot: Vec<HotRecord> = records.iter().map(HotRecord::from_index).collect();
+        build_batch(partition, &hot, &schema).unwrap()
+    }
+
+    fn published(store: &Store, partition: i32) -> RecordBatch {
+        let t = store.topic("t").unwrap();
+        let p = t
+            .partitions()
+            .into_iter()
+            .find(|p| p.id == partition)
+            .unwrap();
+        let hot = p.snapshot().hot;
+        let schema = t.schema.read().stored_arrow();
+        concat_batches(&schema, &hot).unwrap()
+    }
+
+    fn sealed(store: &Store, partition: i32) -> Vec<RecordBatch> {
+        let t = store.topic("t").unwrap();
+        let p = t
+            .partitions()
+            .into_iter()
+            .find(|p| p.id == partition)
+            .unwrap();
+        p.snapshot()
+            .cold
+            .iter()
+            .map(|f| {
+                let file = std::fs::File::open(&f.path).unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+                concat_batches(&batches[0].schema(), &batches).unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rows_built_while_indexing_equal_a_rebuild_under_the_final_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = SqlConfig::new(dir.path().to_path_buf());
+        config.seal_age = Duration::ZERO;
+        let store = Store::new(config);
+        store.open_partition("t", 0, 0).unwrap();
+        store.open_partition("t", 1, 0).unwrap();
+
+        // A column appears in the middle of a run.
+        let first = run(0, &[Some(r#"{"a": 1}"#), Some(r#"{"a": 2, "b": "x"}"#)]);
+        store.index("t", 0, &first, 2).unwrap();
+        // Another partition widens `a` to a float while partition 0 has unpublished rows.
+        store
+            .index("t", 1, &run(0, &[Some(r#"{"a": 1.5}"#)]), 1)
+            .unwrap();
+        let second = run(
+            2,
+            &[
+                Some(r#"{"a": 3, "b": "y"}"#),
+                None,
+                Some("not json"),
+                Some(r#"{"c": [1, {"d": 2}]}"#),
+            ],
+        );
+        store.index("t", 0, &second, 6).unwrap();
+        store.publish("t", 0).await.unwrap();
+        let all: Vec<IndexRecord> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(published(&store, 0), rebuilt(&store, 0, &all));
+
+        // Several publishes of rows that fit: merged tiers still read as the same rows.
+        let mut more = all.clone();
+        for i in 0..20 {
+            let offset = 6 + i;
+            let value = format!(r#"{{"a": {i}, "b": "v{i}"}}"#);
+            let r = run(offset, &[Some(value.as_str())]);
+            store.index("t", 0, &r, offset + 1).unwrap();
+            store.publish("t", 0).await.unwrap();
+            more.extend(r);
+        }
+        assert_eq!(published(&store, 0), rebuilt(&store, 0, &more));
+
+        // The schema widens in another partition between indexing and publishing.
+        let r = run(26, &[Some(r#"{"a": 8}"#)]);
+        store.index("t", 0, &r, 27).unwrap();
+        store
+            .index("t", 1, &run(1, &[Some(r#"{"a": "text"}"#)]), 2)
+            .unwrap();
+        store.publish("t", 0).await.unwrap();
+        more.extend(r);
+        assert_eq!(published(&store, 0), rebuilt(&store, 0, &more));
+
+        // Sealing writes the published batches as they are...
+        store.persist("t", 0).await.unwrap();
+        assert_eq!(sealed(&store, 0), vec![rebuilt(&store, 0, &more)]);
+        assert!(store.topic("t").unwrap().partitions()[0]
+            .snapshot()
+            .hot
+            .is_empty());
+
+        // ...or rebuilds the rows when the schema widened after they were published.
+        let last = run(27, &[Some(r#"{"a": 7}"#)]);
+        store.index("t", 0, &last, 28).unwrap();
+        store.publish("t", 0).await.unwrap();
+        store
+            .index("t", 1, &run(2, &[Some(r#"{"e": true}"#)]), 3)
+            .unwrap();
+        store.persist("t", 0).await.unwrap();
+        let files = sealed(&store, 0);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1], rebuilt(&store, 0, &last));
     }
 }

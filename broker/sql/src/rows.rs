@@ -8,8 +8,9 @@ use bytes::Bytes;
 use chronik_index::IndexRecord;
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
+    StringViewBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
@@ -65,7 +66,7 @@ enum Builder {
     Int64(Int64Builder),
     Float64(Float64Builder),
     Timestamp(TimestampMicrosecondBuilder),
-    Utf8(StringBuilder),
+    Utf8(StringViewBuilder),
     Binary(BinaryBuilder),
 }
 
@@ -78,7 +79,7 @@ impl Builder {
             ColumnType::Timestamp => Builder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             ),
-            ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
+            ColumnType::Utf8 => Builder::Utf8(StringViewBuilder::with_capacity(rows)),
             ColumnType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, rows * 8)),
         }
     }
@@ -139,12 +140,13 @@ impl Builder {
 pub struct BatchBuilder {
     partition: i32,
     schema: TopicSchema,
+    arrow: SchemaRef,
     rows: usize,
     partitions: Int32Builder,
     offsets: Int64Builder,
     timestamps: TimestampMillisecondBuilder,
-    keys: StringBuilder,
-    headers: StringBuilder,
+    keys: StringViewBuilder,
+    headers: StringViewBuilder,
     tombstones: BooleanBuilder,
     columns: Vec<Builder>,
     value_column: Option<usize>,
@@ -171,12 +173,13 @@ impl BatchBuilder {
             .collect();
         BatchBuilder {
             partition,
+            arrow: schema.hot_arrow(),
             rows: 0,
             partitions: Int32Builder::with_capacity(n),
             offsets: Int64Builder::with_capacity(n),
             timestamps: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
-            keys: StringBuilder::with_capacity(n, n * 8),
-            headers: StringBuilder::with_capacity(n, 0),
+            keys: StringViewBuilder::with_capacity(n),
+            headers: StringViewBuilder::with_capacity(n),
             tombstones: BooleanBuilder::with_capacity(n),
             value_column: schema.position(VALUE),
             filled: vec![false; columns.len()],
@@ -251,7 +254,7 @@ impl BatchBuilder {
             Arc::new(self.tombstones.finish()),
         ];
         arrays.extend(self.columns.into_iter().map(Builder::finish));
-        RecordBatch::try_new(self.schema.stored_arrow(), arrays)
+        RecordBatch::try_new(self.arrow, arrays)
             .map_err(|e| SqlError::Internal(format!("cannot build a hot batch: {e}")))
     }
 }
@@ -265,7 +268,8 @@ pub fn builder_over(partition: i32, records: &[HotRecord], schema: TopicSchema) 
     b
 }
 
-/// Build one batch of `records` of `partition` under `schema` (stored layout).
+/// Build one batch of `records` of `partition` under `schema` (hot layout: strings as views,
+/// as scans read them).
 pub fn build_batch(
     partition: i32,
     records: &[HotRecord],
@@ -311,9 +315,9 @@ mod tests {
         assert_eq!(a.value(0), 1.0);
         assert_eq!(a.value(1), 2.5);
         assert!(a.is_null(2));
-        let c = batch.column_by_name("c").unwrap().as_string::<i32>();
+        let c = batch.column_by_name("c").unwrap().as_string_view();
         assert_eq!(c.value(1), r#"{"n":[1,2]}"#);
-        let v = batch.column_by_name("_value").unwrap().as_string::<i32>();
+        let v = batch.column_by_name("_value").unwrap().as_string_view();
         assert_eq!(v.value(3), "not json");
         assert!(v.is_null(0));
         let t = batch.column_by_name("_tombstone").unwrap().as_boolean();

@@ -246,6 +246,12 @@ impl TopicSchema {
         );
         Arc::new(Schema::new(fields))
     }
+
+    /// The layout of hot batches: the stored schema in scan form, so a scan hands them on as
+    /// they are and merging them moves string views, not the strings.
+    pub fn hot_arrow(&self) -> SchemaRef {
+        scan_form(&self.stored_arrow())
+    }
 }
 
 /// The stored schema as scans produce it: strings as `Utf8View`. Parquet dictionary pages then

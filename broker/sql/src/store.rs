@@ -474,7 +474,7 @@ mod tests {
 
     use bytes::Bytes;
     use chronik_index::IndexRecord;
-    use datafusion::arrow::compute::concat_batches;
+    use datafusion::arrow::compute::{cast, concat_batches};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
@@ -511,7 +511,7 @@ mod tests {
             .find(|p| p.id == partition)
             .unwrap();
         let hot = p.snapshot().hot;
-        let schema = t.schema.read().stored_arrow();
+        let schema = t.schema.read().hot_arrow();
         concat_batches(&schema, &hot).unwrap()
     }
 
@@ -532,7 +532,16 @@ mod tests {
                     .build()
                     .unwrap();
                 let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-                concat_batches(&batches[0].schema(), &batches).unwrap()
+                let stored = concat_batches(&batches[0].schema(), &batches).unwrap();
+                // Files keep strings as `Utf8`; hot batches hold them as views.
+                let hot = crate::schema::scan_form(&stored.schema());
+                let columns = stored
+                    .columns()
+                    .iter()
+                    .zip(hot.fields())
+                    .map(|(c, f)| cast(c, f.data_type()).unwrap())
+                    .collect();
+                RecordBatch::try_new(hot, columns).unwrap()
             })
             .collect()
     }

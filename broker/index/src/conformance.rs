@@ -42,6 +42,7 @@ pub fn record(offset: i64) -> IndexRecord {
             key: "h".into(),
             value: Some(Bytes::from_static(b"v")),
         }],
+        batch: None,
     }
 }
 

@@ -50,10 +50,12 @@ pub fn decode_batches(bytes: &Bytes, from: i64, aborted: &[AbortedTxn]) -> Resul
             });
         }
         if !header.is_control() && !is_aborted(&header, aborted) {
-            let mut batch = bytes.slice(pos..end);
-            let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| IndexError::Decode {
-                offset: header.base_offset,
-                reason: e.to_string(),
+            let stored = bytes.slice(pos..end);
+            let set = RecordBatchDecoder::decode(&mut stored.clone()).map_err(|e| {
+                IndexError::Decode {
+                    offset: header.base_offset,
+                    reason: e.to_string(),
+                }
             })?;
             let log_append_time = header.timestamp_type() == TimestampType::LogAppend;
             out.records.reserve(set.records.len());
@@ -78,6 +80,7 @@ pub fn decode_batches(bytes: &Bytes, from: i64, aborted: &[AbortedTxn]) -> Resul
                             value,
                         })
                         .collect(),
+                    batch: Some(stored.clone()),
                 });
             }
         }

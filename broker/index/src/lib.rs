@@ -47,6 +47,9 @@ pub struct IndexRecord {
     /// `None` is a tombstone (a compacted topic's delete marker).
     pub value: Option<Bytes>,
     pub headers: Vec<RecordHeader>,
+    /// The stored batch the record was decoded from. When that batch was not compressed, key
+    /// and value are slices of it, so an index may keep references into it instead of copies.
+    pub batch: Option<Bytes>,
 }
 
 /// A contiguous stretch of one partition's log, in offset order.

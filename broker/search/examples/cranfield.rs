@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
                 key: Some(Bytes::from(v["doc_id"].to_string())),
                 value: Some(Bytes::from(line.to_string())),
                 headers: Vec::new(),
+                batch: None,
             }
         })
         .collect();

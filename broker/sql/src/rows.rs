@@ -10,6 +10,7 @@ use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
     StringViewBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
+use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub struct HotRecord {
     /// Headers as a JSON object text, `None` without headers.
     pub headers: Option<String>,
     pub value: Option<Bytes>,
+    /// The stored batch `value` may be a slice of (see [`IndexRecord::batch`]).
+    pub batch: Option<Bytes>,
 }
 
 impl HotRecord {
@@ -50,6 +53,7 @@ impl HotRecord {
             key: r.key.clone(),
             headers,
             value: r.value.clone(),
+            batch: r.batch.clone(),
         }
     }
 
@@ -66,7 +70,7 @@ enum Builder {
     Int64(Int64Builder),
     Float64(Float64Builder),
     Timestamp(TimestampMicrosecondBuilder),
-    Utf8(StringViewBuilder),
+    Utf8(StringColumn),
     Binary(BinaryBuilder),
 }
 
@@ -79,7 +83,7 @@ impl Builder {
             ColumnType::Timestamp => Builder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             ),
-            ColumnType::Utf8 => Builder::Utf8(StringViewBuilder::with_capacity(rows)),
+            ColumnType::Utf8 => Builder::Utf8(StringColumn::new(rows)),
             ColumnType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, rows * 8)),
         }
     }
@@ -90,14 +94,14 @@ impl Builder {
             Builder::Int64(b) => b.append_null(),
             Builder::Float64(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
-            Builder::Utf8(b) => b.append_null(),
+            Builder::Utf8(b) => b.views.append_null(),
             Builder::Binary(b) => b.append_null(),
         }
     }
 
     /// Append a JSON field's value. The schema was widened to fit every value before any
     /// batch is built, so a mismatch cannot happen; it would be stored as null.
-    fn append_field(&mut self, v: &FieldValue<'_>) {
+    fn append_field(&mut self, v: &FieldValue<'_>, batch: Option<&Bytes>) {
         match (self, v) {
             (b, FieldValue::Null) => b.append_null(),
             (Builder::Boolean(b), FieldValue::Bool(x)) => b.append_value(*x),
@@ -109,15 +113,15 @@ impl Builder {
             (Builder::Timestamp(b), FieldValue::Str(s)) => {
                 b.append_option(parse_timestamp_micros(s))
             }
-            (Builder::Utf8(b), FieldValue::Str(s)) => b.append_value(s),
-            (Builder::Utf8(b), other) => b.append_value(other.to_value().to_string()),
+            (Builder::Utf8(b), FieldValue::Str(s)) => b.append(s, batch),
+            (Builder::Utf8(b), other) => b.views.append_value(other.to_value().to_string()),
             (b, _) => b.append_null(),
         }
     }
 
-    fn append_raw(&mut self, bytes: &[u8]) {
+    fn append_raw(&mut self, bytes: &[u8], batch: Option<&Bytes>) {
         match self {
-            Builder::Utf8(b) => b.append_value(String::from_utf8_lossy(bytes)),
+            Builder::Utf8(b) => b.append(&String::from_utf8_lossy(bytes), batch),
             Builder::Binary(b) => b.append_value(bytes),
             b => b.append_null(),
         }
@@ -129,7 +133,7 @@ impl Builder {
             Builder::Int64(mut b) => Arc::new(b.finish()),
             Builder::Float64(mut b) => Arc::new(b.finish()),
             Builder::Timestamp(mut b) => Arc::new(b.finish()),
-            Builder::Utf8(mut b) => Arc::new(b.finish()),
+            Builder::Utf8(mut b) => Arc::new(b.views.finish()),
             Builder::Binary(mut b) => Arc::new(b.finish()),
         }
     }
@@ -151,6 +155,59 @@ pub struct BatchBuilder {
     columns: Vec<Builder>,
     value_column: Option<usize>,
     filled: Vec<bool>,
+}
+
+/// A string column whose long values point into the stored batches they were read from
+/// (one data block per batch) instead of being copied; values with escapes, or from compressed
+/// batches, are copied.
+struct StringColumn {
+    views: StringViewBuilder,
+    /// The batch last added as a block: its address, length and block index.
+    block: Option<(usize, usize, u32)>,
+}
+
+impl StringColumn {
+    fn new(rows: usize) -> Self {
+        StringColumn {
+            views: StringViewBuilder::with_capacity(rows),
+            block: None,
+        }
+    }
+
+    fn append(&mut self, s: &str, batch: Option<&Bytes>) {
+        // Strings of up to 12 bytes live inside the view itself.
+        if s.len() > 12 {
+            if let Some((block, offset)) = batch.and_then(|b| self.locate(s, b)) {
+                if self
+                    .views
+                    .try_append_view(block, offset, s.len() as u32)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
+        self.views.append_value(s);
+    }
+
+    /// The block and offset of `s` when it lies inside `batch` (adding `batch` as a block).
+    fn locate(&mut self, s: &str, batch: &Bytes) -> Option<(u32, u32)> {
+        let start = batch.as_ptr() as usize;
+        let at = s.as_ptr() as usize;
+        if at < start || at + s.len() > start + batch.len() {
+            return None;
+        }
+        let offset = u32::try_from(at - start).ok()?;
+        let block = match self.block {
+            Some((addr, len, block)) if addr == start && len == batch.len() => block,
+            _ => {
+                let block = self.views.append_block(Buffer::from(batch.clone()));
+                self.block = Some((start, batch.len(), block));
+                block
+            }
+        };
+        Some((block, offset))
+    }
 }
 
 impl std::fmt::Debug for BatchBuilder {
@@ -224,7 +281,7 @@ impl BatchBuilder {
                         .filter(|i| Some(*i) != self.value_column)
                     {
                         if !self.filled[i] {
-                            self.columns[i].append_field(v);
+                            self.columns[i].append_field(v, r.batch.as_ref());
                             self.filled[i] = true;
                         }
                     }
@@ -232,7 +289,7 @@ impl BatchBuilder {
             }
             RecordValue::Raw(bytes) => {
                 if let Some(i) = self.value_column {
-                    self.columns[i].append_raw(bytes);
+                    self.columns[i].append_raw(bytes, r.batch.as_ref());
                     self.filled[i] = true;
                 }
             }
@@ -291,7 +348,80 @@ mod tests {
             key: Some(Bytes::from(format!("k{offset}"))),
             headers: None,
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            batch: None,
         }
+    }
+
+    /// Records whose values are slices of one stored batch, as the log hands them over.
+    fn stored(values: &[&str]) -> Vec<HotRecord> {
+        let batch = Bytes::from(values.concat());
+        let mut at = 0;
+        (0..)
+            .zip(values)
+            .map(|(offset, v)| {
+                let value = batch.slice(at..at + v.len());
+                at += v.len();
+                HotRecord {
+                    value: Some(value),
+                    batch: Some(batch.clone()),
+                    ..rec(offset, None)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_strings_point_into_their_stored_batch() {
+        let long = "a string longer than twelve bytes";
+        let escaped = r#"{"s": "escaped \" quote in a long string"}"#;
+        let mut records = stored(&[
+            &format!(r#"{{"s": "{long}", "t": "short"}}"#),
+            escaped,
+            &format!(r#"{{"s": "{long} again"}}"#),
+            "plain text that is not JSON",
+        ]);
+        records.push(rec(4, Some(&format!(r#"{{"s": "{long}, copied"}}"#))));
+        let mut schema = TopicSchema::default();
+        for r in &records {
+            schema.observe_value(r.value.as_deref());
+        }
+        let batch = build_batch(0, &records, &schema).unwrap();
+        let s = batch.column_by_name("s").unwrap().as_string_view();
+        let got: Vec<_> = s.iter().collect();
+        let expected_long = format!("{long} again");
+        let expected_copied = format!("{long}, copied");
+        assert_eq!(
+            got,
+            vec![
+                Some(long),
+                Some(r#"escaped " quote in a long string"#),
+                Some(expected_long.as_str()),
+                None,
+                Some(expected_copied.as_str()),
+            ]
+        );
+        assert_eq!(
+            batch.column_by_name("t").unwrap().as_string_view().value(0),
+            "short"
+        );
+        assert_eq!(
+            batch
+                .column_by_name("_value")
+                .unwrap()
+                .as_string_view()
+                .value(3),
+            "plain text that is not JSON"
+        );
+        // The stored batch is one block shared by the columns that point into it; the escaped
+        // and the unbatched values were copied into blocks of their own.
+        let source = records[0].batch.as_ref().unwrap().as_ptr();
+        assert!(s.data_buffers().iter().any(|b| b.as_ptr() == source));
+        let shared = s
+            .data_buffers()
+            .iter()
+            .filter(|b| b.as_ptr() == source)
+            .count();
+        assert_eq!(shared, 1);
     }
 
     #[test]

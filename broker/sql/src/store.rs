@@ -479,13 +479,16 @@ mod tests {
 
     use super::*;
 
+    /// A record whose value is a slice of a stored batch (as the log hands values over).
     fn record(offset: i64, value: Option<&str>) -> IndexRecord {
+        let batch = Bytes::from(format!("<batch>{}</batch>", value.unwrap_or_default()));
         IndexRecord {
             offset,
             timestamp: 1_700_000_000_000 + offset,
             key: Some(Bytes::from(format!("k{offset}"))),
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            value: value.map(|v| batch.slice(7..7 + v.len())),
             headers: Vec::new(),
+            batch: Some(batch),
         }
     }
 

@@ -105,6 +105,7 @@ fn rec(offset: i64, key: Option<&str>, value: Option<&str>) -> IndexRecord {
         key: key.map(|k| Bytes::from(k.to_string())),
         value: value.map(|v| Bytes::from(v.to_string())),
         headers: Vec::new(),
+        batch: None,
     }
 }
 

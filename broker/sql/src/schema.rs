@@ -146,7 +146,8 @@ fn raw_type(bytes: &[u8]) -> ColumnType {
 pub struct TopicSchema {
     pub version: u64,
     columns: Vec<(String, ColumnType)>,
-    positions: HashMap<String, usize>,
+    /// Looked up for every field of every record indexed, hence the faster hasher.
+    positions: HashMap<String, usize, ahash::RandomState>,
 }
 
 impl TopicSchema {

@@ -39,6 +39,17 @@ def sql(server, query):
     return out
 
 
+def countable(server, topic):
+    """Rows SQL counts in `topic` (0 until its table exists; tables name dashes `_`)."""
+    table = topic.replace("-", "_").replace(".", "_")
+    status, out = server.http("POST", "/_sql", {"query": f"SELECT COUNT(*) FROM {table}"})
+    if status == 404:
+        return 0
+    if status != 200:
+        raise RuntimeError(f"/_sql {status}: {out}")
+    return out["rows"][0][0]
+
+
 def timed(fn, repeat):
     fn()  # warm-up: file metadata and page cache, for both engines alike
     times = []
@@ -66,7 +77,9 @@ def main():
     with LocalServer(args.server, args.bench, keep=args.keep, CHRONIK_SQL_SEAL_AGE_MS=3000) as server:
         lines = [f"bench-sql: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
                  f"{os.cpu_count()} CPUs, server {args.server}", ""]
-        lines += produce_cost_table(server, args.throughput_count, "columnar.enabled=true", "SQL indexing")
+        lines += produce_cost_table(
+            server, args.throughput_count, "columnar.enabled=true", "SQL indexing",
+            indexed=lambda topic: countable(server, topic))
 
         loaded_at = time.monotonic()
         load = server.produce("sqlbench", args.rows, args.row_size, ["columnar.enabled=true"])

@@ -32,6 +32,16 @@ SELECTIVE = {"query": {"bool": {"must": [{"match": {"city": "Tallinn"}}, {"match
              "size": 10}
 
 
+def searchable(server, topic):
+    """Documents `_count` sees in `topic` (0 until its index exists)."""
+    status, out = server.http("POST", f"/{topic}/_count", {})
+    if status == 404:
+        return 0
+    if status != 200:
+        raise RuntimeError(f"_count {status}: {out}")
+    return out["count"]
+
+
 def hey(url, body_path, concurrency, duration):
     out = subprocess.run(
         ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST",
@@ -61,7 +71,8 @@ def main():
     with LocalServer(args.server, args.bench, keep=args.keep) as server:
         lines = [f"bench-search: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, "
                  f"{os.cpu_count()} CPUs, server {args.server}", ""]
-        lines += produce_cost_table(server, args.throughput_count, "searchable.enabled=true", "search indexing")
+        lines += produce_cost_table(server, args.throughput_count, "searchable.enabled=true",
+                                    "search indexing", indexed=lambda topic: searchable(server, topic))
 
         started = time.monotonic()
         load = server.produce(TOPIC, args.docs, args.doc_size, ["searchable.enabled=true"])

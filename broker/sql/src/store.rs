@@ -506,26 +506,19 @@ mod tests {
         build_batch(partition, &hot, &schema).unwrap()
     }
 
-    fn published(store: &Store, partition: i32) -> RecordBatch {
+    fn snapshot(store: &Store, partition: i32) -> Snapshot {
         let t = store.topic("t").unwrap();
-        let p = t
-            .partitions()
-            .into_iter()
-            .find(|p| p.id == partition)
-            .unwrap();
-        let hot = p.snapshot().hot;
-        let schema = t.schema.read().hot_arrow();
-        concat_batches(&schema, &hot).unwrap()
+        let p = t.partitions().into_iter().find(|p| p.id == partition);
+        p.unwrap().snapshot()
+    }
+
+    fn published(store: &Store, partition: i32) -> RecordBatch {
+        let schema = store.topic("t").unwrap().schema.read().hot_arrow();
+        concat_batches(&schema, &snapshot(store, partition).hot).unwrap()
     }
 
     fn sealed(store: &Store, partition: i32) -> Vec<RecordBatch> {
-        let t = store.topic("t").unwrap();
-        let p = t
-            .partitions()
-            .into_iter()
-            .find(|p| p.id == partition)
-            .unwrap();
-        p.snapshot()
+        snapshot(store, partition)
             .cold
             .iter()
             .map(|f| {

@@ -99,8 +99,8 @@ impl Builder {
         }
     }
 
-    /// Append a JSON field's value. The schema was widened to fit every value before any
-    /// batch is built, so a mismatch cannot happen; it would be stored as null.
+    /// Append a JSON field's value. The schema was widened to fit the value before its row
+    /// is appended, so a mismatch cannot happen; it would be stored as null.
     fn append_field(&mut self, v: &FieldValue<'_>, batch: Option<&Bytes>) {
         match (self, v) {
             (b, FieldValue::Null) => b.append_null(),

@@ -61,6 +61,19 @@ struct PartitionState {
     oldest: Option<Instant>,
 }
 
+impl PartitionState {
+    /// Replace the hot batches by one batch of every published record under `schema`.
+    fn rebuild_published(&mut self, partition: i32, schema: &TopicSchema) -> Result<(), SqlError> {
+        if self.published > 0 {
+            let batch = build_batch(partition, &self.records[..self.published], schema)?;
+            self.hot.replace(batch, schema.version);
+        } else {
+            self.hot.reset(schema.version);
+        }
+        Ok(())
+    }
+}
+
 /// What a seal writes: the published batches when they are current, else the records to
 /// build them from.
 enum SealRows {
@@ -259,12 +272,7 @@ impl Store {
             let mut guard = p.state.lock();
             let st = &mut *guard;
             if st.hot.version() != schema.version {
-                if st.published > 0 {
-                    let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
-                    st.hot.replace(batch, schema.version);
-                } else {
-                    st.hot.reset(schema.version);
-                }
+                st.rebuild_published(p.id, &schema)?;
             }
             let unpublished = st.records.len() - st.published;
             if unpublished > 0 {
@@ -355,13 +363,8 @@ impl Store {
         st.oldest = (!st.records.is_empty()).then(Instant::now);
         // The partition's indexing task is what publishes and seals, so nothing was published
         // while the file was written; rows of any later run are rebuilt when next published.
-        let version = st.hot.version();
-        st.hot.reset(version);
-        if st.published > 0 {
-            let schema = t.schema.read().clone();
-            let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
-            st.hot.replace(batch, schema.version);
-        }
+        let schema = t.schema.read().clone();
+        st.rebuild_published(p.id, &schema)?;
         st.open = None;
         crate::metrics::metrics().seals.inc();
         tracing::debug!(topic = %t.name, partition = p.id, start, end, rows = count, "sealed hot buffer");
@@ -388,12 +391,7 @@ impl Store {
             st.published -= dropped_published;
             st.bytes -= freed;
             self.hot_bytes.fetch_sub(freed, Ordering::Relaxed);
-            if st.published > 0 {
-                let batch = build_batch(p.id, &st.records[..st.published], &schema)?;
-                st.hot.replace(batch, schema.version);
-            } else {
-                st.hot.reset(schema.version);
-            }
+            st.rebuild_published(p.id, &schema)?;
             st.open = None;
         }
         let mut kept = Vec::with_capacity(st.cold.len());

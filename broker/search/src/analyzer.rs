@@ -4,6 +4,7 @@
 //! remove English stop words, Snowball (Porter 2) stemming. The same chain analyses documents
 //! and query text, so a query matches the forms the index holds.
 
+use crate::keyword::KeywordTermTokenizer;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer,
     Stemmer, StopWordFilter, TextAnalyzer, TokenizerManager,
@@ -189,8 +190,33 @@ pub fn english(stop_words: Option<Vec<String>>) -> TextAnalyzer {
         .build()
 }
 
-/// Register the analyzers on an index's tokenizer manager.
-pub fn register(manager: &TokenizerManager) {
+/// The English analyzer without its stemmer: the same tokens in number (stemming never drops
+/// or adds one), for counting a text's length at a fraction of the cost — stemming is the
+/// largest part of analysing, and the indexer counts every text path beside Tantivy.
+pub fn english_token_counter() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(StopWordFilter::remove(
+            ENGLISH_STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
+        .build()
+}
+
+/// Register the analyzers that build an index's terms (`Index::tokenizers`): keywords in
+/// their term form (long values hashed, see `keyword`).
+pub fn register_indexing(manager: &TokenizerManager) {
+    manager.register(TEXT_ANALYZER, english(None));
+    manager.register(
+        KEYWORD_ANALYZER,
+        TextAnalyzer::from(KeywordTermTokenizer::default()),
+    );
+}
+
+/// Register the normalisers of an index's fast columns (`Index::fast_field_tokenizer`):
+/// keywords whole, so sort, range and aggregations see the value as produced.
+pub fn register_fast(manager: &TokenizerManager) {
     manager.register(TEXT_ANALYZER, english(None));
     manager.register(
         KEYWORD_ANALYZER,
@@ -221,6 +247,18 @@ mod tests {
             .map(|(_, t)| t)
             .collect();
         assert_eq!(terms, vec!["flow", "boundari", "layer", "run"]);
+    }
+
+    #[test]
+    fn the_token_counter_counts_what_the_analyzer_emits() {
+        let text = "The Flows of Boundary-Layers were Running; thé café, naïve résumé x";
+        let long = format!("{text} {}", "y".repeat(41));
+        let mut counter = english_token_counter();
+        for t in [text, long.as_str(), "", "the of and"] {
+            let n = analyze(&mut counter, t).len();
+            assert_eq!(n, analyze(&mut english(None), t).len(), "{t}");
+        }
+        assert_eq!(analyze(&mut counter, text).len(), 8);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct KeyPatternQuery {
     field: Field,
     key_prefix: Vec<u8>,
     pattern: ValuePattern,
+    /// Keyword terms: hashed long values (a NUL in the value) are not matched here, as their
+    /// bytes after the head are not the value's (see `keyword::LongValueQuery`).
+    skip_hashed: bool,
 }
 
 impl KeyPatternQuery {
@@ -37,6 +40,16 @@ impl KeyPatternQuery {
             field: empty_term.field(),
             key_prefix: empty_term.serialized_value_bytes().to_vec(),
             pattern,
+            skip_hashed: false,
+        }
+    }
+
+    /// The same over keyword terms, leaving hashed long values out unless the whole pattern
+    /// is a prefix of their head.
+    pub fn keyword(empty_term: &Term, pattern: ValuePattern) -> Self {
+        KeyPatternQuery {
+            skip_hashed: true,
+            ..KeyPatternQuery::new(empty_term, pattern)
         }
     }
 }
@@ -49,7 +62,9 @@ impl Query for KeyPatternQuery {
         }
         let automaton = Anchored {
             fixed,
+            value_from: self.key_prefix.len(),
             pattern: self.pattern.clone(),
+            skip_hashed: self.skip_hashed,
         };
         Ok(Box::new(AutomatonWeight::new(self.field, automaton)))
     }
@@ -58,7 +73,10 @@ impl Query for KeyPatternQuery {
 struct Anchored {
     /// The literal part: the key prefix, plus the value prefix for prefix patterns.
     fixed: Vec<u8>,
+    /// Where the value starts in `fixed` (the key prefix's length).
+    value_from: usize,
     pattern: ValuePattern,
+    skip_hashed: bool,
 }
 
 #[derive(Clone)]
@@ -106,6 +124,13 @@ impl Automaton for Anchored {
     }
 
     fn accept(&self, state: &Self::State, byte: u8) -> Self::State {
+        if self.skip_hashed && byte == 0 {
+            match state {
+                State::Fixed(i) if *i >= self.value_from => return State::Dead,
+                State::Inner(_) => return State::Dead,
+                _ => {}
+            }
+        }
         match state {
             State::Dead => State::Dead,
             State::Accept => State::Accept,

@@ -10,6 +10,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tantivy::query::doc_predicate_query::DocPredicateQuery;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery,
     ExistsQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
@@ -22,6 +23,7 @@ use crate::analyzer;
 use crate::automaton::{wildcard_regex, KeyPatternQuery, ValuePattern};
 use crate::combined::{CombinedFieldsQuery, Length, TermGroup};
 use crate::error::SearchError;
+use crate::keyword::{self, LongPattern, LongValueQuery};
 use crate::query_string;
 use crate::schema::{self, Fields};
 
@@ -356,7 +358,7 @@ impl<'a> QueryBuilder<'a> {
             }
             FieldRef::Keyword(path) => {
                 let mut t = Term::from_field_json_path(self.fields.kw, path, false);
-                t.append_type_and_str(token);
+                t.append_type_and_str(&keyword::term_text(token));
                 t
             }
             _ => Term::from_field_text(self.fields.all, token),
@@ -391,9 +393,16 @@ impl<'a> QueryBuilder<'a> {
                 }
                 Value::String(s) => {
                     let mut out = Vec::new();
+                    let term_text = keyword::term_text(s);
                     let mut t = self.kw_term(&path);
-                    t.append_type_and_str(s);
+                    t.append_type_and_str(&term_text);
                     out.push(t);
+                    if term_text != s.as_str() {
+                        // Indexes written before long values were hashed hold them whole.
+                        let mut t = self.kw_term(&path);
+                        t.append_type_and_str(s);
+                        out.push(t);
+                    }
                     if let Some(d) = schema::parse_date(s) {
                         let mut t = self.kw_term(&path);
                         t.append_type_and_fast_value(
@@ -1118,7 +1127,14 @@ impl<'a> QueryBuilder<'a> {
                     .push((field.clone(), format!("{prefix}*")));
                 self.text_term(field, "")
             }
-            FieldRef::Keyword(_) => self.text_term(field, ""),
+            FieldRef::Keyword(path) => {
+                let p = prefix.as_bytes().to_vec();
+                return Ok(self.keyword_pattern(
+                    path,
+                    ValuePattern::Prefix(p.clone()),
+                    LongPattern::Prefix(p),
+                ));
+            }
             FieldRef::Key => Term::from_field_bytes(self.fields.key, b""),
             _ => {
                 return Err(SearchError::bad(
@@ -1188,16 +1204,42 @@ impl<'a> QueryBuilder<'a> {
         if ci {
             re = format!("(?i){re}");
         }
-        let regex = tantivy_fst::Regex::new(&re)
-            .map_err(|e| SearchError::bad(format!("[wildcard] bad pattern \"{s}\": {e}")))?;
+        let regex = Arc::new(
+            tantivy_fst::Regex::new(&re)
+                .map_err(|e| SearchError::bad(format!("[wildcard] bad pattern \"{s}\": {e}")))?,
+        );
+        if let FieldRef::Keyword(path) = &field {
+            let q = self.keyword_pattern(
+                path,
+                ValuePattern::Regex(regex.clone()),
+                LongPattern::Regex(regex),
+            );
+            return Ok(boosted(q, boost));
+        }
         let q = Box::new(ConstScoreQuery::new(
-            Box::new(KeyPatternQuery::new(
-                &empty,
-                ValuePattern::Regex(Arc::new(regex)),
-            )),
+            Box::new(KeyPatternQuery::new(&empty, ValuePattern::Regex(regex))),
             1.0,
         ));
         Ok(boosted(q, boost))
+    }
+
+    /// A pattern over a keyword path: short values from the term dictionary, long (hashed)
+    /// ones checked whole against the fast column. Constant score.
+    fn keyword_pattern(&self, path: &str, short: ValuePattern, long: LongPattern) -> Q {
+        let mut empty = self.kw_term(path);
+        empty.append_type_and_str("");
+        let column = format!("{}.{path}", schema::KW);
+        let long: DocPredicateQuery = LongValueQuery::new(&empty, column, long).into();
+        Box::new(ConstScoreQuery::new(
+            Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Should,
+                    Box::new(KeyPatternQuery::keyword(&empty, short)) as Q,
+                ),
+                (Occur::Should, Box::new(long)),
+            ])),
+            1.0,
+        ))
     }
 
     fn ids(&mut self, body: &Value) -> Result<Q, SearchError> {

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod highlight;
 mod indexer;
+mod keyword;
 mod partition;
 mod query_string;
 mod request;

@@ -87,8 +87,8 @@ impl PartitionIndex {
         let (schema, fields) = schema::build();
         let directory = MmapDirectory::open(dir)?;
         let index = Index::open_or_create(directory, schema)?;
-        analyzer::register(index.tokenizers());
-        analyzer::register(index.fast_field_tokenizer());
+        analyzer::register_indexing(index.tokenizers());
+        analyzer::register_fast(index.fast_field_tokenizer());
         let metas = index.load_metas()?;
         let checkpoint = match metas.payload.as_deref() {
             Some(p) => {
@@ -153,7 +153,7 @@ impl PartitionIndex {
             return Ok(());
         }
         let writer = self.writer.lock();
-        let mut analyzer = analyzer::english(None);
+        let mut analyzer = analyzer::english_token_counter();
         for record in run.records.iter().filter(|r| r.offset >= progress.indexed) {
             if self.compacted {
                 if let Some(key) = &record.key {

@@ -3,7 +3,8 @@
 //! A record's JSON value is indexed twice under its own paths:
 //! - `body` — string leaves analysed as English text with positions (match, phrase, highlight);
 //!   `search.fields` restricts which paths get here;
-//! - `kw` — every leaf as an exact value: strings up to [`KEYWORD_MAX_LEN`] bytes as one term,
+//! - `kw` — every leaf as an exact value: strings up to [`KEYWORD_MAX_LEN`] bytes as one term
+//!   (long ones in the hashed form of `crate::keyword`; the fast column keeps them whole),
 //!   numbers (as f64), booleans and RFC 3339 / `yyyy-mm-dd` strings as dates; all of it also
 //!   as fast columns for sort, range and aggregations. A query names it as `field.keyword`
 //!   (strings) or plainly (numbers, dates, booleans).
@@ -142,7 +143,8 @@ impl TextPaths {
     }
 }
 
-/// Build the document for one record.
+/// Build the document for one record; `analyzer` counts text tokens (see
+/// `analyzer::english_token_counter`).
 pub fn document(
     fields: &Fields,
     text_paths: &TextPaths,

@@ -374,3 +374,104 @@ async fn query_strings() {
     );
     assert!(m.contains("parenthesis"), "{m}");
 }
+
+/// Keyword values longer than the whole-term limit are indexed by head and hash; every
+/// keyword query must still see the whole value.
+#[tokio::test]
+async fn long_keyword_values_are_found_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ix = Arc::new(SearchIndexer::new(dir.path()));
+    let cfg = config(&[("searchable.enabled", "true")]);
+    ix.open_partition("logs", 0, &cfg, 0).await.unwrap();
+    let a = "connection reset by peer while reading response header from upstream 10.0.0.1";
+    let b = "connection reset by peer while reading response header from upstream 10.0.0.2";
+    let values = [
+        json!({"msg": a}),
+        json!({"msg": b}),
+        json!({"msg": "short one"}),
+        json!({"msg": "a\u{0}b"}),
+        json!({"msg": "x".repeat(300)}),
+    ];
+    let records: Vec<IndexRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| rec(i as i64, None, Some(&v.to_string())))
+        .collect();
+    feed(&ix, "logs", 0, &records).await;
+    let e = SearchEngine::new(ix.clone());
+    let run = |body: Value| {
+        e.search(&["logs".to_string()], &body)
+            .unwrap_or_else(|err| panic!("{body}: {err}"))
+    };
+    let q = |query: Value| id_set(&run(json!({"query": query, "size": 10})));
+
+    assert_eq!(q(json!({"term": {"msg.keyword": a}})), set(&["0-0"]));
+    assert_eq!(q(json!({"term": {"msg.keyword": b}})), set(&["0-1"]));
+    assert_eq!(q(json!({"match": {"msg.keyword": b}})), set(&["0-1"]));
+    assert_eq!(
+        q(json!({"terms": {"msg.keyword": [a, "short one"]}})),
+        set(&["0-0", "0-2"])
+    );
+    assert_eq!(
+        q(json!({"term": {"msg.keyword": "a\u{0}b"}})),
+        set(&["0-3"])
+    );
+    // Prefixes inside the head, past it, and past it with a different tail.
+    assert_eq!(
+        q(json!({"prefix": {"msg.keyword": "connection reset"}})),
+        set(&["0-0", "0-1"])
+    );
+    assert_eq!(
+        q(json!({"prefix": {"msg.keyword": &a[..60]}})),
+        set(&["0-0", "0-1"])
+    );
+    assert_eq!(q(json!({"prefix": {"msg.keyword": a}})), set(&["0-0"]));
+    assert_eq!(
+        q(json!({"prefix": {"msg.keyword": format!("{}X", &a[..60])}})),
+        set(&[])
+    );
+    assert_eq!(
+        q(json!({"prefix": {"msg.keyword": "a\u{0}"}})),
+        set(&["0-3"])
+    );
+    // Wildcards that only the tail can decide, and one that the hash must not satisfy.
+    assert_eq!(
+        q(json!({"wildcard": {"msg.keyword": "*10.0.0.2"}})),
+        set(&["0-1"])
+    );
+    assert_eq!(
+        q(json!({"wildcard": {"msg.keyword": "connection*0.0.1"}})),
+        set(&["0-0"])
+    );
+    assert_eq!(
+        q(
+            json!({"wildcard": {"msg.keyword": {"value": "CONNECTION*10.0.0.2", "case_insensitive": true}}})
+        ),
+        set(&["0-1"])
+    );
+    assert_eq!(
+        q(json!({"wildcard": {"msg.keyword": "*"}})),
+        set(&["0-0", "0-1", "0-2", "0-3"])
+    );
+    assert_eq!(
+        q(json!({"wildcard": {"msg.keyword": "*0*0*0*0*0*0*"}})),
+        set(&[])
+    );
+    // Range, sort and aggregations read the raw value from the fast column.
+    assert_eq!(
+        q(json!({"range": {"msg.keyword": {"gt": a, "lte": b}}})),
+        set(&["0-1"])
+    );
+    let sorted = run(
+        json!({"query": {"exists": {"field": "msg.keyword"}}, "sort": [{"msg.keyword": "asc"}]}),
+    );
+    assert_eq!(ids(&sorted)[..4], ["0-3", "0-0", "0-1", "0-2"]);
+    let aggs = run(json!({"size": 0, "aggs": {"m": {"terms": {"field": "msg.keyword"}}}}));
+    let keys: HashSet<String> = aggs["aggregations"]["m"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(keys.contains(a) && keys.contains(b), "{aggs}");
+}

@@ -7,7 +7,7 @@
 use crate::keyword::KeywordTermTokenizer;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer,
-    Stemmer, StopWordFilter, TextAnalyzer, TokenizerManager,
+    Stemmer, StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, Tokenizer, TokenizerManager,
 };
 
 /// Name the text fields are indexed with.
@@ -177,6 +177,20 @@ pub const ENGLISH_STOP_WORDS: &[&str] = &[
 
 /// The English analyzer with an optional custom stop word list (`None`: [`ENGLISH_STOP_WORDS`]).
 pub fn english(stop_words: Option<Vec<String>>) -> TextAnalyzer {
+    unstemmed(stop_words)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The English analyzer without its stemmer: the same tokens in number (stemming never drops
+/// or adds one), for counting a text's length at a fraction of the cost — stemming is the
+/// largest part of analysing, and the indexer counts every text path beside Tantivy.
+pub fn english_token_counter() -> TextAnalyzer {
+    unstemmed(None).build()
+}
+
+/// Every step of [`english`] before stemming.
+fn unstemmed(stop_words: Option<Vec<String>>) -> TextAnalyzerBuilder<impl Tokenizer> {
     let stop = match stop_words {
         Some(words) => StopWordFilter::remove(words),
         None => StopWordFilter::remove(ENGLISH_STOP_WORDS.iter().map(|w| w.to_string())),
@@ -186,22 +200,6 @@ pub fn english(stop_words: Option<Vec<String>>) -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .filter(stop)
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
-
-/// The English analyzer without its stemmer: the same tokens in number (stemming never drops
-/// or adds one), for counting a text's length at a fraction of the cost — stemming is the
-/// largest part of analysing, and the indexer counts every text path beside Tantivy.
-pub fn english_token_counter() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(AsciiFoldingFilter)
-        .filter(StopWordFilter::remove(
-            ENGLISH_STOP_WORDS.iter().map(|w| w.to_string()),
-        ))
-        .build()
 }
 
 /// Register the analyzers that build an index's terms (`Index::tokenizers`): keywords in

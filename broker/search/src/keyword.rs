@@ -184,11 +184,14 @@ pub struct WholeValueMatches {
 
 impl SegmentDocPredicate for WholeValueMatches {
     fn eval(&mut self, doc: DocId) -> bool {
-        let ords: Vec<u64> = self.column.term_ords(doc).collect();
-        ords.into_iter().any(|ord| {
-            self.buf.clear();
-            matches!(self.column.ord_to_bytes(ord, &mut self.buf), Ok(true))
-                && self.pattern.matches(&self.buf)
+        let WholeValueMatches {
+            column,
+            pattern,
+            buf,
+        } = self;
+        column.term_ords(doc).any(|ord| {
+            buf.clear();
+            matches!(column.ord_to_bytes(ord, buf), Ok(true)) && pattern.matches(buf)
         })
     }
 }

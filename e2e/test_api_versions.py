@@ -42,6 +42,8 @@ SERVED = {
     60: "DescribeCluster",
     65: "DescribeTransactions",
     66: "ListTransactions",
+    68: "ConsumerGroupHeartbeat",
+    69: "ConsumerGroupDescribe",
 }
 # Kafka APIs with no handler here yet, in the order we would pick one to ask for.
 UNSERVED_CANDIDATES = {

@@ -93,6 +93,7 @@ start_broker() {
     env CHRONIK_DATA_DIR="$WORK/$name/data" CHRONIK_KAFKA_PORT="$port" \
         CHRONIK_BIND_ADDR=127.0.0.1 CHRONIK_UNIFIED_API_PORT="$(free_port)" \
         CHRONIK_CLUSTER_PORT="$(free_port)" CHRONIK_DEFAULT_PARTITIONS=4 \
+        CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS=1000 \
         RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$@" \
         "$SERVER" start >"$WORK/$name/chronik.log" 2>&1 &
     pid=$!
@@ -112,7 +113,9 @@ start_broker() {
 # Allow-list lines: `NNNN [quick] [noautocreate]  # comment`. TESTS matches on the four-digit
 # number, so every broker-touching variant with that number runs; -L skips the local-only ones.
 # `quick` passes -Q (less data; it also skips the sub-tests not marked quick);
-# `noautocreate` runs the test in that scenario against the broker with auto-creation off.
+# `noautocreate` runs the test in that scenario against the broker with auto-creation off;
+# `consumer` runs it with the KIP-848 consumer group protocol (TEST_CONSUMER_GROUP_PROTOCOL),
+# against a broker that tells members to heartbeat every second (Kafka's default is 5 s).
 if [[ -n "${LIBRDKAFKA_TESTS:-}" ]]; then
     mapfile -t lines < <(tr ',' '\n' <<<"$LIBRDKAFKA_TESTS")
 else
@@ -136,17 +139,19 @@ for line in "${lines[@]}"; do
     flags=(-L)
     scenario=default
     pid=$DEFAULT_PID
+    protocol=classic
     for w in "${words[@]:1}"; do
         case $w in
             quick) flags+=(-Q) ;;
+            consumer) protocol=consumer ;;
             noautocreate) scenario=noautocreate pid=$NOAUTO_PID ;;
             *) log "unknown allow-list word '$w' for $t"; failed=1; exit 2 ;;
         esac
     done
-    out="$WORK/$t.log"
+    out="$WORK/$t-$protocol.log"
     t0=$SECONDS
     RDKAFKA_TEST_CONF="$WORK/$scenario/test.conf" TEST_SCENARIO=$scenario TEST_KAFKA_VERSION=3.9.0 \
-        TESTS="$t" timeout -k 10 "$TEST_TIMEOUT" ./test-runner "${flags[@]}" >"$out" 2>&1
+        TEST_CONSUMER_GROUP_PROTOCOL=$protocol TESTS="$t" timeout -k 10 "$TEST_TIMEOUT" ./test-runner "${flags[@]}" >"$out" 2>&1
     rc=$?
     dt=$((SECONDS - t0))
     # The summary table: `| name | PASSED/FAILED/SKIPPED | time | reason |`. Local-only variants
@@ -161,7 +166,7 @@ for line in "${lines[@]}"; do
     bad=$(grep -v '^$' <<<"$table" | grep -cv '| *PASSED |')
     if [[ $rc == 0 && $ran -gt 0 && $bad == 0 ]]; then
         passed=$((passed + 1))
-        echo "PASS $t (${dt}s)"
+        echo "PASS $t $protocol (${dt}s)"
     else
         failed=$((failed + 1))
         if [[ $rc == 124 || $rc == 137 ]]; then
@@ -173,7 +178,7 @@ for line in "${lines[@]}"; do
         else
             why="exit $rc"
         fi
-        echo "FAIL $t (${dt}s, $why; log: $out)"
+        echo "FAIL $t $protocol (${dt}s, $why; log: $out)"
         sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -a -A1 '^### Test ' | grep -av '^--' | head -n 6 | sed 's/^/    /'
     fi
     if ! kill -0 "$pid" 2>/dev/null; then

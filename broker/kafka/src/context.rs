@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use chronik_log::LogManager;
 use chronik_meta::MetadataStore;
 
+use crate::coordinator::consumer_group::ConsumerGroupConfig;
 use crate::coordinator::group::GroupConfig;
 use crate::coordinator::transaction_coordinator::{TransactionConfig, TransactionCoordinator};
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
@@ -38,6 +39,12 @@ pub struct KafkaConfig {
     /// range is INVALID_SESSION_TIMEOUT.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// group.consumer.session.timeout.ms: a KIP-848 consumer-group member silent this long
+    /// is removed.
+    pub group_consumer_session_timeout_ms: i64,
+    /// group.consumer.heartbeat.interval.ms: how often KIP-848 members heartbeat (and so how
+    /// soon they learn of a new assignment).
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// offsets.topic.num.partitions, used when `__consumer_offsets` is created.
     pub offsets_topic_partitions: i32,
     /// offsets.retention.minutes, in millis: how long an empty group's offsets are kept.
@@ -67,6 +74,8 @@ impl Default for KafkaConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             // Kafka defaults to 50; a single node gains nothing from that many (each is a log
             // with open files and a replay at start), while 8 still spreads groups over several
             // logs so one busy group's commits do not queue behind every other group's fsyncs.
@@ -108,6 +117,10 @@ impl Broker {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
                 ..GroupConfig::default()
+            },
+            consumer: ConsumerGroupConfig {
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             },
             offsets_topic_partitions: config.offsets_topic_partitions,
             // Replicated like any topic (capped at the live brokers when it is created): the

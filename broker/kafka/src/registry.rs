@@ -73,8 +73,9 @@ macro_rules! registry {
 // Version ranges: the lowest is the first the kafka-protocol crate decodes and that uses v2
 // record batches where records are involved; the highest is the last whose semantics the
 // handler implements (e.g. Fetch stops at 12 because 13+ addresses topics by id only;
-// OffsetCommit 9+, OffsetFetch 9+ and DescribeGroups 6 carry KIP-848 member epochs, which
-// classic groups do not have; FindCoordinator 5+ adds transaction-abortable and share-group
+// DescribeGroups 6 reports KIP-848 groups' errors with messages, which are not written;
+// ConsumerGroupHeartbeat starts at 1, where the client chooses its member id (KIP-1082);
+// FindCoordinator 5+ adds transaction-abortable and share-group
 // semantics; AddPartitionsToTxn 4+ is the brokers' batched verification of KIP-890, and
 // EndTxn 5 and TxnOffsetCommit 5 are KIP-890 part 2, whose epoch bump per transaction this
 // coordinator does not do; ListTransactions 2 filters by a Java regex, which is not served).
@@ -98,8 +99,8 @@ registry! {
     deferred SyncGroup => sync_group, 0..=5;
     inline Heartbeat => heartbeat, 0..=4;
     inline LeaveGroup => leave_group, 0..=5;
-    deferred OffsetCommit => offset_commit, 2..=8;
-    inline OffsetFetch => offset_fetch, 1..=8;
+    deferred OffsetCommit => offset_commit, 2..=9;
+    inline OffsetFetch => offset_fetch, 1..=9;
     inline DescribeGroups => describe_groups, 0..=5;
     inline ListGroups => list_groups, 0..=5;
     inline DeleteGroups => delete_groups, 0..=2;
@@ -112,6 +113,8 @@ registry! {
     inline ListTransactions => list_transactions, 0..=1;
     inline AlterPartitionReassignments => alter_partition_reassignments, 0..=1;
     inline ListPartitionReassignments => list_partition_reassignments, 0..=0;
+    deferred_with_client ConsumerGroupHeartbeat => consumer_group_heartbeat, 1..=1;
+    inline ConsumerGroupDescribe => consumer_group_describe, 0..=1;
 }
 
 /// The APIs and versions this broker serves.

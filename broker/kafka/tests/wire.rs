@@ -143,8 +143,13 @@ async fn api_versions_lists_exactly_the_registry() {
         .map(|a| (a.key as i16, (a.min, a.max)))
         .collect();
     assert_eq!(advertised, registry);
-    // KIP-848 consumer groups are not served, so they must not be advertised.
-    assert!(!advertised.contains_key(&(ApiKey::ConsumerGroupHeartbeat as i16)));
+    // KIP-848: librdkafka uses ConsumerGroupHeartbeat v1 only (client-chosen member ids).
+    assert_eq!(
+        advertised.get(&(ApiKey::ConsumerGroupHeartbeat as i16)),
+        Some(&(1, 1))
+    );
+    // Share groups (KIP-932) are not served, so they are not advertised.
+    assert!(!advertised.contains_key(&(ApiKey::ShareGroupHeartbeat as i16)));
 }
 
 #[tokio::test]

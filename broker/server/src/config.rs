@@ -57,6 +57,12 @@ pub struct ServerConfig {
     pub group_min_session_timeout_ms: i32,
     /// CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS: Kafka's group.max.session.timeout.ms.
     pub group_max_session_timeout_ms: i32,
+    /// CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS: Kafka's group.consumer.session.timeout.ms
+    /// (KIP-848 consumer groups).
+    pub group_consumer_session_timeout_ms: u64,
+    /// CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS: Kafka's
+    /// group.consumer.heartbeat.interval.ms.
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// CHRONIK_OFFSETS_TOPIC_PARTITIONS: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
     /// CHRONIK_OFFSETS_RETENTION_MINUTES: how long an empty group's offsets are kept.
@@ -122,6 +128,8 @@ impl Default for ServerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
             transaction_state_partitions: 8,
@@ -277,6 +285,14 @@ impl ServerConfig {
         if let Some(v) = get("CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS") {
             self.group_max_session_timeout_ms = parse("CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS", &v)?;
         }
+        if let Some(v) = get("CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS") {
+            self.group_consumer_session_timeout_ms =
+                parse("CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS") {
+            self.group_consumer_heartbeat_interval_ms =
+                parse("CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", &v)?;
+        }
         if let Some(v) = get("CHRONIK_OFFSETS_TOPIC_PARTITIONS") {
             self.offsets_topic_partitions = parse("CHRONIK_OFFSETS_TOPIC_PARTITIONS", &v)?;
         }
@@ -369,6 +385,20 @@ impl ServerConfig {
             return Err(invalid(
                 "CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS",
                 "must not be below CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
+            ));
+        }
+        if self.group_consumer_heartbeat_interval_ms < 1 {
+            return Err(invalid(
+                "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+                "must be at least 1",
+            ));
+        }
+        if self.group_consumer_session_timeout_ms
+            <= self.group_consumer_heartbeat_interval_ms.max(0) as u64
+        {
+            return Err(invalid(
+                "CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+                "must be above CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
             ));
         }
         if self.offsets_topic_partitions < 1 {

@@ -66,6 +66,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
         group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+        group_consumer_session_timeout_ms: config.group_consumer_session_timeout_ms as i64,
+        group_consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
         offsets_topic_partitions: config.offsets_topic_partitions,
         transaction_state_partitions: config.transaction_state_partitions,
         offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),

@@ -12,6 +12,11 @@
 //! `(java_string_hash(group_id) & 0x7fffffff) % partitions` ([`placement`]), Kafka's own placement, so a
 //! group maps to the same partition number as on a Kafka cluster with the same count.
 
+mod consumer_assignor;
+pub(crate) mod consumer_group;
+#[cfg(test)]
+mod consumer_group_tests;
+mod consumer_protocol;
 pub(crate) mod group;
 
 #[cfg(test)]
@@ -41,6 +46,7 @@ use tokio::sync::oneshot;
 
 use crate::error_codes;
 use crate::replication::ReplicaManager;
+use consumer_group::{ConsumerGroup, ConsumerGroupConfig};
 use group::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Output, SyncRequest,
     SyncResult, Token,
@@ -82,6 +88,8 @@ pub enum CoordinatorError {
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub group: GroupConfig,
+    /// KIP-848 consumer groups (group.consumer.*).
+    pub consumer: ConsumerGroupConfig,
     /// offsets.topic.num.partitions, used when the topic is created.
     pub offsets_topic_partitions: i32,
     pub offsets_topic_replication_factor: i16,
@@ -125,6 +133,8 @@ impl Delivery {
 #[derive(Default)]
 struct Inner {
     groups: HashMap<String, Group>,
+    /// KIP-848 consumer groups; their offsets live in `groups` like any group's.
+    consumer_groups: HashMap<String, ConsumerGroup>,
     waiters: HashMap<Token, Waiter>,
     /// Offsets committed by transactions whose marker has not arrived yet.
     pending_txn: PendingOffsets,
@@ -148,6 +158,30 @@ pub struct MemberDescription {
     pub client_host: String,
     pub metadata: Bytes,
     pub assignment: Bytes,
+}
+
+/// The two group protocols (ListGroups v5's group type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    Classic,
+    Consumer,
+}
+
+impl GroupKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKind::Classic => "classic",
+            GroupKind::Consumer => "consumer",
+        }
+    }
+}
+
+/// What ListGroups reports about one group.
+pub struct ListedGroup {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    pub kind: GroupKind,
 }
 
 /// The offsets of one topic answered by OffsetFetch: `None` where nothing is committed.
@@ -310,35 +344,22 @@ impl Coordinator {
         partitions: i32,
     ) -> Result<(), CoordinatorError> {
         let log = self.offsets_log(partition)?;
-        let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
-        let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let mut replayed = Replayed::default();
         let mut pending = PendingOffsets::new();
-        replay_partition(&*log, &mut stored, &mut offsets, &mut pending)?;
+        replay_partition(&*log, &mut replayed, &mut pending)?;
         let now = now_ms();
         let mut inner = self.inner.lock();
         let here = |id: &str| partition_for(id, partitions) == partition;
         inner.groups.retain(|id, _| !here(id));
+        inner.consumer_groups.retain(|id, _| !here(id));
         for by_group in inner.pending_txn.values_mut() {
             by_group.retain(|id, _| !here(id));
         }
         for (pid, by_group) in pending {
             inner.pending_txn.entry(pid).or_default().extend(by_group);
         }
-        let groups = stored.len();
-        for (id, s) in stored {
-            inner
-                .groups
-                .insert(id, Group::restore(s, self.config.group.clone(), now));
-        }
-        for (id, group_offsets) in offsets {
-            let group = inner
-                .groups
-                .entry(id.clone())
-                .or_insert_with(|| Group::new(&id, self.config.group.clone(), now));
-            for ((topic, p), o) in group_offsets {
-                group.set_offset(&topic, p, o);
-            }
-        }
+        let groups = replayed.classic.len() + replayed.consumer.len();
+        self.install(&mut inner, replayed, now);
         inner.loaded_epochs.insert(partition, leader_epoch);
         tracing::info!(
             partition,
@@ -364,6 +385,9 @@ impl Coordinator {
                 .is_some_and(|p| p.leader == self.node_id)
         };
         inner.loaded_epochs.retain(|p, _| owned(*p));
+        inner
+            .consumer_groups
+            .retain(|id, _| owned(partition_for(id, count)));
         if inner
             .groups
             .keys()
@@ -430,8 +454,7 @@ impl Coordinator {
     fn replay(&self) -> Result<(), CoordinatorError> {
         let state = self.meta.state();
         let topic = state.topic(OFFSETS_TOPIC)?;
-        let mut stored: HashMap<String, group::StoredGroup> = HashMap::new();
-        let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let mut replayed = Replayed::default();
         let mut open_txns = PendingOffsets::new();
         let mut loaded = Vec::new();
         for (index, p) in topic.partitions.iter().enumerate() {
@@ -448,7 +471,7 @@ impl Coordinator {
             loaded.push((index as i32, p.leader_epoch));
             // Per partition: a marker ends its producer's transaction on that partition only.
             let mut pending = PendingOffsets::new();
-            replay_partition(&*log, &mut stored, &mut offsets, &mut pending)?;
+            replay_partition(&*log, &mut replayed, &mut pending)?;
             for (pid, by_group) in pending {
                 open_txns.entry(pid).or_default().extend(by_group);
             }
@@ -457,13 +480,35 @@ impl Coordinator {
         let mut inner = self.inner.lock();
         inner.pending_txn = open_txns;
         inner.loaded_epochs.extend(loaded);
-        for (id, s) in stored {
+        let restored_offsets = self.install(&mut inner, replayed, now);
+        tracing::info!(
+            groups = inner.groups.len(),
+            consumer_groups = inner.consumer_groups.len(),
+            offsets = restored_offsets,
+            "group coordinator loaded"
+        );
+        Ok(())
+    }
+
+    /// Put replayed groups and offsets in place; returns how many offsets there were. A
+    /// consumer group whose record cannot be read is left out: its members get
+    /// UNKNOWN_MEMBER_ID and rejoin, which loses nothing but a rebalance.
+    fn install(&self, inner: &mut Inner, replayed: Replayed, now: i64) -> usize {
+        for (id, s) in replayed.classic {
             inner
                 .groups
                 .insert(id, Group::restore(s, self.config.group.clone(), now));
         }
+        for (id, value) in replayed.consumer {
+            match consumer_group::records::decode(&id, value, self.config.consumer.clone(), now) {
+                Ok(g) => {
+                    inner.consumer_groups.insert(id, g);
+                }
+                Err(e) => tracing::warn!(group = %id, error = %e, "consumer group record skipped"),
+            }
+        }
         let mut restored_offsets = 0usize;
-        for (id, group_offsets) in offsets {
+        for (id, group_offsets) in replayed.offsets {
             let group = inner
                 .groups
                 .entry(id.clone())
@@ -473,12 +518,7 @@ impl Coordinator {
                 restored_offsets += 1;
             }
         }
-        tracing::info!(
-            groups = inner.groups.len(),
-            offsets = restored_offsets,
-            "group coordinator loaded"
-        );
-        Ok(())
+        restored_offsets
     }
 
     // ---- request entry points -------------------------------------------------------------
@@ -574,6 +614,12 @@ impl Coordinator {
         let token = self.token();
         {
             let mut inner = self.inner.lock();
+            if inner.active_consumer_group(group_id).is_some() {
+                return Box::pin(std::future::ready(JoinResult::failed(
+                    ResponseError::InconsistentGroupProtocol,
+                    &member_id,
+                )));
+            }
             inner.waiters.insert(token, Waiter::Join(tx));
             self.step(&mut inner, group_id, |g, out| {
                 g.join(req, token, now_ms(), out)
@@ -669,7 +715,14 @@ impl Coordinator {
         self.check_owner(group_id)?;
         let now = now_ms();
         let mut inner = self.inner.lock();
-        if !inner.groups.contains_key(group_id) {
+        if let Some(consumer) = inner.active_consumer_group(group_id) {
+            // KIP-848 members commit with their member epoch as the generation.
+            consumer.check_commit(member_id, generation)?;
+            inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, self.config.group.clone(), now));
+        } else if !inner.groups.contains_key(group_id) {
             if generation >= 0 {
                 // A member of a generation this coordinator does not know.
                 return Err(ResponseError::IllegalGeneration);
@@ -678,10 +731,13 @@ impl Coordinator {
             let group = Group::new(group_id, self.config.group.clone(), now);
             inner.groups.insert(group_id.to_string(), group);
         }
+        let is_consumer_group = inner.active_consumer_group(group_id).is_some();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Err(ResponseError::CoordinatorNotAvailable);
         };
-        group.check_commit(member_id, instance_id, generation, now)?;
+        if !is_consumer_group {
+            group.check_commit(member_id, instance_id, generation, now)?;
+        }
         if offsets.is_empty() {
             return Ok(Box::pin(std::future::ready(Ok(()))));
         }
@@ -755,6 +811,11 @@ impl Coordinator {
         self.ready().await?;
         self.check_owner(group_id)?;
         let inner = self.inner.lock();
+        if inner.active_consumer_group(group_id).is_some() {
+            // As Kafka: DescribeGroups is for classic groups; clients then use
+            // ConsumerGroupDescribe.
+            return Err(ResponseError::GroupIdNotFound);
+        }
         let Some(g) = inner.groups.get(group_id) else {
             // Kafka describes an unknown group as Dead, without an error.
             return Ok(GroupDescription {
@@ -798,24 +859,27 @@ impl Coordinator {
     }
 
     /// (group id, protocol type, state) of every group this broker coordinates.
-    pub async fn list(
-        self: &Arc<Self>,
-    ) -> Result<Vec<(String, String, GroupState)>, ResponseError> {
+    pub async fn list(self: &Arc<Self>) -> Result<Vec<ListedGroup>, ResponseError> {
         self.ready().await?;
         let inner = self.inner.lock();
-        let mut groups: Vec<_> = inner
+        let mut groups: Vec<ListedGroup> = inner
             .groups
             .values()
-            .filter(|g| g.state() != GroupState::Dead)
-            .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type().unwrap_or_default().to_string(),
-                    g.state(),
-                )
+            .filter(|g| g.state() != GroupState::Dead && !inner.consumer_groups.contains_key(&g.id))
+            .map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+                state: g.state().name(),
+                kind: GroupKind::Classic,
             })
+            .chain(inner.consumer_groups.values().map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: "consumer".to_string(),
+                state: g.state().name(),
+                kind: GroupKind::Consumer,
+            }))
             .collect();
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(groups)
     }
 
@@ -826,10 +890,15 @@ impl Coordinator {
         self.check_owner(group_id)?;
         let wait = {
             let mut inner = self.inner.lock();
-            let Some(group) = inner.groups.get_mut(group_id) else {
-                return Err(ResponseError::GroupIdNotFound);
+            if inner.active_consumer_group(group_id).is_some() {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            let had_consumer_group = inner.consumer_groups.remove(group_id).is_some();
+            let offsets = match inner.groups.get_mut(group_id) {
+                Some(group) => group.delete(now_ms())?,
+                None if had_consumer_group => Vec::new(),
+                None => return Err(ResponseError::GroupIdNotFound),
             };
-            let offsets = group.delete(now_ms())?;
             inner.groups.remove(group_id);
             let records = tombstones(group_id, &offsets, true);
             self.append(group_id, &records)
@@ -851,12 +920,24 @@ impl Coordinator {
         self.check_owner(group_id)?;
         let wait = {
             let mut inner = self.inner.lock();
+            let consumer_topics: Option<Vec<bool>> =
+                inner.active_consumer_group(group_id).map(|g| {
+                    partitions
+                        .iter()
+                        .map(|(t, _)| g.is_subscribed_to(t))
+                        .collect()
+                });
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return Err(ResponseError::GroupIdNotFound);
             };
             let is_consumer = group.protocol_type() == Some("consumer");
             let results: Vec<Option<ResponseError>> = match group.state() {
                 GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+                _ if consumer_topics.is_some() => consumer_topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|subscribed| subscribed.then_some(ResponseError::GroupSubscribedToTopic))
+                    .collect(),
                 GroupState::Empty => vec![None; partitions.len()],
                 _ if is_consumer => partitions
                     .iter()
@@ -895,6 +976,7 @@ impl Coordinator {
     fn tick(self: &Arc<Self>, now: i64) {
         let mut inner = self.inner.lock();
         self.drop_unowned(&mut inner);
+        self.tick_consumer_groups(&mut inner, now);
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         for id in ids {
             self.step(&mut inner, &id, |g, out| g.tick(now, out));
@@ -903,23 +985,46 @@ impl Coordinator {
 
     /// Expire offsets past retention and remove empty groups that hold nothing any more,
     /// writing tombstones so compaction forgets them too.
+    /// A KIP-848 group's offsets follow its classic entry's rules, except that topics its
+    /// members subscribe to do not expire while it has members; an empty consumer group goes
+    /// with the last of its offsets.
     fn expire_offsets(self: &Arc<Self>, now: i64) {
         let mut inner = self.inner.lock();
-        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        let mut ids: Vec<String> = inner.groups.keys().cloned().collect();
+        ids.extend(
+            inner
+                .consumer_groups
+                .iter()
+                .filter(|(id, g)| g.is_empty() && !inner.groups.contains_key(*id))
+                .map(|(id, _)| id.clone()),
+        );
         for id in ids {
-            let Some(group) = inner.groups.get_mut(&id) else {
-                continue;
+            let Inner {
+                groups,
+                consumer_groups,
+                ..
+            } = &mut *inner;
+            let active = consumer_groups.get(&id).filter(|g| !g.is_empty());
+            let expired = match groups.get_mut(&id) {
+                Some(group) => {
+                    let mut expired = group.expired_offsets(now, self.config.offsets_retention_ms);
+                    if let Some(consumer) = active {
+                        expired.retain(|(topic, _)| !consumer.is_subscribed_to(topic));
+                    }
+                    for (topic, partition) in &expired {
+                        group.remove_offset(topic, *partition);
+                    }
+                    expired
+                }
+                None => Vec::new(),
             };
-            let expired = group.expired_offsets(now, self.config.offsets_retention_ms);
-            for (topic, partition) in &expired {
-                group.remove_offset(topic, *partition);
-            }
-            let remove_group = group.is_removable();
+            let remove_group = active.is_none() && groups.get(&id).is_none_or(Group::is_removable);
             if expired.is_empty() && !remove_group {
                 continue;
             }
             if remove_group {
                 inner.groups.remove(&id);
+                inner.consumer_groups.remove(&id);
             }
             let records = tombstones(&id, &expired, remove_group);
             if let Err(e) = self.append(&id, &records) {
@@ -948,20 +1053,38 @@ fn tombstones(
         })
         .collect();
     if with_group {
-        let key = Key::Group {
-            group: group.to_string(),
-        };
-        records.push((key.encode(), None));
+        let keys = [
+            Key::Group {
+                group: group.to_string(),
+            },
+            Key::ConsumerGroup {
+                group: group.to_string(),
+            },
+        ];
+        records.extend(keys.iter().map(|k| (k.encode(), None)));
     }
     records
 }
 
+/// What replaying `__consumer_offsets` partitions found, by group id.
+#[derive(Default)]
+struct Replayed {
+    classic: HashMap<String, group::StoredGroup>,
+    /// KIP-848 groups' records, decoded when they are loaded.
+    consumer: HashMap<String, Bytes>,
+    offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>>,
+}
+
 fn replay_partition(
     log: &dyn PartitionLog,
-    stored: &mut HashMap<String, group::StoredGroup>,
-    offsets: &mut HashMap<String, HashMap<(String, i32), CommittedOffset>>,
+    replayed: &mut Replayed,
     pending: &mut PendingOffsets,
 ) -> Result<(), CoordinatorError> {
+    let Replayed {
+        classic: stored,
+        consumer,
+        offsets,
+    } = replayed;
     let mut position = log.log_start_offset();
     let end = log.log_end_offset();
     while position < end {
@@ -1038,6 +1161,14 @@ fn replay_partition(
                         None => {
                             stored.remove(&group);
                             offsets.remove(&group);
+                        }
+                    },
+                    Some(Key::ConsumerGroup { group }) => match record.value {
+                        Some(v) => {
+                            consumer.insert(group, v);
+                        }
+                        None => {
+                            consumer.remove(&group);
                         }
                     },
                     None => {}

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | committed offset | `i16 1, str group, str topic, i32 partition` | `i16 3, i64 offset, i32 leader_epoch, str metadata, i64 commit_timestamp` |
 //! | group metadata | `i16 2, str group` | `i16 3, str protocol_type, i32 generation, str? protocol, str? leader, i64 state_timestamp, [member]` |
+//! | KIP-848 consumer group | `i16 100, str group` | Chronik's own, see [`super::consumer_group::records`] |
 //!
 //! where `str` is an i16 length and UTF-8 bytes (`-1` for null), `[member]` an i32 count of
 //! `str id, str? instance_id, str client_id, str client_host, i32 rebalance_timeout,
@@ -19,6 +20,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use super::consumer_group::records::CONSUMER_GROUP_KEY_VERSION;
 use super::group::{CommittedOffset, StoredGroup, StoredMember};
 use super::CoordinatorError;
 
@@ -36,6 +38,9 @@ pub enum Key {
         partition: i32,
     },
     Group {
+        group: String,
+    },
+    ConsumerGroup {
         group: String,
     },
 }
@@ -58,6 +63,10 @@ impl Key {
                 buf.put_i16(GROUP_KEY_VERSION);
                 put_str(&mut buf, group);
             }
+            Key::ConsumerGroup { group } => {
+                buf.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_str(&mut buf, group);
+            }
         }
         buf.freeze()
     }
@@ -72,6 +81,9 @@ impl Key {
                 partition: get_i32(&mut buf)?,
             }),
             2 => Some(Key::Group {
+                group: get_str(&mut buf)?,
+            }),
+            CONSUMER_GROUP_KEY_VERSION => Some(Key::ConsumerGroup {
                 group: get_str(&mut buf)?,
             }),
             _ => None,
@@ -297,6 +309,8 @@ mod tests {
         };
         assert_eq!(Key::decode(key.encode()).unwrap(), Some(key));
         let key = Key::Group { group: "g".into() };
+        assert_eq!(Key::decode(key.encode()).unwrap(), Some(key));
+        let key = Key::ConsumerGroup { group: "g".into() };
         assert_eq!(Key::decode(key.encode()).unwrap(), Some(key));
         let offset = CommittedOffset {
             offset: 42,

@@ -47,7 +47,11 @@ impl Coordinator {
         let mut inner = self.inner.lock();
         // KIP-447: a producer that sends its consumer's generation is fenced with it. Without
         // one (generation -1) the group is used as plain offset storage, as Kafka allows.
-        if generation >= 0 {
+        if let Some(consumer) = inner.active_consumer_group(group_id) {
+            if generation >= 0 {
+                consumer.check_commit(member_id, generation)?;
+            }
+        } else if generation >= 0 {
             match inner.groups.get_mut(group_id) {
                 Some(group) => group.check_commit(member_id, instance_id, generation, now)?,
                 None => return Err(ResponseError::IllegalGeneration),

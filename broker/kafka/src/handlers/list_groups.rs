@@ -1,5 +1,5 @@
 //! ListGroups: every group this broker coordinates, filtered by state (v4+, case-insensitive)
-//! and by type (v5+: all groups here are "classic").
+//! and by type (v5+: "classic" or "consumer", KIP-848).
 
 use std::sync::Arc;
 
@@ -8,9 +8,6 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::Broker;
-
-/// The only group type this broker runs (KIP-848 "consumer" groups are not served).
-const GROUP_TYPE: &str = "classic";
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
@@ -31,21 +28,17 @@ pub(crate) async fn handle(
         .iter()
         .map(|s| s.to_lowercase())
         .collect();
-    if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
-        return ListGroupsResponse::default();
-    }
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()
-            .filter(|(_, _, state)| {
-                states.is_empty() || states.contains(&state.name().to_lowercase())
-            })
-            .map(|(id, protocol_type, state)| {
+            .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+            .filter(|g| types.is_empty() || types.iter().any(|t| t == g.kind.name()))
+            .map(|g| {
                 ListedGroup::default()
-                    .with_group_id(GroupId(str_bytes(id)))
-                    .with_protocol_type(str_bytes(protocol_type))
-                    .with_group_state(str_bytes(state.name()))
-                    .with_group_type(str_bytes(GROUP_TYPE))
+                    .with_group_id(GroupId(str_bytes(g.id)))
+                    .with_protocol_type(str_bytes(g.protocol_type))
+                    .with_group_state(str_bytes(g.state))
+                    .with_group_type(str_bytes(g.kind.name()))
             })
             .collect(),
     )

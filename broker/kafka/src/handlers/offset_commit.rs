@@ -1,6 +1,7 @@
-//! OffsetCommit: store consumed positions in `__consumer_offsets`. Members are checked against
-//! the group's generation; standalone consumers (generation -1, no member id) may commit to a
-//! group with no members. Deferred: acknowledged once the records are durable.
+//! OffsetCommit: store consumed positions in `__consumer_offsets`. Members of classic groups
+//! are checked against the group's generation, members of KIP-848 consumer groups against
+//! their member epoch (STALE_MEMBER_EPOCH); standalone consumers (generation -1, no member id)
+//! may commit to a group with no members. Deferred: acknowledged once the records are durable.
 
 use std::sync::Arc;
 

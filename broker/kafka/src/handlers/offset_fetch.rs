@@ -2,7 +2,8 @@
 //! nothing committed answer offset -1, as Kafka does; a null topic list means every committed
 //! partition of the group. With require_stable (v7+) a partition whose offset a transaction has
 //! committed but not yet completed answers UNSTABLE_OFFSET_COMMIT (the client retries) rather
-//! than an offset that may still be rolled back.
+//! than an offset that may still be rolled back. v9's member id and epoch (KIP-848) are
+//! accepted and not checked: reading offsets changes nothing a stale member could break.
 
 use std::sync::Arc;
 

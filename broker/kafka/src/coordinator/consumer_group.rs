@@ -304,10 +304,24 @@ impl ConsumerGroup {
         Ok(HeartbeatAnswer {
             member_id: id.clone(),
             member_epoch: member.member_epoch,
-            heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+            heartbeat_interval_ms: self.interval_for(member),
             assignment: (full_request || member.assigned != before)
                 .then(|| member.assigned.clone()),
         })
+    }
+
+    /// The configured interval, or a tenth of it (at least 100 ms) while the member is still
+    /// on its way to its target: it is waiting for partitions another member is releasing, or
+    /// has been asked to revoke, and each step of that hand-over otherwise costs a full
+    /// interval. Clients take the interval from every response, so a stable member goes back
+    /// to the configured one on its next heartbeat.
+    fn interval_for(&self, member: &ConsumerMember) -> i32 {
+        let configured = self.config.heartbeat_interval_ms;
+        if member.state == MemberState::Stable && member.member_epoch == self.assignment_epoch {
+            configured
+        } else {
+            (configured / 10).max(100).min(configured)
+        }
     }
 
     fn validate(&self, hb: &Heartbeat) -> Result<(), Refusal> {

@@ -96,10 +96,13 @@ fn partitions_move_only_after_revocation() {
         g.member("m2").unwrap().state,
         MemberState::UnreleasedPartitions
     );
+    // Waiting for partitions: it is told to come back sooner than the configured 1 s.
+    assert_eq!(m2.heartbeat_interval_ms, 100);
     check_exclusive(&g);
     // m1 is told to keep two: its epoch stays until it confirms.
     let m1 = g.heartbeat(beat("m1", 1, Some(&first)), &t, 2).unwrap();
     assert_eq!(m1.member_epoch, 1);
+    assert_eq!(m1.heartbeat_interval_ms, 100);
     let kept = m1.assignment.unwrap();
     assert_eq!(partitions(&kept).len(), 2);
     assert_eq!(g.state(), ConsumerGroupState::Reconciling);
@@ -109,6 +112,7 @@ fn partitions_move_only_after_revocation() {
     // m1 confirms by reporting what it still owns; it moves to epoch 2.
     let m1 = g.heartbeat(beat("m1", 1, Some(&kept)), &t, 4).unwrap();
     assert_eq!(m1.member_epoch, 2);
+    assert_eq!(m1.heartbeat_interval_ms, 1_000);
     // m2's next heartbeat gets the released partitions.
     let m2 = g.heartbeat(beat("m2", 2, None), &t, 5).unwrap();
     let got = partitions(m2.assignment.as_ref().unwrap());

@@ -29,6 +29,7 @@ from kafka_wire import WireClient, record_batch
 NOT_LEADER_OR_FOLLOWER = 6
 CLUSTER_ENV = {
     "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
     "CHRONIK_OFFSETS_TOPIC_PARTITIONS": "6",
 }
 
@@ -215,7 +216,8 @@ def test_kafka_python_produces_and_consumes_through_every_leader(cluster):
     assert sorted(values) == sorted(b"v%d" % i for i in range(150))
 
 
-def test_consumer_group_across_brokers(cluster):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_consumer_group_across_brokers(cluster, protocol):
     topic = unique("grp")
     group = unique("g")
     create_topic(cluster.nodes[1], topic, partitions=6)
@@ -227,16 +229,17 @@ def test_consumer_group_across_brokers(cluster):
     assert p.flush(30) == 0
 
     def member(node):
-        c = Consumer(
-            {
-                "bootstrap.servers": cluster.nodes[node].bootstrap,
-                "group.id": group,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 500,
-            }
-        )
+        conf = {
+            "bootstrap.servers": cluster.nodes[node].bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "group.protocol": protocol,
+        }
+        if protocol == "classic":
+            # With the consumer protocol (KIP-848) the broker sets these.
+            conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        c = Consumer(conf)
         c.subscribe([topic])
         return c
 

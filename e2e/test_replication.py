@@ -687,8 +687,12 @@ def test_transactional_ids_survive_the_loss_of_their_coordinator():
         c.cleanup()
 
 
-def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies():
-    c = ChronikCluster(3, name="grpfail", **CLUSTER_ENV)
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies(protocol):
+    # The consumer protocol's group state (epochs, assignments) is replicated with
+    # __consumer_offsets like the classic group's generation.
+    env = dict(CLUSTER_ENV, CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS="500")
+    c = ChronikCluster(3, name=f"grpfail-{protocol}", **env)
     try:
         c.start()
         topic = unique("grpfail")
@@ -697,15 +701,16 @@ def test_a_consumer_group_keeps_consuming_when_its_coordinator_dies():
         first, errors = produce(c.bootstrap, topic, [b"f%d" % i for i in range(300)], 3)
         assert not errors and len(first) == 300
         group = unique("g")
-        consumer = Consumer(
-            {
-                "bootstrap.servers": c.bootstrap,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 30000,
-            }
-        )
+        conf = {
+            "bootstrap.servers": c.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "group.protocol": protocol,
+        }
+        if protocol == "classic":
+            conf["session.timeout.ms"] = 30000
+        consumer = Consumer(conf)
         seen = set()
 
         def consume_until(expected, timeout):

@@ -223,13 +223,16 @@ impl ConsumerGroup {
         self.subscribed_topics.contains_key(topic)
     }
 
-    /// OffsetCommit from a member: it must exist and commit with its current epoch.
+    /// OffsetCommit from a member: it must exist and commit with its current epoch, or the
+    /// one just before it (the commit was sent while the heartbeat that moved the member on was
+    /// in flight; the member still owned what it commits, and a fenced member is not a member
+    /// any more). librdkafka does not retry a manual commit refused as stale.
     pub fn check_commit(&self, member_id: &str, member_epoch: i32) -> Result<(), ResponseError> {
         let member = self
             .members
             .get(member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
-        if member_epoch != member.member_epoch {
+        if member_epoch != member.member_epoch && member_epoch != member.previous_member_epoch {
             return Err(ResponseError::StaleMemberEpoch);
         }
         Ok(())

@@ -150,12 +150,18 @@ fn wrong_epochs_are_fenced_and_unknown_members_refused() {
             .0,
         ResponseError::FencedMemberEpoch
     );
-    // Commits check the current epoch.
+    // Commits check the epoch: the current one, or the one before while the member's
+    // answer was in flight.
+    assert_eq!(g.check_commit("m1", 2), Ok(()));
+    assert_eq!(g.check_commit("m1", 1), Ok(()));
     assert_eq!(
-        g.check_commit("m1", 1),
+        g.check_commit("m1", 0),
         Err(ResponseError::StaleMemberEpoch)
     );
-    assert_eq!(g.check_commit("m1", 2), Ok(()));
+    assert_eq!(
+        g.check_commit("m1", 3),
+        Err(ResponseError::StaleMemberEpoch)
+    );
     assert_eq!(g.check_commit("x", 2), Err(ResponseError::UnknownMemberId));
 }
 

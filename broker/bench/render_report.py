@@ -194,11 +194,16 @@ def render(results, args):
         out.append("")
         out.append("| broker | join ms | leave ms | ok |")
         out.append("|---|---|---|---|")
-        for b in brokers:
-            r = get(results, b, case, "rebalance") or {}
+        rows = [(b.capitalize(), b, case) for b in brokers]
+        rows.append(("Chronik, consumer protocol (KIP-848: broker-side assignment, no join "
+                     "delay; 5 s heartbeat interval)", "chronik", case + "-consumer"))
+        for label, b, c in rows:
+            if (b, c) not in results and c != case:
+                continue
+            r = get(results, b, c, "rebalance") or {}
             join, leave = r.get("join_ms"), r.get("leave_ms")
-            out.append(f"| {b.capitalize()} | {join:,.0f} | {leave:,.0f} | {verified(results.get((b, case)))} |"
-                       if join is not None else f"| {b.capitalize()} | – | – | {verified(results.get((b, case)))} |")
+            out.append(f"| {label} | {join:,.0f} | {leave:,.0f} | {verified(results.get((b, c)))} |"
+                       if join is not None else f"| {label} | – | – | {verified(results.get((b, c)))} |")
         out.append("")
         txn = get(results, "chronik", "produce-1KB-txn100", "msgs_per_sec")
         plain = get(results, "chronik", "produce-1KB-acksall", "msgs_per_sec")

@@ -293,6 +293,11 @@ run_suite_on() {
         --producers 16 --transaction-records 100
     bench "$broker" rebalance-3x12 --mode rebalance --topic rebalance --partitions 12 \
         --consumers 3
+    if [[ $broker == chronik ]]; then
+        # KIP-848: the broker assigns (Tansu does not serve ConsumerGroupHeartbeat).
+        bench "$broker" rebalance-3x12-consumer --mode rebalance --topic rebalance-kip848 \
+            --partitions 12 --consumers 3 -X group.protocol=consumer
+    fi
     if [[ $broker == chronik ]]; then freshness_cases "$broker"; fi
     rdkperf "$broker" rdkperf-100B-acks1 100 "$SMALL" 1
     rdkperf "$broker" rdkperf-1KB-acksall 1024 "$LARGE" -1

@@ -74,8 +74,9 @@ impl Default for KafkaConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
-            group_consumer_session_timeout_ms: 45_000,
-            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_session_timeout_ms: ConsumerGroupConfig::default().session_timeout_ms,
+            group_consumer_heartbeat_interval_ms: ConsumerGroupConfig::default()
+                .heartbeat_interval_ms,
             // Kafka defaults to 50; a single node gains nothing from that many (each is a log
             // with open files and a replay at start), while 8 still spreads groups over several
             // logs so one busy group's commits do not queue behind every other group's fsyncs.

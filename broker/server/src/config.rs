@@ -106,6 +106,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let kafka = chronik_kafka::KafkaConfig::default();
         ServerConfig {
             data_dir: PathBuf::from("./data"),
             bind_addr: "127.0.0.1".into(),
@@ -128,8 +129,10 @@ impl Default for ServerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
-            group_consumer_session_timeout_ms: 45_000,
-            group_consumer_heartbeat_interval_ms: 5_000,
+            // The group coordinator's defaults (Kafka's group.consumer.*), not repeated here.
+            group_consumer_session_timeout_ms: kafka.group_consumer_session_timeout_ms.max(0)
+                as u64,
+            group_consumer_heartbeat_interval_ms: kafka.group_consumer_heartbeat_interval_ms,
             offsets_topic_partitions: 8,
             offsets_retention_minutes: 7 * 24 * 60,
             transaction_state_partitions: 8,

@@ -396,6 +396,19 @@ def test_time_range_predicates_prune_files(start_server):
     assert pruned >= 4, f"expected the four older files pruned by statistics:\n{plan}"
 
 
+def visible(server, i):
+    """Whether record `i` of the freshness test can be counted. Until the first record is in
+    the table its column `i` does not exist yet (the schema comes from the data), which the
+    engine reports as an unknown field: not visible yet, as a count of 0 is."""
+    status, _, body = http(
+        server, "POST", "/_sql", {"query": f"SELECT COUNT(*) FROM fresh WHERE i = {i}"}
+    )
+    if status == 400 and b"No field named i" in body:
+        return False
+    assert status == 200, f"HTTP {status}: {body[:500]!r}"
+    return json.loads(body)["rows"][0][0] == 1
+
+
 def test_freshness_within_one_second_of_the_ack(sql_server):
     columnar_topic(sql_server, "fresh")
     p = producer(sql_server, **{"linger.ms": 0})
@@ -404,7 +417,7 @@ def test_freshness_within_one_second_of_the_ack(sql_server):
         p.produce("fresh", value=json.dumps({"i": i}).encode())
         assert p.flush(WAIT_S) == 0
         acked = time.monotonic()
-        while scalar(sql_server, f"SELECT COUNT(*) FROM fresh WHERE i = {i}") != 1:
+        while not visible(sql_server, i):
             assert time.monotonic() - acked < 5, f"record {i} not visible after 5 s"
             time.sleep(0.01)
         samples.append(time.monotonic() - acked)

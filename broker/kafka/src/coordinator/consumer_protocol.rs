@@ -2,8 +2,9 @@
 //! coordinator's lock with a snapshot of the topics, descriptions, and session timers.
 //!
 //! A group id is either a classic group (JoinGroup/SyncGroup) or a consumer group, never both
-//! at once while it has members; offsets of both kinds live in the classic [`Group`] entry, so
-//! OffsetFetch, OffsetDelete, retention and `__consumer_offsets` work the same for either.
+//! at once while it has members; offsets of both kinds live in the classic
+//! [`super::group::Group`] entry, so OffsetFetch, OffsetDelete, retention and
+//! `__consumer_offsets` work the same for either.
 //! Every change of a group's epochs, membership or assignments is written to
 //! `__consumer_offsets` (one record per group, [`consumer_group::records`]) and durable before
 //! the heartbeat that caused it is answered, so after a restart or a coordinator move members

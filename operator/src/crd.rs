@@ -220,6 +220,10 @@ impl ServiceType {
 /// Tiered storage settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.deleteDataOnDelete) || !self.deleteDataOnDelete || !self.url.startsWith('file://')")
+        .message("deleteDataOnDelete needs an s3://, gs:// or az:// url: file:// paths are on the brokers' disks, out of the operator's reach"),
+)]
 pub struct ObjectStoreSpec {
     /// `s3://bucket/prefix`, `gs://…`, `az://…` or `file:///path` (SPEC 2 OBJECT_STORE_URL).
     #[x_kube(validation = Rule::new("self.matches('^(s3|gs|az|file)://.+')")
@@ -236,6 +240,11 @@ pub struct ObjectStoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = -2))]
     pub local_retention_ms: Option<i64>,
+
+    /// Delete every object under `url` when the ChronikCluster is deleted; the cluster object
+    /// stays until that is done. Off by default: tiered data outlives the cluster, as volumes do.
+    #[serde(default)]
+    pub delete_data_on_delete: bool,
 }
 
 /// Embedding provider for vector search.
@@ -450,6 +459,11 @@ impl ChronikClusterSpec {
                     "objectStore.url {:?} has an unknown scheme",
                     os.url
                 ));
+            }
+            if os.delete_data_on_delete && os.url.starts_with("file://") {
+                return fail(
+                    "objectStore.deleteDataOnDelete needs an s3://, gs:// or az:// url".to_string(),
+                );
             }
         }
         if let Some(e) = &self.embedding {

@@ -19,6 +19,10 @@ pub enum Error {
     #[error("secret {name}: {reason}")]
     Secret { name: String, reason: String },
 
+    /// The cluster's object store (spec.objectStore) could not be opened, listed or cleaned.
+    #[error("object store {url}: {reason}")]
+    ObjectStore { url: String, reason: String },
+
     /// An object could not be turned into JSON or YAML.
     #[error("serialization: {0}")]
     Serialization(String),
@@ -48,6 +52,7 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Admin { .. } => "AdminApiUnavailable",
             Error::Secret { .. } => "SecretUnavailable",
+            Error::ObjectStore { .. } => "ObjectStoreUnavailable",
             Error::Serialization(_) => "SerializationError",
             Error::Finalizer(_) => "FinalizerError",
         }

@@ -2,7 +2,8 @@
 //!
 //! Data flow: a `ChronikCluster` ([`crd`]) is turned into Kubernetes objects by pure builders
 //! ([`desired`]); the [`controller`] applies them, reads pods and the cluster's admin API
-//! ([`admin`]), and lets the pure [`plan`] decide the next step of a scale or a rolling update.
+//! ([`admin`]), and lets the pure [`plan`] decide the next step of a scale or a rolling update;
+//! deleting a cluster can also delete its object-store data ([`tiered_data`]).
 
 pub mod admin;
 pub mod controller;
@@ -13,5 +14,6 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod tiered_data;
 
 pub use error::{Error, Result};

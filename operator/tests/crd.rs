@@ -129,6 +129,25 @@ fn schema_rejects_object_store_urls_of_unknown_schemes() {
 }
 
 #[test]
+fn schema_rejects_deleting_tiered_data_the_operator_cannot_reach() {
+    let errors =
+        cel_errors(json!({"objectStore": {"url": "file:///var/tier", "deleteDataOnDelete": true}}));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("deleteDataOnDelete needs")),
+        "{errors:?}"
+    );
+    for ok in [
+        json!({"objectStore": {"url": "file:///var/tier"}}),
+        json!({"objectStore": {"url": "file:///var/tier", "deleteDataOnDelete": false}}),
+        json!({"objectStore": {"url": "s3://b/p", "deleteDataOnDelete": true}}),
+    ] {
+        assert!(cel_errors(ok.clone()).is_empty(), "{ok}");
+    }
+}
+
+#[test]
 fn schema_rejects_changing_the_volume_size_or_class_after_creation() {
     let old = json!({"storage": {"size": "10Gi", "storageClassName": "a"}});
     let errors = cel_update_errors(

@@ -15,11 +15,16 @@ use chronik_operator::admin::{
 use chronik_operator::controller::{error_policy, reconcile, Context, FINALIZER};
 use chronik_operator::crd::{ChronikCluster, Phase};
 use chronik_operator::metrics::Metrics;
+use chronik_operator::tiered_data::{ObjectStores, OpenedStore};
 use chronik_operator::Error;
+use futures::TryStreamExt;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::Client;
+use object_store::memory::InMemory;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Value};
 use tower_test::mock;
 
@@ -323,6 +328,14 @@ struct World {
 }
 
 fn world(spec: Value, cluster: Arc<ScriptedCluster>) -> World {
+    world_with_stores(spec, cluster, None)
+}
+
+fn world_with_stores(
+    spec: Value,
+    cluster: Arc<ScriptedCluster>,
+    stores: Option<Arc<dyn ObjectStores>>,
+) -> World {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let api = Arc::new(FakeApi::default());
     api.spawn(handle);
@@ -335,12 +348,15 @@ fn world(spec: Value, cluster: Arc<ScriptedCluster>) -> World {
         }),
     );
     let client = Client::new(svc, NS);
-    let ctx = Arc::new(Context::new(
-        client,
-        cluster.clone(),
-        Arc::new(Metrics::new()),
-    ));
-    World { api, cluster, ctx }
+    let mut ctx = Context::new(client, cluster.clone(), Arc::new(Metrics::new()));
+    if let Some(stores) = stores {
+        ctx = ctx.with_object_stores(stores);
+    }
+    World {
+        api,
+        cluster,
+        ctx: Arc::new(ctx),
+    }
 }
 
 impl World {
@@ -753,12 +769,10 @@ async fn deleting_a_cluster_deletes_volumes_only_when_asked_and_releases_the_fin
         w.api.put(pvc, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "data-demo-1", "namespace": NS,
                 "labels": {"app.kubernetes.io/name": "chronik", "app.kubernetes.io/instance": "demo"}}}));
-        let mut cr = w.api.get(CR).unwrap();
-        cr["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        w.api.put(CR, cr);
+        w.mark_deleted();
         w.reconcile().await.unwrap();
         assert_eq!(w.api.get(pvc).is_none(), delete_claims);
-        assert!(w.cr().metadata.finalizers.unwrap_or_default().is_empty());
+        assert!(!w.finalizer_held());
     }
 }
 
@@ -811,4 +825,152 @@ async fn a_missing_admin_key_secret_degrades_the_cluster() {
     let err = w.reconcile().await.expect_err("no key, no admin api");
     assert!(err.to_string().contains("absent"), "{err}");
     assert_eq!(w.phase(), Some(Phase::Degraded));
+}
+
+type Opened = (String, Vec<(String, String)>);
+
+/// One in-memory bucket standing in for the cloud: the URL's path is the prefix, and every
+/// open is recorded with the options it was given.
+#[derive(Default)]
+struct MemoryBucket {
+    store: Arc<InMemory>,
+    /// Each open: the URL and the options it was given.
+    opened: Mutex<Vec<Opened>>,
+}
+
+impl ObjectStores for MemoryBucket {
+    fn open(
+        &self,
+        url: &url::Url,
+        options: &[(String, String)],
+    ) -> chronik_operator::Result<OpenedStore> {
+        self.opened
+            .lock()
+            .unwrap()
+            .push((url.to_string(), options.to_vec()));
+        let store: Arc<dyn ObjectStore> = self.store.clone();
+        Ok((store, StorePath::from(url.path().trim_start_matches('/'))))
+    }
+}
+
+impl MemoryBucket {
+    async fn with_objects(paths: &[&str]) -> Arc<Self> {
+        let b = MemoryBucket::default();
+        for p in paths {
+            b.store
+                .put(&StorePath::from(*p), PutPayload::from_static(b"segment"))
+                .await
+                .unwrap();
+        }
+        Arc::new(b)
+    }
+
+    async fn objects(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        v.sort();
+        v
+    }
+}
+
+const BUCKET: &[&str] = &[
+    "demo/orders-0/00.seg",
+    "demo/orders-1/00.seg",
+    "demo-old/x.seg",
+];
+
+impl World {
+    fn mark_deleted(&self) {
+        let mut cr = self.api.get(CR).unwrap();
+        cr["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        self.api.put(CR, cr);
+    }
+
+    fn finalizer_held(&self) -> bool {
+        self.cr()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == FINALIZER)
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_cluster_deletes_its_tiered_data_only_when_asked() {
+    for delete_data in [false, true] {
+        let bucket = MemoryBucket::with_objects(BUCKET).await;
+        let w = world_with_stores(
+            json!({"replicas": 1, "objectStore": {"url": "s3://tier/demo",
+                "credentialsSecret": "s3", "deleteDataOnDelete": delete_data}}),
+            ScriptedCluster::with_voters([1]),
+            Some(bucket.clone()),
+        );
+        // base64 of "AKID" and "sekrit\n".
+        w.api.put(
+            "/api/v1/namespaces/data/secrets/s3",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": NS},
+                "data": {"AWS_ACCESS_KEY_ID": "QUtJRA==", "AWS_SECRET_ACCESS_KEY": "c2Vrcml0Cg=="}}),
+        );
+        w.reconcile_ready().await.unwrap();
+        w.mark_deleted();
+        w.reconcile().await.unwrap();
+        assert!(!w.finalizer_held());
+        if delete_data {
+            assert_eq!(bucket.objects().await, vec!["demo-old/x.seg"]);
+            let opened = bucket.opened.lock().unwrap().clone();
+            assert_eq!(opened.len(), 1);
+            assert_eq!(opened[0].0, "s3://tier/demo");
+            let opts: BTreeMap<_, _> = opened[0].1.iter().cloned().collect();
+            assert_eq!(opts["aws_access_key_id"], "AKID");
+            assert_eq!(opts["aws_secret_access_key"], "sekrit");
+        } else {
+            assert_eq!(bucket.objects().await.len(), BUCKET.len());
+            assert!(bucket.opened.lock().unwrap().is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_credentials_secret_keeps_the_cluster_and_its_data_until_it_appears() {
+    let bucket = MemoryBucket::with_objects(BUCKET).await;
+    let w = world_with_stores(
+        json!({"replicas": 1, "objectStore": {"url": "s3://tier/demo",
+            "credentialsSecret": "late", "deleteDataOnDelete": true}}),
+        ScriptedCluster::with_voters([1]),
+        Some(bucket.clone()),
+    );
+    w.reconcile_ready().await.unwrap();
+    w.mark_deleted();
+    w.api.clear_log();
+    let err = w
+        .reconcile()
+        .await
+        .expect_err("no credentials, no deletion");
+    assert!(err.to_string().contains("late"), "{err}");
+    assert!(
+        w.finalizer_held(),
+        "the cluster stays until its data is gone"
+    );
+    assert_eq!(bucket.objects().await.len(), BUCKET.len());
+    assert!(
+        !w.api.requests("POST", "/events").is_empty(),
+        "a warning says why"
+    );
+    let action = error_policy(Arc::new(w.cr()), &err, w.ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+
+    w.api.put(
+        "/api/v1/namespaces/data/secrets/late",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "late", "namespace": NS},
+            "data": {"AWS_ACCESS_KEY_ID": "QUtJRA=="}}),
+    );
+    w.reconcile().await.unwrap();
+    assert!(!w.finalizer_held());
+    assert_eq!(bucket.objects().await, vec!["demo-old/x.seg"]);
 }

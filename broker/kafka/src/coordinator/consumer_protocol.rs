@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use chronik_log::PartitionLog;
 use kafka_protocol::error::ResponseError;
 
 use super::consumer_group::{
@@ -21,11 +20,8 @@ use super::consumer_group::{
 };
 use super::group::GroupState;
 use super::records::Key;
-use super::{consumer_group, now_ms, Coordinator, CoordinatorError, Inner};
+use super::{consumer_group, now_ms, Appended, Coordinator, CoordinatorError, Inner};
 use crate::error_codes;
-
-/// A record appended to a `__consumer_offsets` log, and its offset to wait on.
-type Appended = (Arc<dyn PartitionLog>, i64);
 
 /// What ConsumerGroupDescribe reports about one group.
 pub struct ConsumerGroupDescription {

@@ -47,6 +47,10 @@ use tokio::sync::oneshot;
 
 use crate::error_codes;
 use crate::replication::ReplicaManager;
+
+/// A record (group state, or a transaction marker) appended to a log, and the offset to wait on
+/// before answering: the coordinators reply only once what they wrote is durable.
+pub(crate) type Appended = (Arc<dyn PartitionLog>, i64);
 use consumer_group::{ConsumerGroup, ConsumerGroupConfig};
 use group::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Output, SyncRequest,

@@ -1,6 +1,6 @@
 //! Term-level clauses: exact values (`term`, `terms`, `ids`), `range`, `exists`, and the
 //! patterns `prefix` and `wildcard` (keyword paths through `crate::keyword`). Full-text
-//! clauses, `bool` and the shared helpers are in the parent module.
+//! clauses are in `full_text`; `bool` and the shared helpers in the parent module.
 
 use super::*;
 

@@ -8,17 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chronik_log::{control_batch, ControlKind, LogError, PartitionLog};
+use chronik_log::{control_batch, ControlKind, LogError};
 use kafka_protocol::error::ResponseError;
 
 use super::TransactionCoordinator;
 use crate::coordinator::transaction::TxnMetadata;
-use crate::coordinator::{now_ms, CoordinatorError, OFFSETS_TOPIC};
+use crate::coordinator::{now_ms, Appended, CoordinatorError, OFFSETS_TOPIC};
 use crate::replication::{LeaderLink, MarkerOutcome, TxnMarkers};
 use crate::Broker;
-
-/// A marker appended to a log, and its offset to wait on.
-type Appended = (Arc<dyn PartitionLog>, i64);
 
 impl TransactionCoordinator {
     /// Write `kind` markers of the producer to these partitions, led here; one result per

@@ -21,8 +21,15 @@ pub const LOCAL_MODEL_ID: &str = "all-MiniLM-L6-v2";
 pub const LOCAL_MODEL_DIMENSIONS: usize = 384;
 /// sentence-transformers' max_seq_length for this model: longer texts are truncated.
 pub const MAX_TOKENS: usize = 256;
-/// Texts per forward pass: bounds the activation memory of one pass.
+/// Most texts per forward pass.
 const PASS_SIZE: usize = 32;
+/// Bound on `texts x tokens²` of one pass, which sizes its largest tensor (the attention
+/// scores: 12 heads x tokens² floats per text, here at most ~3 MiB). glibc serves big
+/// allocations from fresh mmapped pages that fault in on first touch and go back to the
+/// kernel when freed: with 32 texts of 256 tokens per pass (100 MiB of scores) a third of the
+/// embedding CPU went to page faults. A text of 256 tokens now goes alone, 128 tokens three at a
+/// time, short texts 32 (benchmarks.md, "Local embedding model throughput").
+const PASS_TOKENS_SQUARED: usize = 60_000;
 /// How long a failed load is remembered before the next embed call tries again (so a model
 /// fetched after start-up is picked up without a restart).
 const RELOAD_AFTER: Duration = Duration::from_secs(10);
@@ -188,12 +195,25 @@ impl Model {
         }
         order.sort_by_key(|(_, len)| *len);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for pass in order.chunks(PASS_SIZE) {
-            let batch: Vec<&str> = pass.iter().map(|(i, _)| texts[*i]).collect();
-            let encodings = self
-                .tokenizer
-                .encode_batch(batch, true)
-                .map_err(|e| fail("tokenizer", &e))?;
+        let mut rest = &order[..];
+        while !rest.is_empty() {
+            let mut take = rest.len().min(PASS_SIZE);
+            let (pass, encodings) = loop {
+                let pass = &rest[..take];
+                let batch: Vec<&str> = pass.iter().map(|(i, _)| texts[*i]).collect();
+                let encodings = self
+                    .tokenizer
+                    .encode_batch(batch, true)
+                    .map_err(|e| fail("tokenizer", &e))?;
+                let len = encodings.first().map_or(0, |e| e.get_ids().len());
+                let fits = (PASS_TOKENS_SQUARED / (len * len).max(1)).max(1);
+                if take <= fits {
+                    break (pass, encodings);
+                }
+                // Sorted by length, so the first `fits` texts are the shorter ones.
+                take = fits;
+            };
+            rest = &rest[take..];
             let rows = encodings.len();
             let len = encodings.first().map_or(0, |e| e.get_ids().len());
             let mut ids = Vec::with_capacity(rows * len);

@@ -11,6 +11,13 @@
 //! state. The coordinator of a group is the leader of partition
 //! `(java_string_hash(group_id) & 0x7fffffff) % partitions` ([`placement`]), Kafka's own placement, so a
 //! group maps to the same partition number as on a Kafka cluster with the same count.
+//!
+//! Where the rest lives: KIP-848 consumer groups in [`consumer_group`] (pure machine),
+//! `consumer_assignor` and `consumer_protocol` (runtime); rebuilding state from
+//! `__consumer_offsets` in `replay`; transactional offset commits in `transaction_offsets`;
+//! the transaction coordinator (`__transaction_state`, markers) in [`transaction_coordinator`].
+//! This file keeps the classic-group entry points (join, sync, heartbeat, leave, commit,
+//! fetch, describe, list, delete) and what every part shares.
 
 mod consumer_assignor;
 pub(crate) mod consumer_group;

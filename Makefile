@@ -94,10 +94,11 @@ bench-search: build
 	CHRONIK_BENCH_BIN=$(CARGO_TARGET_DIR)/release/chronik-bench python3 broker/bench/search_load.py
 
 ## Our HNSW beside hnswlib on the same 100k vectors: build, memory, recall, latency, QPS.
-bench-vector: venv
-	$(CARGO) build --release -p chronik-vector --example hnsw_recall
+bench-vector: venv model
+	$(CARGO) build --release -p chronik-vector --example hnsw_recall --example embed_lines
 	@$(PY) -m pip install -q --disable-pip-version-check hnswlib numpy
-	$(PY) broker/bench/vector_compare.py --example $(CARGO_TARGET_DIR)/release/examples/hnsw_recall
+	$(PY) broker/bench/vector_compare.py --example $(CARGO_TARGET_DIR)/release/examples/hnsw_recall \
+		--embed-example $(CARGO_TARGET_DIR)/release/examples/embed_lines --model-dir $(CHRONIK_EMBEDDING_MODEL_DIR)
 
 ## Search quality: Cranfield through Kafka and POST /_search, /_vector/{topic}/search and
 ## /_vector/{topic}/hybrid: NDCG@10 of each beside the references.

@@ -7,22 +7,31 @@ thread) and an ef sweep, and prints one markdown table: build time, memory added
 and recall@10, latency p50/p99 and QPS per ef, plus the QPS of each at the smallest ef reaching
 recall@10 >= 0.95.
 
-Data sets: `random` (uniform on the sphere: no structure, the hardest case for any graph index)
-and `clustered` (a Gaussian mixture of 1000 centres, closer to how sentence embeddings sit).
+Data sets: `random` (uniform on the sphere: no structure, the hardest case for any graph index),
+`clustered` (a Gaussian mixture of 1000 centres, closer to how sentence embeddings sit) and
+`embedded` (real sentence embeddings: distinct sentences of Debian's English package
+descriptions, embedded by our local model through the chronik-vector `embed_lines` example; the
+queries are held-out sentences of the same corpus). The descriptions are downloaded once and the
+vectors computed once (about ten minutes on two cores), both cached under --cache.
 """
 
 import argparse
+import hashlib
 import json
+import lzma
+import re
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import hnswlib
 import numpy as np
 
 EFS = [16, 32, 64, 128, 256]
+DEBIAN_DESCRIPTIONS = "http://deb.debian.org/debian/dists/bookworm/main/i18n/Translation-en.xz"
 
 
 def rss_bytes():
@@ -42,6 +51,45 @@ def dataset(kind, n, q, dims, rng):
         picks = rng.integers(0, len(centres), count)
         return unit(centres[picks] + rng.standard_normal((count, dims)) * (0.5 / np.sqrt(dims)))
     return draw(n), draw(q)
+
+
+def description_sentences(cache):
+    """Distinct sentences of 6 to 40 words from Debian's long package descriptions (about
+    119,000 in bookworm), sorted so the set is the same on every run."""
+    path = os.path.join(cache, "Translation-en.xz")
+    if not os.path.exists(path):
+        urllib.request.urlretrieve(DEBIAN_DESCRIPTIONS, path + ".partial")
+        os.rename(path + ".partial", path)
+    sentences = set()
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        for record in f.read().split("\n\n"):
+            # Continuation lines start with a space; " ." separates paragraphs.
+            body = " ".join(l[1:] if l.strip() != "." else "" for l in record.split("\n") if l.startswith(" "))
+            for sentence in re.split(r"(?<=[.!?])\s+", body):
+                sentence = " ".join(sentence.split())
+                if 6 <= len(sentence.split()) <= 40 and not sentence.startswith("*"):
+                    sentences.add(sentence)
+    return sorted(sentences)
+
+
+def embedded_dataset(n, q, dims, cache, embed_example, model_dir):
+    sentences = description_sentences(cache)
+    # Its own generator: the same texts (and so the cached vectors) whichever data sets run first.
+    rng = np.random.default_rng(7)
+    if len(sentences) < n + q:
+        sys.exit(f"only {len(sentences)} description sentences for {n} points and {q} queries")
+    picked = [sentences[i] for i in rng.permutation(len(sentences))[:n + q]]
+    text = "\n".join(picked) + "\n"
+    key = hashlib.sha256((os.path.basename(os.path.normpath(model_dir)) + text).encode()).hexdigest()[:16]
+    texts_path = os.path.join(cache, f"embedded-{key}.txt")
+    vectors_path = os.path.join(cache, f"embedded-{key}.f32")
+    if not os.path.exists(vectors_path):
+        with open(texts_path, "w", encoding="utf-8") as f:
+            f.write(text)
+        subprocess.run([embed_example, model_dir, texts_path, vectors_path], check=True)
+    vectors = np.fromfile(vectors_path, dtype="<f4").reshape(-1, dims)
+    assert len(vectors) == n + q, f"{vectors_path}: {len(vectors)} rows, want {n + q}"
+    return vectors[:n], vectors[n:]
 
 
 def exact_top10(data, queries):
@@ -119,7 +167,10 @@ def main():
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--dims", type=int, default=384)
-    ap.add_argument("--datasets", default="clustered,random")
+    ap.add_argument("--datasets", default="clustered,random,embedded")
+    ap.add_argument("--embed-example", help="the built embed_lines example (for `embedded`)")
+    ap.add_argument("--model-dir", default=os.path.expanduser("~/.cache/chronik-models/all-minilm-l6-v2"))
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/chronik-bench"))
     args = ap.parse_args()
     if args.hnswlib_child:
         return hnswlib_child(args.hnswlib_child, args.dims)
@@ -131,7 +182,14 @@ def main():
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.datasets.split(","):
-            data, queries = dataset(kind, args.points, args.queries, args.dims, rng)
+            if kind == "embedded":
+                if not args.embed_example:
+                    ap.error("--embed-example is required for the embedded data set")
+                os.makedirs(args.cache, exist_ok=True)
+                data, queries = embedded_dataset(args.points, args.queries, args.dims, args.cache,
+                                                 args.embed_example, args.model_dir)
+            else:
+                data, queries = dataset(kind, args.points, args.queries, args.dims, rng)
             truth = exact_top10(data, queries)
             paths = [os.path.join(tmp, n) for n in ("data.f32", "queries.f32", "truth.u32")]
             data.astype("<f4").tofile(paths[0])

@@ -3,9 +3,10 @@
 //! checkpoint.
 //!
 //! Concurrency: one `parking_lot::RwLock` guards the segment list and the offsets. Appends take it
-//! exclusively for a positional page-cache write; reads take it shared only to find the file and
-//! byte range, then read with `pread` outside the lock, so readers never block appends. fsyncs
-//! never run under the lock nor on a tokio worker: they run on the blocking pool.
+//! exclusively for a positional page-cache write (a follower's large replicated appends write
+//! their whole blocks with direct I/O instead, see `direct`); reads take it shared only to find
+//! the file and byte range, then read with `pread` outside the lock, so readers never block
+//! appends. fsyncs never run under the lock nor on a tokio worker: they run on the blocking pool.
 //!
 //! Durability under [`FlushPolicy::Group`]: `wait_durable` is a group commit. The first waiter
 //! that finds no fsync in flight starts one covering everything appended so far; every waiter,
@@ -15,6 +16,7 @@
 
 mod checkpoint;
 mod compact;
+mod direct;
 mod index;
 mod scan;
 mod segment;
@@ -67,6 +69,8 @@ struct Shared {
     flushed_tx: watch::Sender<u64>,
     /// fsync calls on segment files, to verify that group commit shares them.
     fsyncs: AtomicU64,
+    /// Replicated bytes written with direct I/O since open.
+    direct_bytes: AtomicU64,
     /// Whether durability advances the high watermark; a replication layer turns it off and
     /// drives it with `set_high_watermark`.
     auto_hw: AtomicBool,
@@ -319,6 +323,7 @@ impl FileLog {
                 leo_tx: watch::Sender::new(log_end_offset),
                 flushed_tx: watch::Sender::new(0),
                 fsyncs: AtomicU64::new(1),
+                direct_bytes: AtomicU64::new(0),
                 auto_hw: AtomicBool::new(hw_checkpoint.is_none()),
                 hw_checkpointed: AtomicI64::new(hw_checkpoint.unwrap_or(-1)),
                 log_start_lock: Mutex::new(()),
@@ -333,6 +338,12 @@ impl FileLog {
     /// Number of fsync calls made on segment files since open (the open itself makes one).
     pub fn fsync_count(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Replicated bytes written with direct I/O since open (none where the filesystem refuses
+    /// `O_DIRECT`).
+    pub fn direct_write_bytes(&self) -> u64 {
+        self.shared.direct_bytes.load(Ordering::Relaxed)
     }
 
     /// Write the high watermark to the `replication-offset` checkpoint if the partition is
@@ -941,9 +952,14 @@ impl PartitionLog for FileLog {
         shared.maybe_roll(&mut st, records.len(), offsets, now)?;
         let active = st.active_mut()?;
         let position = active.size;
-        if let Err(e) = active.file.write_all_at(&records, position) {
-            let _ = active.file.set_len(position);
-            return Err(e.into());
+        match active.write_replicated(&records, position) {
+            Ok(direct) => {
+                shared.direct_bytes.fetch_add(direct, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let _ = active.file.set_len(position);
+                return Err(e.into());
+            }
         }
         let mut max_timestamp = i64::MIN;
         for span in &spans {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::batch::BatchHeader;
 
+use super::direct::{self, DirectFile};
 use super::index::{OffsetIndex, TimeIndex};
 use super::scan::{BatchCursor, Step, HEADER_WINDOW, VERIFY_WINDOW};
 
@@ -44,6 +45,8 @@ pub struct Segment {
     index_interval: u64,
     /// Wall clock of the first append, for `segment.ms` rolls.
     pub created_ms: Option<i64>,
+    /// Direct I/O handle for large replicated appends, opened on first use.
+    direct: DirectFile,
 }
 
 impl Segment {
@@ -60,7 +63,15 @@ impl Segment {
             bytes_since_index: 0,
             index_interval: u64::from(index_interval),
             created_ms: None,
+            direct: DirectFile::default(),
         }
+    }
+
+    /// Write replicated batches at `position`, their whole blocks with direct I/O when the write
+    /// is large (see [`super::direct`]). Returns the bytes written directly.
+    pub fn write_replicated(&mut self, data: &[u8], position: u64) -> io::Result<u64> {
+        let path = self.dir.join(file_name(self.base_offset, "log"));
+        direct::write_at(&self.file, &mut self.direct, &path, data, position)
     }
 
     fn open_file(path: &Path, create: bool) -> io::Result<File> {

@@ -106,7 +106,7 @@ impl Segment {
     pub fn write_replicated(&mut self, data: &[u8], position: u64) -> io::Result<u64> {
         // A former leader's chunks no longer reach the end of the file.
         self.recent.clear();
-        let path = self.dir.join(file_name(self.base_offset, "log"));
+        let path = self.path("log");
         direct::write_at(&self.file, &mut self.direct, &path, data, position)
     }
 

@@ -626,12 +626,15 @@ fn large_replicated_appends_are_written_directly_and_read_back_exactly() {
         .expect("append large");
     if follower.direct_write_bytes() == 0 {
         // Only a filesystem without direct I/O may leave it all to the page cache.
-        use std::os::unix::fs::OpenOptionsExt;
-        let probe = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(segment(follower_dir.path(), 0, "log"));
-        assert!(probe.is_err(), "direct I/O available but not used");
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let probe = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(segment(follower_dir.path(), 0, "log"));
+            assert!(probe.is_err(), "direct I/O available but not used");
+        }
     } else {
         assert!(follower.direct_write_bytes() >= 256 * 1024);
     }

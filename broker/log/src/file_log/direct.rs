@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Alignment of a direct write's file offset, length and memory. 4 KiB satisfies every device's
@@ -53,11 +53,7 @@ pub enum DirectFile {
 impl DirectFile {
     fn handle(&mut self, path: &Path) -> Option<&File> {
         if matches!(self, DirectFile::Untried) {
-            *self = match OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
+            *self = match open_direct(path) {
                 Ok(file) => DirectFile::Open(file),
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "no direct I/O for this segment, writing through the page cache");
@@ -70,6 +66,21 @@ impl DirectFile {
             _ => None,
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
+/// Elsewhere (macOS has `F_NOCACHE`, not `O_DIRECT`) every write goes through the page cache.
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// Write all of `data` at `position` of `file` (whose path is `path`), the aligned middle through

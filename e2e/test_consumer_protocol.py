@@ -99,15 +99,26 @@ class Member:
                 del self.owners[p]
 
 
-def poll_until(members, predicate, timeout=WAIT_S, what="condition"):
+def poll_until(members, predicate, timeout=WAIT_S, what="condition", progress=None):
+    """Poll every member until `predicate` holds. With `progress` (a count that grows while the
+    members get somewhere), the wait is for a stall rather than for the whole: each member
+    commits every record synchronously, so on a loaded machine whose fsyncs queue behind other
+    writers, draining hundreds of records is slow without anything being wrong."""
     deadline = time.monotonic() + timeout
+    last = progress() if progress else None
     while time.monotonic() < deadline:
         for m in members:
             m.poll()
         if predicate():
             return
+        if progress and progress() != last:
+            last = progress()
+            deadline = time.monotonic() + timeout
     state = [sorted(m.assigned) for m in members]
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; assignments: {state}")
+    stalled = f"; stalled at {last}" if progress else ""
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}{stalled}; assignments: {state}"
+    )
 
 
 def produce_range(server, topic, start, end, partitions):
@@ -158,7 +169,12 @@ def test_members_join_leave_and_nothing_is_skipped(server, topic_name):
         )
         produce_range(server, topic_name, 600, 900, 6)
         everyone = members + gone
-        poll_until(members, lambda: set(consumed(everyone)) == set(range(900)), what="every record")
+        poll_until(
+            members,
+            lambda: set(consumed(everyone)) == set(range(900)),
+            what="every record",
+            progress=lambda: len(set(consumed(everyone))),
+        )
         # At least once: every record seen; duplicates only where a partition moved.
         assert set(consumed(everyone)) == set(range(900))
 
@@ -293,6 +309,7 @@ def test_sigkill_keeps_the_group_its_assignments_and_committed_offsets(start_ser
             lambda: set(consumed(members)) == set(range(300)),
             timeout=60,
             what="every record after the restart",
+            progress=lambda: len(set(consumed(members))),
         )
         # Committed offsets survived: had they been lost, the group would start again from the
         # earliest offset and read everything consumed before the kill a second time.

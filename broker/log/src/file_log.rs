@@ -3,10 +3,11 @@
 //! checkpoint.
 //!
 //! Concurrency: one `parking_lot::RwLock` guards the segment list and the offsets. Appends take it
-//! exclusively for a positional page-cache write (a follower's large replicated appends write
-//! their whole blocks with direct I/O instead, see `direct`); reads take it shared only to find
-//! the file and byte range, then read with `pread` outside the lock, so readers never block
-//! appends. fsyncs never run under the lock nor on a tokio worker: they run on the blocking pool.
+//! exclusively for a positional write (large appends write their whole blocks with direct I/O,
+//! see `direct`; a leader keeps its newest appends in memory, see `recent`); reads take it
+//! shared only to find the byte range and either those chunks or the file, then slice them or
+//! `pread` outside the lock, so readers never block appends. fsyncs never run under the lock
+//! nor on a tokio worker: they run on the blocking pool.
 //!
 //! Durability under [`FlushPolicy::Group`]: `wait_durable` is a group commit. The first waiter
 //! that finds no fsync in flight starts one covering everything appended so far; every waiter,
@@ -18,6 +19,7 @@ mod checkpoint;
 mod compact;
 mod direct;
 mod index;
+mod recent;
 mod scan;
 mod segment;
 #[cfg(test)]
@@ -69,8 +71,10 @@ struct Shared {
     flushed_tx: watch::Sender<u64>,
     /// fsync calls on segment files, to verify that group commit shares them.
     fsyncs: AtomicU64,
-    /// Replicated bytes written with direct I/O since open.
+    /// Bytes written with direct I/O since open.
     direct_bytes: AtomicU64,
+    /// Reads answered from the newest appends in memory since open.
+    memory_reads: AtomicU64,
     /// Whether durability advances the high watermark; a replication layer turns it off and
     /// drives it with `set_high_watermark`.
     auto_hw: AtomicBool,
@@ -324,6 +328,7 @@ impl FileLog {
                 flushed_tx: watch::Sender::new(0),
                 fsyncs: AtomicU64::new(1),
                 direct_bytes: AtomicU64::new(0),
+                memory_reads: AtomicU64::new(0),
                 auto_hw: AtomicBool::new(hw_checkpoint.is_none()),
                 hw_checkpointed: AtomicI64::new(hw_checkpoint.unwrap_or(-1)),
                 log_start_lock: Mutex::new(()),
@@ -340,10 +345,14 @@ impl FileLog {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// Replicated bytes written with direct I/O since open (none where the filesystem refuses
-    /// `O_DIRECT`).
+    /// Bytes written with direct I/O since open (none where the filesystem refuses `O_DIRECT`).
     pub fn direct_write_bytes(&self) -> u64 {
         self.shared.direct_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Reads answered from the newest appends kept in memory since open.
+    pub fn memory_read_count(&self) -> u64 {
+        self.shared.memory_reads.load(Ordering::Relaxed)
     }
 
     /// Write the high watermark to the `replication-offset` checkpoint if the partition is
@@ -422,10 +431,18 @@ impl Shared {
             let plan = (offset < limit)
                 .then(|| st.locate(offset))
                 .flatten()
-                .map(|s| (Arc::clone(&s.file), s.position_for(offset), s.size, limit));
-            (result, plan)
+                .map(|s| {
+                    let position = s.position_for(offset);
+                    (Arc::clone(&s.file), s.recent_for(offset), position, s.size)
+                });
+            (result, plan.map(|p| (p, limit)))
         };
-        if let Some((file, position, end, limit)) = plan {
+        if let Some(((file, recent, position, end), limit)) = plan {
+            if let Some((start, chunks)) = recent {
+                result.records = recent::read(&chunks, start, end, offset, limit, max_bytes);
+                self.memory_reads.fetch_add(1, Ordering::Relaxed);
+                return Ok(result);
+            }
             match Shared::read_batches(&file, position, end, offset, limit, max_bytes) {
                 Ok(records) => result.records = records,
                 // A concurrent truncation shrank the file under us: nothing to return.
@@ -524,6 +541,7 @@ impl Shared {
             return Ok(());
         }
         active.seal_indexes();
+        active.forget_recent();
         if let Err(e) = active.persist_indexes() {
             // The log file is intact; missing indexes are rebuilt on the next open.
             tracing::warn!(segment = active.base_offset, error = %e, "cannot write segment indexes");
@@ -851,10 +869,15 @@ impl PartitionLog for FileLog {
             .check(headers.iter().map(|(_, h)| h).zip(controls))?;
         let active = st.active_mut()?;
         let position = active.size;
-        if let Err(e) = active.file.write_all_at(&buf, position) {
-            // Leave no partial batch behind for readers or recovery to trip over.
-            let _ = active.file.set_len(position);
-            return Err(e.into());
+        match active.write_appended(buf.freeze(), position) {
+            Ok(direct) => {
+                shared.direct_bytes.fetch_add(direct, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Leave no partial batch behind for readers or recovery to trip over.
+                let _ = active.file.set_len(position);
+                return Err(e.into());
+            }
         }
         let mut max_timestamp = i64::MIN;
         for (at, header) in &headers {

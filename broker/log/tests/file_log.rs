@@ -648,3 +648,80 @@ fn large_replicated_appends_are_written_directly_and_read_back_exactly() {
     let file = segment(follower_dir.path(), 0, "log");
     assert_eq!(fs::metadata(file).expect("stat").len(), stored.len() as u64);
 }
+
+/// A leader answers reads of its newest appends from memory; every read must equal what the
+/// file gives for the same request (the same log reopened has nothing in memory).
+#[test]
+fn reads_from_recent_appends_equal_reads_from_the_file() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let config = LogConfig {
+        segment_bytes: 3 << 20,
+        flush: FlushPolicy::Os,
+        ..LogConfig::default()
+    };
+    let log = FileLog::open(dir.path(), config.clone()).expect("open");
+    // Small and large (direct) appends, across a roll and a truncation.
+    for n in [3, 5_000, 7, 9_000, 1, 5_000, 12_000, 2, 12_000, 12_000] {
+        log.append(batch(n, now_ms(), Compression::None), 1)
+            .expect("append");
+    }
+    log.truncate_to(log.log_end_offset() - 18_000)
+        .expect("truncate");
+    for n in [4, 6_000] {
+        log.append(batch(n, now_ms(), Compression::None), 2)
+            .expect("append");
+    }
+    let end = log.log_end_offset();
+    let probes: Vec<(i64, usize)> = (0..end)
+        .step_by(997)
+        .chain([end - 1, end - 4, 0])
+        .flat_map(|o| [(o, 1), (o, 300_000), (o, 1 << 20), (o, 8 << 20)])
+        .collect();
+    let from_memory: Vec<Bytes> = probes
+        .iter()
+        .map(|&(o, max)| log.read(o, max, false).expect("read").records)
+        .collect();
+    // The newest segment's reads came from memory, the older one's from its file.
+    let from_memory_count = log.memory_read_count();
+    assert!(from_memory_count > 0 && from_memory_count < probes.len() as u64);
+    log.flush().expect("flush");
+    drop(log);
+    let reopened = FileLog::open(dir.path(), config).expect("reopen");
+    assert_eq!(reopened.memory_read_count(), 0);
+    for ((o, max), got) in probes.iter().zip(from_memory) {
+        let want = reopened.read(*o, *max, false).expect("read").records;
+        assert!(
+            got == want,
+            "read at {o} max {max}: {} vs {} bytes",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// A leader that becomes a follower appends what it fetches after its own newest appends; its
+/// reads then come from the file, never from the in-memory chunks that stop short of it.
+#[test]
+fn a_former_leader_reads_what_it_replicated_after_its_own_appends() {
+    let source_dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = FileLog::open(source_dir.path(), LogConfig::default()).expect("open");
+    source
+        .append(batch(3, now_ms(), Compression::None), 1)
+        .expect("append");
+    source
+        .append(batch(4, now_ms(), Compression::None), 2)
+        .expect("append");
+    let log = FileLog::open(dir.path(), LogConfig::default()).expect("open");
+    log.append(batch(3, now_ms(), Compression::None), 1)
+        .expect("append");
+    assert_eq!(log.read(0, 1 << 20, false).expect("read").records.len(), {
+        source.read(0, 1, false).expect("read").records.len()
+    });
+    assert_eq!(log.memory_read_count(), 1);
+    let replicated = source.read(3, 1 << 20, false).expect("read").records;
+    log.append_replicated(replicated.clone())
+        .expect("append replicated");
+    assert!(log.read(3, 1 << 20, false).expect("read").records == replicated);
+    assert_eq!(log.memory_read_count(), 1, "read from the file");
+}

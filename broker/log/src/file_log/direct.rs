@@ -1,8 +1,9 @@
-//! Direct I/O for large replicated appends: the whole 4 KiB blocks in the middle of a write go
-//! to the device with `O_DIRECT`, the partial blocks at either end through the page cache.
+//! Direct I/O for large appends: the whole 4 KiB blocks in the middle of a write go to the
+//! device with `O_DIRECT`, the partial blocks at either end through the page cache. Followers
+//! write their replicated chunks this way (their copy is hardly ever read unless they become
+//! leader); leaders the appends they also keep in memory for the reads that follow (`recent`).
 //!
-//! Why: a follower's copy of a partition is written once and, unless it becomes leader, hardly
-//! ever read, yet a buffered write fills fresh page-cache pages for every byte. On virtual
+//! Why: a buffered write fills fresh page-cache pages for every byte. On virtual
 //! machines that hand free guest memory back to the host (free page reporting, ballooning), the
 //! first touch of such a page faults into the host: on our 2-core VM a buffered write of new
 //! file data ran at ~0.6 GB/s of CPU against ~12 GB/s for an overwrite of cached pages, and a

@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use crate::batch::BatchHeader;
 
+use bytes::Bytes;
+
 use super::direct::{self, DirectFile};
 use super::index::{OffsetIndex, TimeIndex};
+use super::recent::RecentBatches;
 use super::scan::{BatchCursor, Step, HEADER_WINDOW, VERIFY_WINDOW};
 
 /// Kafka's file name for a segment: the base offset as 20 digits.
@@ -45,8 +48,10 @@ pub struct Segment {
     index_interval: u64,
     /// Wall clock of the first append, for `segment.ms` rolls.
     pub created_ms: Option<i64>,
-    /// Direct I/O handle for large replicated appends, opened on first use.
+    /// Direct I/O handle for large appends, opened on first use.
     direct: DirectFile,
+    /// The newest appends, while this is a leader's active segment.
+    recent: RecentBatches,
 }
 
 impl Segment {
@@ -64,12 +69,43 @@ impl Segment {
             index_interval: u64::from(index_interval),
             created_ms: None,
             direct: DirectFile::default(),
+            recent: RecentBatches::default(),
         }
+    }
+
+    /// Write a leader's append at `position`. Kept in memory for the reads that follow, it may
+    /// skip the page cache for its whole blocks; otherwise it goes through it. Returns the bytes
+    /// written directly.
+    pub fn write_appended(&mut self, data: Bytes, position: u64) -> io::Result<u64> {
+        let written = if self.recent.push(position, data.clone()) {
+            let path = self.path("log");
+            direct::write_at(&self.file, &mut self.direct, &path, &data, position)
+        } else {
+            self.file.write_all_at(&data, position).map(|()| 0)
+        };
+        if written.is_err() {
+            self.recent.clear();
+        }
+        written
+    }
+
+    /// Where a read of `offset` starts and the in-memory chunks from there, when they hold it
+    /// (see [`RecentBatches::covering`]).
+    pub fn recent_for(&self, offset: i64) -> Option<(u64, Vec<(u64, Bytes)>)> {
+        self.recent
+            .covering(self.position_for(offset), offset, self.size)
+    }
+
+    /// Drop the in-memory chunks (the segment is sealed: reads go to the file).
+    pub fn forget_recent(&mut self) {
+        self.recent.clear();
     }
 
     /// Write replicated batches at `position`, their whole blocks with direct I/O when the write
     /// is large (see [`super::direct`]). Returns the bytes written directly.
     pub fn write_replicated(&mut self, data: &[u8], position: u64) -> io::Result<u64> {
+        // A former leader's chunks no longer reach the end of the file.
+        self.recent.clear();
         let path = self.path("log");
         direct::write_at(&self.file, &mut self.direct, &path, data, position)
     }
@@ -336,6 +372,7 @@ impl Segment {
     }
 
     fn reset(&mut self) {
+        self.recent.clear();
         self.size = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = None;

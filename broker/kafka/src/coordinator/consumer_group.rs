@@ -102,6 +102,9 @@ pub struct ConsumerMember {
     /// A static member that left with epoch -2: it keeps its partitions until it comes back
     /// under a new member id or its session runs out.
     left_temporarily: bool,
+    /// When the member was last sent an assignment it has not yet confirmed by reporting
+    /// exactly those partitions as owned (not persisted: a reloaded group starts without).
+    unconfirmed_since: Option<i64>,
 }
 
 /// A ConsumerGroupHeartbeat, decoded by the handler. `None` fields are "unchanged".
@@ -298,18 +301,40 @@ impl ConsumerGroup {
             self.compute_target(topics);
         }
         self.reconcile(&id, hb.owned.as_ref(), now);
-        let member = &self.members[&id];
+        let resend_after = 2 * i64::from(self.config.heartbeat_interval_ms);
+        let Some(member) = self.members.get_mut(&id) else {
+            return Err((ResponseError::UnknownMemberId, String::new()));
+        };
         if member.assigned != before
             || (member.member_epoch, member.state, member.revoking.clone()) != progress
         {
             self.dirty = true;
         }
+        let confirmed = hb
+            .owned
+            .as_ref()
+            .is_some_and(|o| is_subset(o, &member.assigned) && is_subset(&member.assigned, o));
+        if confirmed {
+            member.unconfirmed_since = None;
+        }
+        // Kafka sends an assignment only when it changed or the member sent a full request. A
+        // client whose request timed out has lost the answer that carried it, and librdkafka
+        // does not send a full request after a timeout: without this it would wait forever for
+        // partitions the group believes it holds.
+        let unconfirmed = member
+            .unconfirmed_since
+            .is_some_and(|sent| now - sent >= resend_after);
+        let assignment = (full_request || member.assigned != before || unconfirmed)
+            .then(|| member.assigned.clone());
+        if assignment.is_some() && !confirmed {
+            member.unconfirmed_since = Some(now);
+        }
+        let member = &self.members[&id];
         Ok(HeartbeatAnswer {
             member_id: id.clone(),
             member_epoch: member.member_epoch,
             heartbeat_interval_ms: self.interval_for(member),
-            assignment: (full_request || member.assigned != before)
-                .then(|| member.assigned.clone()),
+            assignment,
         })
     }
 
@@ -481,6 +506,7 @@ impl ConsumerGroup {
                 last_heartbeat: 0,
                 revocation_deadline: None,
                 left_temporarily: false,
+                unconfirmed_since: None,
             },
             true,
         ))

@@ -166,6 +166,50 @@ fn wrong_epochs_are_fenced_and_unknown_members_refused() {
 }
 
 #[test]
+fn an_unconfirmed_assignment_is_sent_again() {
+    let mut g = group();
+    let t = catalog(4);
+    let first = g.heartbeat(join("m1"), &t, 0).unwrap().assignment.unwrap();
+    let m1 = g.heartbeat(beat("m1", 1, Some(&first)), &t, 10).unwrap();
+    assert_eq!(m1.assignment, None);
+    // m2 waits for two partitions; m1 gives them up and confirms.
+    g.heartbeat(join("m2"), &t, 20).unwrap();
+    let kept = g
+        .heartbeat(beat("m1", 1, None), &t, 30)
+        .unwrap()
+        .assignment
+        .unwrap();
+    g.heartbeat(beat("m1", 1, Some(&kept)), &t, 40).unwrap();
+    // The answer handing m2 the released partitions is lost (the client's request timed out):
+    // its next heartbeats carry no owned partitions, as librdkafka's do.
+    let lost = g.heartbeat(beat("m2", 2, None), &t, 50).unwrap();
+    assert_eq!(partitions(lost.assignment.as_ref().unwrap()).len(), 2);
+    let soon = g.heartbeat(beat("m2", 2, None), &t, 1_000).unwrap();
+    assert_eq!(soon.assignment, None);
+    // Two intervals without a confirmation: the assignment goes out again.
+    let again = g.heartbeat(beat("m2", 2, None), &t, 2_050).unwrap();
+    assert_eq!(again.assignment, lost.assignment);
+    // Once the member reports owning it, it is not repeated.
+    let owned = again.assignment.unwrap();
+    let confirmed = g.heartbeat(beat("m2", 2, Some(&owned)), &t, 2_100).unwrap();
+    assert_eq!(confirmed.assignment, None);
+    assert_eq!(
+        g.heartbeat(beat("m2", 2, None), &t, 9_000)
+            .unwrap()
+            .assignment,
+        None
+    );
+    // m1 confirmed what it kept: it is never sent it again.
+    assert_eq!(
+        g.heartbeat(beat("m1", 2, None), &t, 9_000)
+            .unwrap()
+            .assignment,
+        None
+    );
+    check_exclusive(&g);
+}
+
+#[test]
 fn bad_requests_are_refused_with_a_reason() {
     let mut g = group();
     let t = catalog(1);

@@ -167,6 +167,7 @@ pub fn decode(
                 last_heartbeat: now,
                 revocation_deadline,
                 left_temporarily,
+                unconfirmed_since: None,
             },
         );
     }

@@ -14,7 +14,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -62,8 +62,10 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
                 break;
             }
         };
-        let mut frame = BytesMut::zeroed(size);
-        if let Err(e) = reader.read_exact(&mut frame).await {
+        // Read into spare capacity: zero-filling each frame first (a produce request is about
+        // a megabyte under load) was 5% of a single node's CPU.
+        let mut frame = BytesMut::with_capacity(size);
+        if let Err(e) = read_frame(&mut reader, &mut frame, size).await {
             tracing::debug!(%peer, error = %e, "connection closed mid-frame");
             break;
         }
@@ -85,6 +87,21 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
     drop(tx);
     let _ = writer_task.await;
     metrics().connections.dec();
+}
+
+/// Fill `frame` with the next `size` bytes of `reader`.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    frame: &mut BytesMut,
+    size: usize,
+) -> std::io::Result<()> {
+    let mut body = reader.take(size as u64);
+    while frame.len() < size {
+        if body.read_buf(frame).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 async fn handle_frame(

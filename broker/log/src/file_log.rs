@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -838,13 +838,15 @@ impl PartitionLog for FileLog {
             .iter()
             .map(|s| i64::from(s.header.last_offset_delta) + 1)
             .sum();
-        // Free when the caller's buffer is unique; one copy otherwise.
-        let mut buf = BytesMut::from(records);
         let now = now_ms();
 
         let mut st = shared.state.write();
         st.check_open()?;
-        shared.maybe_roll(&mut st, buf.len(), offsets, now)?;
+        shared.maybe_roll(&mut st, records.len(), offsets, now)?;
+        let position = st.active()?.size;
+        // The one copy of the batches (the request's buffer is shared with the decoded request),
+        // made where it can be written directly without another.
+        let mut buf = direct::copy_aligned_for(&records, position);
         let base_offset = st.log_end_offset;
         let mut headers = Vec::with_capacity(spans.len());
         let mut next = base_offset;
@@ -868,7 +870,6 @@ impl PartitionLog for FileLog {
             .producers
             .check(headers.iter().map(|(_, h)| h).zip(controls))?;
         let active = st.active_mut()?;
-        let position = active.size;
         match active.write_appended(buf.freeze(), position) {
             Ok(direct) => {
                 shared.direct_bytes.fetch_add(direct, Ordering::Relaxed);

@@ -20,6 +20,8 @@
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
+
+use bytes::{Buf, BytesMut};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -83,6 +85,22 @@ fn open_direct(_path: &Path) -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// A copy of `data` laid out in memory as it will be in the file from `position`: each byte
+/// sits at the same offset within a 4 KiB memory block as within its file block, so the whole
+/// blocks of a direct write of it need no aligned staging copy (a leader's append is copied once
+/// anyway, to stamp its offsets; the staging copy on top of that was a quarter of a single
+/// node's CPU under 1 KB produce load).
+pub fn copy_aligned_for(data: &[u8], position: u64) -> BytesMut {
+    let block = BLOCK as usize;
+    let mut buf = BytesMut::with_capacity(data.len() + block);
+    let want = (position % BLOCK) as usize;
+    let pad = (want + block - buf.as_ptr() as usize % block) % block;
+    buf.resize(pad, 0);
+    buf.extend_from_slice(data);
+    buf.advance(pad);
+    buf
+}
+
 /// Write all of `data` at `position` of `file` (whose path is `path`), the aligned middle through
 /// `direct` when it is large enough. Returns the bytes written directly.
 pub fn write_at(
@@ -119,10 +137,14 @@ pub fn write_at(
     Ok(written)
 }
 
-/// Write whole blocks at the block-aligned `position` through the `O_DIRECT` handle, staging
-/// them in an aligned buffer. Returns how many bytes were written before the kernel refused
-/// the alignment (all of them normally); other errors are returned.
+/// Write whole blocks at the block-aligned `position` through the `O_DIRECT` handle, from
+/// `blocks` itself when it is aligned in memory (see [`copy_aligned_for`]), otherwise staged in
+/// an aligned buffer. Returns how many bytes were written before the kernel refused the
+/// alignment (all of them normally); other errors are returned.
 fn write_direct(handle: &File, blocks: &[u8], position: u64) -> io::Result<u64> {
+    if (blocks.as_ptr() as usize).is_multiple_of(BLOCK as usize) {
+        return write_blocks(handle, blocks, position);
+    }
     STAGING.with_borrow_mut(|staging| {
         let need = blocks.len().min(CHUNK) + BLOCK as usize;
         if staging.len() < need {
@@ -134,24 +156,32 @@ fn write_direct(handle: &File, blocks: &[u8], position: u64) -> io::Result<u64> 
             let len = (blocks.len() - done).min(CHUNK);
             let aligned = &mut staging[start..start + len];
             aligned.copy_from_slice(&blocks[done..done + len]);
-            let mut sent = 0usize;
-            while sent < len {
-                match handle.write_at(&aligned[sent..], position + (done + sent) as u64) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    // A short direct write ends on a block boundary; the rest follows as usual.
-                    Ok(n) if n % BLOCK as usize == 0 => sent += n,
-                    Ok(n) => return Ok((done + sent + n) as u64),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        return Ok((done + sent) as u64)
-                    }
-                    Err(e) => return Err(e),
-                }
+            let sent = write_blocks(handle, aligned, position + done as u64)?;
+            done += sent as usize;
+            if sent < len as u64 {
+                break;
             }
-            done += len;
         }
         Ok(done as u64)
     })
+}
+
+/// Write `aligned` (aligned in memory, whole blocks) at the block-aligned `position`. Returns
+/// how many bytes were written before the kernel refused the alignment.
+fn write_blocks(handle: &File, aligned: &[u8], position: u64) -> io::Result<u64> {
+    let mut sent = 0usize;
+    while sent < aligned.len() {
+        match handle.write_at(&aligned[sent..], position + sent as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            // A short direct write ends on a block boundary; the rest follows as usual.
+            Ok(n) if n % BLOCK as usize == 0 => sent += n,
+            Ok(n) => return Ok((sent + n) as u64),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(sent as u64),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent as u64)
 }
 
 #[cfg(test)]
@@ -168,6 +198,37 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
+    }
+
+    #[test]
+    fn copies_for_a_position_share_its_offset_within_a_block() {
+        let dir = scratch_dir();
+        let path = dir.path().join("seg.log");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("open");
+        let mut direct = DirectFile::default();
+        let mut expected = Vec::new();
+        for (i, len) in [4_095usize, 300_001, 1, 1_048_576 + 9, 262_144 + 8_192]
+            .into_iter()
+            .enumerate()
+        {
+            let data = pattern(len, i as u8);
+            let position = expected.len() as u64;
+            let copy = copy_aligned_for(&data, position);
+            assert_eq!(&copy[..], &data[..]);
+            assert_eq!(copy.as_ptr() as u64 % BLOCK, position % BLOCK);
+            write_at(&file, &mut direct, &path, &copy, position).expect("write");
+            expected.extend_from_slice(&data);
+        }
+        file.sync_data().expect("sync");
+        let mut read = vec![0; expected.len()];
+        file.read_exact_at(&mut read, 0).expect("read");
+        assert!(read == expected, "content differs");
     }
 
     #[test]

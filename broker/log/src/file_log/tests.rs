@@ -1,6 +1,7 @@
 //! Unit tests needing the log's internals: states that a running log reaches only through
 //! compaction or a crash, built directly rather than through recovery (which tidies them).
 
+use bytes::BytesMut;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };

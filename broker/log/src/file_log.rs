@@ -14,6 +14,11 @@
 //! that one included, then waits for the round to finish and re-checks, so N concurrent
 //! producers share a handful of fsyncs. The high watermark moves to the durable end after each
 //! round. Under `Interval` and `Os` the high watermark follows the log end at append.
+//!
+//! Submodules: `segment` (one `.log` file with its indexes, recovery and truncation), `index`
+//! (the sparse offset and time indexes), `scan` (walking a file's batches a window at a time),
+//! `direct` (direct I/O for large writes), `recent` (a leader's newest appends in memory),
+//! `checkpoint` (offsets kept beside the segments), `compact` (the file side of compaction).
 
 mod checkpoint;
 mod compact;

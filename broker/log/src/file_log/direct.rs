@@ -194,14 +194,8 @@ mod tests {
         tempfile::tempdir().expect("tempdir")
     }
 
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
-    }
-
-    #[test]
-    fn copies_for_a_position_share_its_offset_within_a_block() {
+    /// An empty segment file in a fresh directory (kept alive by the returned guard).
+    fn scratch_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = scratch_dir();
         let path = dir.path().join("seg.log");
         let file = OpenOptions::new()
@@ -211,6 +205,18 @@ mod tests {
             .truncate(true)
             .open(&path)
             .expect("open");
+        (dir, path, file)
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn copies_for_a_position_share_its_offset_within_a_block() {
+        let (_dir, path, file) = scratch_file();
         let mut direct = DirectFile::default();
         let mut expected = Vec::new();
         for (i, len) in [4_095usize, 300_001, 1, 1_048_576 + 9, 262_144 + 8_192]
@@ -233,15 +239,7 @@ mod tests {
 
     #[test]
     fn unaligned_appends_read_back_exactly() {
-        let dir = scratch_dir();
-        let path = dir.path().join("seg.log");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("open");
+        let (_dir, path, file) = scratch_file();
         let mut direct = DirectFile::default();
         let mut expected = Vec::new();
         let mut direct_bytes = 0;

@@ -438,11 +438,12 @@ impl Shared {
                 .flatten()
                 .map(|s| {
                     let position = s.position_for(offset);
-                    (Arc::clone(&s.file), s.recent_for(offset), position, s.size)
+                    let recent = s.recent_from(position, offset);
+                    (Arc::clone(&s.file), recent, position, s.size, limit)
                 });
-            (result, plan.map(|p| (p, limit)))
+            (result, plan)
         };
-        if let Some(((file, recent, position, end), limit)) = plan {
+        if let Some((file, recent, position, end, limit)) = plan {
             if let Some((start, chunks)) = recent {
                 result.records = recent::read(&chunks, start, end, offset, limit, max_bytes);
                 self.memory_reads.fetch_add(1, Ordering::Relaxed);

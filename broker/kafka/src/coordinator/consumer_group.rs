@@ -301,41 +301,53 @@ impl ConsumerGroup {
             self.compute_target(topics);
         }
         self.reconcile(&id, hb.owned.as_ref(), now);
-        let resend_after = 2 * i64::from(self.config.heartbeat_interval_ms);
-        let Some(member) = self.members.get_mut(&id) else {
-            return Err((ResponseError::UnknownMemberId, String::new()));
-        };
+        let assignment =
+            self.assignment_to_send(&id, hb.owned.as_ref(), full_request, &before, now);
+        let member = &self.members[&id];
         if member.assigned != before
             || (member.member_epoch, member.state, member.revoking.clone()) != progress
         {
             self.dirty = true;
         }
-        let confirmed = hb
-            .owned
-            .as_ref()
-            .is_some_and(|o| is_subset(o, &member.assigned) && is_subset(&member.assigned, o));
-        if confirmed {
-            member.unconfirmed_since = None;
-        }
-        // Kafka sends an assignment only when it changed or the member sent a full request. A
-        // client whose request timed out has lost the answer that carried it, and librdkafka
-        // does not send a full request after a timeout: without this it would wait forever for
-        // partitions the group believes it holds.
-        let unconfirmed = member
-            .unconfirmed_since
-            .is_some_and(|sent| now - sent >= resend_after);
-        let assignment = (full_request || member.assigned != before || unconfirmed)
-            .then(|| member.assigned.clone());
-        if assignment.is_some() && !confirmed {
-            member.unconfirmed_since = Some(now);
-        }
-        let member = &self.members[&id];
         Ok(HeartbeatAnswer {
             member_id: id.clone(),
             member_epoch: member.member_epoch,
             heartbeat_interval_ms: self.interval_for(member),
             assignment,
         })
+    }
+
+    /// The assignment a heartbeat's answer carries, if any. Kafka sends one only when it changed
+    /// or the member sent a full request. A client whose request timed out has lost the answer
+    /// that carried it, and librdkafka sends no full request after a timeout, so an assignment
+    /// is also sent again while the member has not confirmed it (by reporting exactly those
+    /// partitions as owned) for two heartbeat intervals: otherwise it would wait forever for
+    /// partitions the group believes it holds.
+    fn assignment_to_send(
+        &mut self,
+        member_id: &str,
+        owned: Option<&TopicPartitions>,
+        full_request: bool,
+        before: &TopicPartitions,
+        now: i64,
+    ) -> Option<TopicPartitions> {
+        let resend_after = 2 * i64::from(self.config.heartbeat_interval_ms);
+        let member = self.members.get_mut(member_id)?;
+        let confirmed =
+            owned.is_some_and(|o| is_subset(o, &member.assigned) && is_subset(&member.assigned, o));
+        if confirmed {
+            member.unconfirmed_since = None;
+        }
+        let unconfirmed = member
+            .unconfirmed_since
+            .is_some_and(|sent| now - sent >= resend_after);
+        if !(full_request || member.assigned != *before || unconfirmed) {
+            return None;
+        }
+        if !confirmed {
+            member.unconfirmed_since = Some(now);
+        }
+        Some(member.assigned.clone())
     }
 
     /// The configured interval, or a tenth of it (at least 100 ms) while the member is still

@@ -89,11 +89,10 @@ impl Segment {
         written
     }
 
-    /// Where a read of `offset` starts and the in-memory chunks from there, when they hold it
-    /// (see [`RecentBatches::covering`]).
-    pub fn recent_for(&self, offset: i64) -> Option<(u64, Vec<(u64, Bytes)>)> {
-        self.recent
-            .covering(self.position_for(offset), offset, self.size)
+    /// Where a read of `offset`, which the index starts at `position`, starts and the in-memory
+    /// chunks from there, when they hold it (see [`RecentBatches::covering`]).
+    pub fn recent_from(&self, position: u64, offset: i64) -> Option<(u64, Vec<(u64, Bytes)>)> {
+        self.recent.covering(position, offset, self.size)
     }
 
     /// Drop the in-memory chunks (the segment is sealed: reads go to the file).

@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Replicated batches pass through as the leader's stored bytes, without a copy.
         .bytes([".chronik.raft.v1.PartitionData.records"])
+        // Encodes each message into a buffer reserved at its full size: fetch answers are
+        // megabytes, and growing tonic's buffer step by step copied them over and over.
+        .codec_path("crate::sized_codec::SizedProstCodec")
         .compile_protos(&["proto/raft.proto"], &["proto"])?;
     Ok(())
 }

@@ -11,12 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chronik_kafka::replication::{
-    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, MarkerOutcome,
+    EpochAnswer, EpochQuery, FetchAnswers, FollowerMessages, LeaderLink, MarkerOutcome,
     ReplicationConfig, TxnMarkers,
 };
 use chronik_kafka::{listener, Broker, KafkaConfig};
 use chronik_log::{FlushPolicy, LogManager, PartitionLog};
 use chronik_meta::{BrokerInfo, Command, LocalMetadataStore, MetadataStore};
+use futures::StreamExt;
 use indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
@@ -34,7 +35,8 @@ use support::Client;
 /// Followers call the leader's service in-process.
 #[derive(Debug, Default)]
 struct DirectLink {
-    brokers: Mutex<HashMap<i32, Weak<Broker>>>,
+    /// Brokers reachable by id; removing one cuts it off, open sessions included.
+    brokers: Arc<Mutex<HashMap<i32, Weak<Broker>>>>,
 }
 
 impl DirectLink {
@@ -49,16 +51,28 @@ impl DirectLink {
 
 #[async_trait]
 impl LeaderLink for DirectLink {
-    async fn fetch(
+    async fn replicate(
         &self,
         leader: i32,
-        replica_id: i32,
-        max_wait: Duration,
-        partitions: Vec<FetchPartition>,
-    ) -> Result<Vec<FetchedPartition>, String> {
+        messages: FollowerMessages,
+    ) -> Result<FetchAnswers, String> {
         let b = self.broker(leader)?;
-        Ok(b.serve_replica_fetch(replica_id, max_wait, partitions)
-            .await)
+        let reachable = {
+            let brokers = Arc::clone(&self.brokers);
+            move || brokers.lock().contains_key(&leader)
+        };
+        let sent = reachable.clone();
+        let messages = messages
+            .take_while(move |_| std::future::ready(sent()))
+            .boxed();
+        let answers = b.serve_replica_session(messages).map(move |answer| {
+            if reachable() {
+                Ok(answer)
+            } else {
+                Err(format!("broker {leader} is cut off"))
+            }
+        });
+        Ok(answers.boxed())
     }
 
     async fn epoch_end_offsets(

@@ -31,8 +31,14 @@ pub fn isr_without(isr: &[i32], broker: i32) -> Vec<i32> {
 /// What the leader knows about one follower's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerProgress {
-    /// The follower's log end offset (its last fetch offset); -1 before its first fetch.
+    /// The follower's log end offset: where its last fetch asked to read from; -1 before its
+    /// first fetch. Catching up is judged by it, as in Kafka.
     pub log_end_offset: i64,
+    /// How far the follower's log is durable, as it last reported (with every fetch, and on
+    /// its own once an append it fetched is synced); -1 before its first report. Only this
+    /// counts for the high watermark and for rejoining the ISR: a follower fetches the next
+    /// records while the last ones are still being synced, so its log end runs ahead of it.
+    pub durable_offset: i64,
     /// When the follower was last caught up with the leader (ms).
     pub last_caught_up_ms: i64,
     /// The leader's log end offset when the follower last fetched, and when that was.
@@ -46,6 +52,7 @@ impl FollowerProgress {
     pub fn new(now_ms: i64) -> Self {
         FollowerProgress {
             log_end_offset: -1,
+            durable_offset: -1,
             last_caught_up_ms: now_ms,
             last_fetch_leader_leo: -1,
             last_fetch_ms: now_ms,
@@ -56,16 +63,32 @@ impl FollowerProgress {
     /// follower is caught up when it asked for the leader's end, or for at least the end the
     /// leader had at the follower's previous fetch (then it was caught up as of that fetch):
     /// Kafka's rule, which keeps a follower of a busy partition in sync although the leader's
-    /// end moves between every two fetches.
-    pub fn on_fetch(&mut self, fetch_offset: i64, leader_leo: i64, now_ms: i64) {
+    /// end moves between every two fetches. `durable_offset` is what the fetch reports as
+    /// synced.
+    pub fn on_fetch(
+        &mut self,
+        fetch_offset: i64,
+        durable_offset: i64,
+        leader_leo: i64,
+        now_ms: i64,
+    ) {
         if fetch_offset >= leader_leo {
             self.last_caught_up_ms = now_ms;
         } else if self.last_fetch_leader_leo >= 0 && fetch_offset >= self.last_fetch_leader_leo {
             self.last_caught_up_ms = self.last_caught_up_ms.max(self.last_fetch_ms);
         }
         self.log_end_offset = fetch_offset;
+        self.on_durable(durable_offset);
         self.last_fetch_leader_leo = leader_leo;
         self.last_fetch_ms = now_ms;
+    }
+
+    /// The follower reports its log durable up to `durable_offset`. Within one leadership
+    /// (a new leader starts from fresh progress) what a follower has synced only grows, but
+    /// a fetch carries the durable end as of when it was sent and may be served after a
+    /// newer report: the larger one stands.
+    pub fn on_durable(&mut self, durable_offset: i64) {
+        self.durable_offset = self.durable_offset.max(durable_offset);
     }
 }
 
@@ -89,8 +112,8 @@ pub fn isr_to_shrink(
         .collect()
 }
 
-/// Replicas outside the ISR that may rejoin: their log reaches the high watermark and the
-/// start of the leader's current epoch (so they hold nothing the new leader did not write).
+/// Replicas outside the ISR that may rejoin: their durable log reaches the high watermark and
+/// the start of the leader's current epoch (so they hold nothing the new leader did not write).
 pub fn isr_to_expand(
     replicas: &[i32],
     isr: &[i32],
@@ -104,13 +127,13 @@ pub fn isr_to_expand(
         .filter(|r| !isr.contains(r))
         .filter(|r| {
             followers.get(r).is_some_and(|f| {
-                f.log_end_offset >= high_watermark && f.log_end_offset >= leader_epoch_start
+                f.durable_offset >= high_watermark && f.durable_offset >= leader_epoch_start
             })
         })
         .collect()
 }
 
-/// The high watermark: the smallest log end offset over the ISR (the leader's own included),
+/// The high watermark: the smallest durable log end over the ISR (the leader's own included),
 /// never below the current one (a follower that truncated does not pull it back). An ISR
 /// member that has not fetched yet holds it where it is.
 pub fn high_watermark(
@@ -123,7 +146,7 @@ pub fn high_watermark(
     let mut hw = leader_leo;
     for r in isr.iter().filter(|r| **r != leader) {
         match followers.get(r) {
-            Some(f) if f.log_end_offset >= 0 => hw = hw.min(f.log_end_offset),
+            Some(f) if f.durable_offset >= 0 => hw = hw.min(f.durable_offset),
             _ => return current,
         }
     }
@@ -356,27 +379,34 @@ mod tests {
     #[test]
     fn a_follower_is_caught_up_at_the_leaders_end_or_its_previous_end() {
         let mut f = FollowerProgress::new(0);
-        f.on_fetch(0, 10, 100);
+        f.on_fetch(0, 0, 10, 100);
         assert_eq!(f.last_caught_up_ms, 0, "behind, and no previous fetch");
-        f.on_fetch(10, 20, 200);
+        f.on_fetch(10, 0, 20, 200);
         assert_eq!(
             f.last_caught_up_ms, 100,
             "reached the end of its previous fetch"
         );
-        f.on_fetch(15, 30, 300);
+        f.on_fetch(15, 10, 30, 300);
         assert_eq!(f.last_caught_up_ms, 100, "fell behind");
-        f.on_fetch(30, 30, 400);
-        assert_eq!(f.last_caught_up_ms, 400);
-        assert_eq!(f.log_end_offset, 30);
+        f.on_fetch(30, 15, 30, 400);
+        assert_eq!(f.last_caught_up_ms, 400, "caught up by what it fetched");
+        assert_eq!((f.log_end_offset, f.durable_offset), (30, 15));
+        f.on_durable(30);
+        assert_eq!((f.log_end_offset, f.durable_offset), (30, 30));
+        f.on_fetch(30, 20, 30, 500);
+        assert_eq!(
+            f.durable_offset, 30,
+            "an older report served late does not go back"
+        );
     }
 
     #[test]
     fn lagging_isr_members_shrink_and_caught_up_replicas_expand() {
         let mut followers = BTreeMap::new();
         let mut slow = FollowerProgress::new(0);
-        slow.on_fetch(5, 10, 0);
+        slow.on_fetch(5, 5, 10, 0);
         let mut fast = FollowerProgress::new(0);
-        fast.on_fetch(10, 10, 20_000);
+        fast.on_fetch(10, 10, 10, 20_000);
         followers.insert(2, slow);
         followers.insert(3, fast);
         // Replica 4 never fetched: it counts as lagging too.
@@ -392,12 +422,19 @@ mod tests {
         );
         // Below the start of the leader's epoch a replica may still hold a divergent tail.
         assert_eq!(isr_to_expand(&[1, 2, 3], &[1], &followers, 5, 8), vec![3]);
+        // Fetched is not enough: what rejoins must be durable.
+        let mut syncing = FollowerProgress::new(0);
+        syncing.on_fetch(10, 4, 10, 20_000);
+        followers.insert(2, syncing);
+        assert_eq!(isr_to_expand(&[1, 2, 3], &[1], &followers, 5, 0), vec![3]);
     }
 
     #[test]
     fn high_watermark_is_the_minimum_isr_end_and_never_goes_back() {
-        let follower = |leo| FollowerProgress {
-            log_end_offset: leo,
+        // Fetched further than durable: only the durable end counts.
+        let follower = |durable| FollowerProgress {
+            log_end_offset: 100,
+            durable_offset: durable,
             ..FollowerProgress::new(0)
         };
         // Exhaustive over small ends: hw = max(current, min over ISR) and <= leader end.

@@ -26,16 +26,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chronik_meta::reassignment::{drain_steps, DrainStep};
 use chronik_meta::replication::{brokers_to_probe, liveness_changes};
 use chronik_meta::MetadataStore;
+use futures::stream::{BoxStream, StreamExt};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::replica_service_client::ReplicaServiceClient;
 use crate::proto::replica_service_server::ReplicaService;
 use crate::proto::{
-    EpochEndOffsetsRequest, EpochEndOffsetsResponse, HeartbeatRequest, ReplicaFetchRequest,
+    EpochEndOffsetsRequest, EpochEndOffsetsResponse, FollowerMessage, HeartbeatRequest,
     ReplicaFetchResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use crate::store::RaftMetadataStore;
@@ -385,7 +386,11 @@ async fn drain(raft: &Raft, store: &RaftMetadataStore) {
 /// What serves the `ReplicaService` on this broker: the partition leader side of replication.
 #[tonic::async_trait]
 pub trait ReplicaHandler: Send + Sync + 'static {
-    async fn fetch(&self, request: ReplicaFetchRequest) -> ReplicaFetchResponse;
+    /// A follower's replication session: its messages in, the answers to its fetches out.
+    fn replicate(
+        &self,
+        messages: BoxStream<'static, FollowerMessage>,
+    ) -> BoxStream<'static, ReplicaFetchResponse>;
     async fn epoch_end_offsets(&self, request: EpochEndOffsetsRequest) -> EpochEndOffsetsResponse;
     async fn write_txn_markers(&self, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse;
 }
@@ -412,12 +417,20 @@ impl ReplicaGrpc {
 
 #[tonic::async_trait]
 impl ReplicaService for ReplicaGrpc {
-    async fn fetch(
+    type ReplicateStream = BoxStream<'static, Result<ReplicaFetchResponse, Status>>;
+
+    async fn replicate(
         &self,
-        request: Request<ReplicaFetchRequest>,
-    ) -> Result<Response<ReplicaFetchResponse>, Status> {
+        request: Request<Streaming<FollowerMessage>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
         let handler = self.handler()?;
-        Ok(Response::new(handler.fetch(request.into_inner()).await))
+        // A broken or finished request stream ends the session.
+        let messages = request
+            .into_inner()
+            .take_while(|m| std::future::ready(m.is_ok()))
+            .filter_map(|m| std::future::ready(m.ok()))
+            .boxed();
+        Ok(Response::new(handler.replicate(messages).map(Ok).boxed()))
     }
 
     async fn epoch_end_offsets(
@@ -442,6 +455,9 @@ impl ReplicaService for ReplicaGrpc {
 }
 
 type AddressedClient = (String, ReplicaServiceClient<Channel>);
+
+/// The answers of a replication session, in order; an error ends it.
+pub type ReplicaAnswers = BoxStream<'static, Result<ReplicaFetchResponse, String>>;
 
 /// A follower's clients of partition leaders, addressed by broker id through the Raft
 /// membership (every broker is a Raft member at its cluster address).
@@ -501,20 +517,43 @@ impl ReplicaClients {
         Ok(c)
     }
 
-    pub async fn fetch(
-        &self,
-        leader: i32,
-        request: ReplicaFetchRequest,
-    ) -> Result<ReplicaFetchResponse, String> {
+    /// Open a replication session with `leader`. Every answer counts as a sign of life; a
+    /// failure checks whether the leader's port still accepts connections.
+    /// (A concrete stream type: tonic's streaming call on a boxed `dyn Stream` is a future
+    /// the compiler cannot prove `Send`.)
+    pub async fn replicate<S>(&self, leader: i32, messages: S) -> Result<ReplicaAnswers, String>
+    where
+        S: futures::Stream<Item = FollowerMessage> + Send + 'static,
+    {
         let mut client = self.client(leader)?;
-        match client.fetch(request).await {
-            Ok(response) => {
+        let answers = match client.replicate(messages).await {
+            Ok(response) => response.into_inner(),
+            Err(s) => {
+                let why = format!("replicating from broker {leader}: {}", s.message());
+                self.check_refused(leader).await;
+                return Err(why);
+            }
+        };
+        let clients = self.clone();
+        Ok(answers
+            .then(move |answer| clients.clone().on_answer(leader, answer))
+            .boxed())
+    }
+
+    async fn on_answer(
+        self,
+        leader: i32,
+        answer: Result<ReplicaFetchResponse, Status>,
+    ) -> Result<ReplicaFetchResponse, String> {
+        match answer {
+            Ok(answer) => {
                 self.liveness.answered(leader);
-                Ok(response.into_inner())
+                Ok(answer)
             }
             Err(s) => {
+                let why = format!("replicating from broker {leader}: {}", s.message());
                 self.check_refused(leader).await;
-                Err(format!("fetch from broker {leader}: {}", s.message()))
+                Err(why)
             }
         }
     }

@@ -13,7 +13,9 @@
 //! - `membership`: adding a voter on the leader (learner first, promoted once caught up);
 //! - [`controller`]: broker heartbeats and, on the Raft leader, fencing of silent brokers
 //!   (which elects new partition leaders), plus the partition replication service and
-//!   clients on the same cluster port.
+//!   clients on the same cluster port;
+//! - `sized_codec`: the gRPC codec of every service here (prost, with each message's buffer
+//!   reserved at its encoded size).
 //!
 //! A single broker is a one-voter cluster on exactly the same path.
 //!
@@ -25,6 +27,7 @@ pub mod log_store;
 mod membership;
 pub mod network;
 pub mod node;
+mod sized_codec;
 pub mod state_machine;
 pub mod store;
 

@@ -6,50 +6,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronik_kafka::replication::{
-    EpochAnswer, EpochQuery, FetchPartition, FetchedPartition, LeaderLink, MarkerOutcome,
-    ReplicaError, TxnMarkers,
+    DurableOffset, EpochAnswer, EpochQuery, FetchAnswers, FetchPartition, FetchedPartition,
+    FollowerMessage, FollowerMessages, LeaderLink, MarkerOutcome, ReplicaError, TxnMarkers,
 };
 use chronik_kafka::Broker;
 use chronik_raft::proto;
 use chronik_raft::{ReplicaClients, ReplicaHandler};
+use futures::stream::{BoxStream, StreamExt};
 
 /// Serves the leader side of replication for the cluster port.
 pub struct ReplicaBridge(pub Arc<Broker>);
 
 #[async_trait::async_trait]
 impl ReplicaHandler for ReplicaBridge {
-    async fn fetch(&self, request: proto::ReplicaFetchRequest) -> proto::ReplicaFetchResponse {
-        let partitions = request
-            .partitions
-            .into_iter()
-            .map(|p| FetchPartition {
-                topic: p.topic,
-                partition: p.partition,
-                leader_epoch: p.leader_epoch,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.max_bytes,
+    fn replicate(
+        &self,
+        messages: BoxStream<'static, proto::FollowerMessage>,
+    ) -> BoxStream<'static, proto::ReplicaFetchResponse> {
+        let messages = messages
+            .filter_map(|m| std::future::ready(from_proto(m)))
+            .boxed();
+        self.0
+            .serve_replica_session(messages)
+            .map(|answer| proto::ReplicaFetchResponse {
+                partitions: answer
+                    .into_iter()
+                    .map(|p| proto::PartitionData {
+                        topic: p.topic,
+                        partition: p.partition,
+                        error: p.error.code(),
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                        log_end_offset: p.log_end_offset,
+                        records: p.records,
+                    })
+                    .collect(),
             })
-            .collect();
-        // Bounded so a follower's long poll cannot hold a leader task for long.
-        let max_wait = Duration::from_millis(u64::from(request.max_wait_ms.min(5_000)));
-        let fetched = self
-            .0
-            .serve_replica_fetch(request.replica_id, max_wait, partitions)
-            .await;
-        proto::ReplicaFetchResponse {
-            partitions: fetched
-                .into_iter()
-                .map(|p| proto::PartitionData {
-                    topic: p.topic,
-                    partition: p.partition,
-                    error: p.error.code(),
-                    high_watermark: p.high_watermark,
-                    log_start_offset: p.log_start_offset,
-                    log_end_offset: p.log_end_offset,
-                    records: p.records,
-                })
-                .collect(),
-        }
+            .boxed()
     }
 
     async fn epoch_end_offsets(
@@ -135,6 +128,83 @@ impl ReplicaHandler for ReplicaBridge {
     }
 }
 
+/// A follower's message as the leader's replication runtime takes it; `None` for a message
+/// with nothing in it (a newer follower's kind this build does not know).
+fn from_proto(message: proto::FollowerMessage) -> Option<FollowerMessage> {
+    Some(match message.kind? {
+        proto::follower_message::Kind::Fetch(fetch) => FollowerMessage::Fetch {
+            replica_id: fetch.replica_id,
+            // Bounded so a follower's long poll cannot hold a leader task for long.
+            max_wait: Duration::from_millis(u64::from(fetch.max_wait_ms.min(5_000))),
+            partitions: fetch
+                .partitions
+                .into_iter()
+                .map(|p| FetchPartition {
+                    topic: p.topic,
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                    fetch_offset: p.fetch_offset,
+                    durable_offset: p.durable_offset,
+                    max_bytes: p.max_bytes,
+                })
+                .collect(),
+        },
+        proto::follower_message::Kind::Durable(durable) => FollowerMessage::Durable {
+            replica_id: durable.replica_id,
+            partitions: durable
+                .partitions
+                .into_iter()
+                .map(|p| DurableOffset {
+                    topic: p.topic,
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                    offset: p.offset,
+                })
+                .collect(),
+        },
+    })
+}
+
+fn to_proto(message: FollowerMessage) -> proto::FollowerMessage {
+    let kind = match message {
+        FollowerMessage::Fetch {
+            replica_id,
+            max_wait,
+            partitions,
+        } => proto::follower_message::Kind::Fetch(proto::ReplicaFetchRequest {
+            replica_id,
+            max_wait_ms: max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
+            partitions: partitions
+                .into_iter()
+                .map(|p| proto::PartitionFetch {
+                    topic: p.topic,
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                    durable_offset: p.durable_offset,
+                })
+                .collect(),
+        }),
+        FollowerMessage::Durable {
+            replica_id,
+            partitions,
+        } => proto::follower_message::Kind::Durable(proto::DurableProgress {
+            replica_id,
+            partitions: partitions
+                .into_iter()
+                .map(|p| proto::DurableOffset {
+                    topic: p.topic,
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                    offset: p.offset,
+                })
+                .collect(),
+        }),
+    };
+    proto::FollowerMessage { kind: Some(kind) }
+}
+
 fn marker_partitions(partitions: &[(String, i32)]) -> Vec<proto::MarkerPartition> {
     partitions
         .iter()
@@ -151,41 +221,31 @@ pub struct GrpcLeaderLink(pub ReplicaClients);
 
 #[async_trait::async_trait]
 impl LeaderLink for GrpcLeaderLink {
-    async fn fetch(
+    async fn replicate(
         &self,
         leader: i32,
-        replica_id: i32,
-        max_wait: Duration,
-        partitions: Vec<FetchPartition>,
-    ) -> Result<Vec<FetchedPartition>, String> {
-        let request = proto::ReplicaFetchRequest {
-            replica_id,
-            max_wait_ms: max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
-            partitions: partitions
-                .into_iter()
-                .map(|p| proto::PartitionFetch {
-                    topic: p.topic,
-                    partition: p.partition,
-                    leader_epoch: p.leader_epoch,
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.max_bytes,
+        messages: FollowerMessages,
+    ) -> Result<FetchAnswers, String> {
+        let answers = self.0.replicate(leader, messages.map(to_proto)).await?;
+        Ok(answers
+            .map(|answer| {
+                answer.map(|response| {
+                    response
+                        .partitions
+                        .into_iter()
+                        .map(|p| FetchedPartition {
+                            topic: p.topic,
+                            partition: p.partition,
+                            error: ReplicaError::from_code(p.error),
+                            high_watermark: p.high_watermark,
+                            log_start_offset: p.log_start_offset,
+                            log_end_offset: p.log_end_offset,
+                            records: p.records,
+                        })
+                        .collect()
                 })
-                .collect(),
-        };
-        let response = self.0.fetch(leader, request).await?;
-        Ok(response
-            .partitions
-            .into_iter()
-            .map(|p| FetchedPartition {
-                topic: p.topic,
-                partition: p.partition,
-                error: ReplicaError::from_code(p.error),
-                high_watermark: p.high_watermark,
-                log_start_offset: p.log_start_offset,
-                log_end_offset: p.log_end_offset,
-                records: p.records,
             })
-            .collect())
+            .boxed())
     }
 
     async fn epoch_end_offsets(

@@ -2,18 +2,24 @@
 //! from it. Before a partition's first fetch under a leader epoch, the follower asks the leader
 //! where its own latest epoch ended there (OffsetsForLeaderEpoch) and truncates to the last
 //! offset both hold, so no divergent tail survives a leader change. Fetched batches are
-//! appended byte for byte and made durable before the next fetch reports the new log end
-//! (the leader counts that offset towards the high watermark).
+//! appended byte for byte; the next fetch goes out while they are being synced, and once they
+//! are durable the follower says so on the session (the leader counts only durable offsets
+//! towards the high watermark). At most one answer is being synced at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chronik_log::{truncation_offset, FlushPolicy, PartitionLog};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{EpochQuery, FetchPartition, LeaderLink, PartitionKey, ReplicaError};
+use super::{
+    DurableOffset, EpochQuery, FetchAnswers, FetchPartition, FetchedPartition, FollowerMessage,
+    LeaderLink, PartitionKey, ReplicaError,
+};
 use crate::partitions::log_config_for;
 use crate::Broker;
 
@@ -75,6 +81,9 @@ impl FetcherManager {
                         followed: rx,
                         truncated: HashMap::new(),
                         start_at: HashMap::new(),
+                        session: None,
+                        durable: HashMap::new(),
+                        syncing: None,
                     };
                     tokio::spawn(fetcher.run());
                 }
@@ -93,6 +102,30 @@ struct LeaderFetcher {
     /// Where to fetch from when the leader's log starts past ours (retention there): the gap
     /// is kept, as compaction's gaps are.
     start_at: HashMap<PartitionKey, i64>,
+    /// The open session with the leader, if any (reopened after any failure).
+    session: Option<Session>,
+    /// Per partition: everything below this is durable here, as last reported to the leader.
+    durable: HashMap<PartitionKey, i64>,
+    /// The last answer's appends while they are being synced.
+    syncing: Option<Syncing>,
+}
+
+struct Session {
+    messages: futures::channel::mpsc::UnboundedSender<FollowerMessage>,
+    answers: FetchAnswers,
+}
+
+/// Appends of one answer on their way to disk.
+struct Syncing {
+    done: BoxFuture<'static, Result<(), String>>,
+    appended: Vec<Appended>,
+}
+
+/// What ended the wait for a fetch answer.
+enum Awaited {
+    Answer(Result<Vec<FetchedPartition>, String>),
+    Synced(Result<(), String>),
+    FollowedChanged(bool),
 }
 
 impl LeaderFetcher {
@@ -100,7 +133,12 @@ impl LeaderFetcher {
         loop {
             let followed = self.followed.borrow_and_update().clone();
             if followed.is_empty() {
+                self.session = None;
+                if let Err(e) = self.finish_syncing().await {
+                    tracing::debug!(leader = self.leader, error = %e, "replicated appends failed to sync");
+                }
                 self.truncated.clear();
+                self.durable.clear();
                 if self.followed.changed().await.is_err() {
                     return;
                 }
@@ -108,6 +146,7 @@ impl LeaderFetcher {
             }
             self.truncated.retain(|k, _| followed.contains_key(k));
             self.start_at.retain(|k, _| followed.contains_key(k));
+            self.durable.retain(|k, _| followed.contains_key(k));
             let Some(broker) = self.broker.upgrade() else {
                 return;
             };
@@ -115,6 +154,7 @@ impl LeaderFetcher {
                 Ok(progressed) => progressed,
                 Err(e) => {
                     tracing::debug!(leader = self.leader, error = %e, "replica fetch failed");
+                    self.session = None;
                     false
                 }
             };
@@ -142,6 +182,78 @@ impl LeaderFetcher {
                 None
             }
         }
+    }
+
+    /// Wait for the appends being synced, then record them as durable and tell the leader.
+    async fn finish_syncing(&mut self) -> Result<(), String> {
+        let Some(syncing) = self.syncing.take() else {
+            return Ok(());
+        };
+        let result = syncing.done.await;
+        self.synced(syncing.appended, result)
+    }
+
+    /// The appends of one answer are durable (or failed to become so).
+    fn synced(
+        &mut self,
+        appended: Vec<Appended>,
+        result: Result<(), String>,
+    ) -> Result<(), String> {
+        result?;
+        let mut reports = Vec::new();
+        for a in appended {
+            let log = &a.log;
+            if let Some(end) = a.end {
+                self.durable.insert(a.key.clone(), end);
+                reports.push(DurableOffset {
+                    topic: a.key.0.clone(),
+                    partition: a.key.1,
+                    leader_epoch: a.leader_epoch,
+                    offset: end,
+                });
+            }
+            let durable = self.durable.get(&a.key).copied().unwrap_or(0);
+            let hw = a.leader_high_watermark.min(durable);
+            if hw > log.high_watermark() {
+                let _ = log.set_high_watermark(hw);
+            }
+            // The leader's log start (DeleteRecords, retention) moves ours too, as far as our
+            // high watermark allows, so records deleted there do not come back if this replica
+            // leads later.
+            let start = a.leader_log_start.min(log.high_watermark());
+            if start > log.log_start_offset() {
+                if let Err(e) = log.delete_records_before(start) {
+                    tracing::debug!(topic = %a.key.0, partition = a.key.1, error = %e, "cannot follow the leader's log start");
+                }
+            }
+        }
+        if let (Some(session), false) = (&self.session, reports.is_empty()) {
+            let replica_id = self.broker.upgrade().map(|b| b.config.node_id);
+            if let Some(replica_id) = replica_id {
+                // A closed session fails its next fetch; nothing to do here.
+                let _ = session.messages.unbounded_send(FollowerMessage::Durable {
+                    replica_id,
+                    partitions: reports,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut a log back to `offset`, after whatever is being synced (a sync waiting for a cut
+    /// offset would fail).
+    async fn truncate(
+        &mut self,
+        key: &PartitionKey,
+        log: &Arc<dyn PartitionLog>,
+        offset: i64,
+    ) -> Result<(), String> {
+        self.finish_syncing().await?;
+        log.truncate_to(offset).map_err(|e| e.to_string())?;
+        if let Some(durable) = self.durable.get_mut(key) {
+            *durable = (*durable).min(offset);
+        }
+        Ok(())
     }
 
     /// Truncate what needs it, then one fetch. `Ok(true)` when the round did useful work (so
@@ -188,9 +300,20 @@ impl LeaderFetcher {
                 .max(log.log_start_offset());
                 if cut < leo {
                     tracing::info!(topic = %a.topic, partition = a.partition, from = leo, to = cut, leader = self.leader, "truncating divergent follower log");
-                    log.truncate_to(cut).map_err(|e| e.to_string())?;
+                    self.truncate(&key, log, cut).await?;
                 }
                 self.truncated.insert(key, *epoch);
+            }
+        }
+        // A log this fetcher has not reported yet is durable as far as a sync says: what an
+        // earlier fetcher or run left there may not be.
+        for (key, log) in &logs {
+            if !self.durable.contains_key(key) {
+                let leo = log.log_end_offset();
+                if leo > log.log_start_offset() {
+                    log.wait_durable(leo - 1).await.map_err(|e| e.to_string())?;
+                }
+                self.durable.insert(key.clone(), leo);
             }
         }
         let config = broker.config.replication.clone();
@@ -198,14 +321,15 @@ impl LeaderFetcher {
             .iter()
             .filter(|(k, epoch)| self.truncated.get(*k) == Some(epoch))
             .filter_map(|(k, epoch)| {
+                let log = logs.get(k)?;
                 Some(FetchPartition {
                     topic: k.0.clone(),
                     partition: k.1,
                     leader_epoch: *epoch,
-                    fetch_offset: logs
-                        .get(k)?
+                    fetch_offset: log
                         .log_end_offset()
                         .max(self.start_at.get(k).copied().unwrap_or(0)),
+                    durable_offset: self.durable.get(k).copied().unwrap_or(0),
                     max_bytes: config.fetch_max_bytes,
                 })
             })
@@ -213,31 +337,79 @@ impl LeaderFetcher {
         if requests.is_empty() {
             return Ok(false);
         }
-        // A change of what this fetcher follows (a partition whose leadership just moved here)
-        // abandons the long poll at once, so the new partition's first fetch, which the new
-        // leader's acks=all writes wait for, is not held behind it. Only the request is
-        // abandoned: appends below always finish and become durable before the next fetch.
+        if self.session.is_none() {
+            let (messages, outgoing) = futures::channel::mpsc::unbounded();
+            let answers = self.link.replicate(self.leader, outgoing).await?;
+            self.session = Some(Session { messages, answers });
+        }
+        let Some(session) = &mut self.session else {
+            return Err("no replication session".to_string());
+        };
+        session
+            .messages
+            .unbounded_send(FollowerMessage::Fetch {
+                replica_id: me,
+                max_wait: config.fetch_max_wait,
+                partitions: requests,
+            })
+            .map_err(|_| "replication session closed".to_string())?;
+        // While the answer is awaited, the last answer's appends finish syncing and are
+        // reported. A change of what this fetcher follows (a partition whose leadership just
+        // moved here) abandons the fetch, and with it the session, at once, so the new
+        // partition's first fetch, which the new leader's acks=all writes wait for, is not held
+        // behind a long poll.
         let mut changes = self.followed.clone();
-        let fetched = tokio::select! {
-            fetched = tokio::time::timeout(
-                FETCH_TIMEOUT,
-                self.link
-                    .fetch(self.leader, me, config.fetch_max_wait, requests),
-            ) => fetched.map_err(|_| "replica fetch timed out".to_string())??,
-            changed = changes.changed() => {
-                return changed.map(|()| true).map_err(|_| "fetcher stopped".to_string());
+        let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+        let fetched = loop {
+            let awaited = {
+                let Some(session) = &mut self.session else {
+                    return Err("no replication session".to_string());
+                };
+                let syncing = self.syncing.as_mut().map(|s| &mut s.done);
+                let syncing = async move {
+                    match syncing {
+                        Some(done) => done.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    answer = tokio::time::timeout_at(deadline, session.answers.next()) => {
+                        Awaited::Answer(match answer {
+                            Ok(Some(answer)) => answer,
+                            Ok(None) => Err("the leader closed the replication session".to_string()),
+                            Err(_) => Err("replica fetch timed out".to_string()),
+                        })
+                    }
+                    result = syncing => Awaited::Synced(result),
+                    changed = changes.changed() => Awaited::FollowedChanged(changed.is_ok()),
+                }
+            };
+            match awaited {
+                Awaited::Answer(answer) => break answer?,
+                Awaited::Synced(result) => {
+                    if let Some(syncing) = self.syncing.take() {
+                        self.synced(syncing.appended, result)?;
+                    }
+                }
+                Awaited::FollowedChanged(open) => {
+                    self.session = None;
+                    return if open {
+                        Ok(true)
+                    } else {
+                        Err("fetcher stopped".to_string())
+                    };
+                }
             }
         };
+        // One answer is synced at a time.
+        self.finish_syncing().await?;
         let mut progressed = false;
-        // Appended partitions, made durable together below: their fsyncs run side by side
-        // instead of one after another, which is most of a replication round.
         let mut appended = Vec::new();
-        // A failure stops the round, but only after what was appended is durable: the next
-        // fetch reports the log end to the leader either way.
+        // A failure stops the round, but what was appended is still synced and reported.
         let mut failure = None;
         for part in fetched {
             let key = (part.topic.clone(), part.partition);
-            let Some(log) = logs.get(&key) else {
+            let (Some(log), Some(epoch)) = (logs.get(&key), followed.get(&key)) else {
                 continue;
             };
             match part.error {
@@ -260,7 +432,8 @@ impl LeaderFetcher {
                     appended.push(Appended {
                         key,
                         log: Arc::clone(log),
-                        last_offset,
+                        leader_epoch: *epoch,
+                        end: last_offset.map(|last| last + 1),
                         leader_high_watermark: part.high_watermark,
                         leader_log_start: part.log_start_offset,
                     });
@@ -270,10 +443,10 @@ impl LeaderFetcher {
                     if leo > part.log_end_offset && part.log_end_offset >= 0 {
                         // Ahead of the leader (it lost an unacknowledged tail): drop ours.
                         tracing::warn!(topic = %key.0, partition = key.1, from = leo, to = part.log_end_offset, "follower ahead of the leader, truncating");
-                        if let Err(e) =
-                            log.truncate_to(part.log_end_offset.max(log.log_start_offset()))
-                        {
-                            failure = Some(e.to_string());
+                        let cut = part.log_end_offset.max(log.log_start_offset());
+                        let log = Arc::clone(log);
+                        if let Err(e) = self.truncate(&key, &log, cut).await {
+                            failure = Some(e);
                             break;
                         }
                         progressed = true;
@@ -294,35 +467,26 @@ impl LeaderFetcher {
                 }
             }
         }
-        // Durable before the next fetch reports the new log ends to the leader; every wait
-        // finishes, even when one fails.
-        let waited = futures::future::join_all(
-            appended
-                .iter()
-                .filter_map(|a| a.last_offset.map(|offset| a.log.wait_durable(offset))),
-        )
-        .await;
-        if let Some(e) = waited.into_iter().find_map(Result::err) {
-            return Err(e.to_string());
+        // Synced together (their fsyncs run side by side) while the next fetch is out.
+        let waits: Vec<_> = appended
+            .iter()
+            .filter_map(|a| {
+                let log = Arc::clone(&a.log);
+                a.end
+                    .map(|end| async move { log.wait_durable(end - 1).await })
+            })
+            .collect();
+        let done = async move {
+            let waited = futures::future::join_all(waits).await;
+            waited
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(()), |e| Err(e.to_string()))
         }
+        .boxed();
+        self.syncing = Some(Syncing { done, appended });
         if let Some(failure) = failure {
             return Err(failure);
-        }
-        for a in appended {
-            let log = &a.log;
-            let hw = a.leader_high_watermark.min(log.log_end_offset());
-            if hw > log.high_watermark() {
-                let _ = log.set_high_watermark(hw);
-            }
-            // The leader's log start (DeleteRecords, retention) moves ours too, as far as our
-            // high watermark allows, so records deleted there do not come back if this replica
-            // leads later.
-            let start = a.leader_log_start.min(log.high_watermark());
-            if start > log.log_start_offset() {
-                if let Err(e) = log.delete_records_before(start) {
-                    tracing::debug!(topic = %a.key.0, partition = a.key.1, error = %e, "cannot follow the leader's log start");
-                }
-            }
         }
         Ok(progressed)
     }
@@ -332,8 +496,10 @@ impl LeaderFetcher {
 struct Appended {
     key: PartitionKey,
     log: Arc<dyn PartitionLog>,
-    /// The last offset appended, when anything was.
-    last_offset: Option<i64>,
+    /// The leader epoch the partition was fetched under.
+    leader_epoch: i32,
+    /// One past the last offset appended, when anything was.
+    end: Option<i64>,
     leader_high_watermark: i64,
     leader_log_start: i64,
 }

@@ -8,9 +8,14 @@
 //!   wait of acks=all produces for the high watermark.
 //! - Follower side (`fetcher`): one task per leader broker fetches every partition this
 //!   broker follows from it, after truncating each to the end of the last leader epoch it
-//!   shares with the leader; batches are appended byte for byte.
+//!   shares with the leader; batches are appended byte for byte. Fetching and syncing
+//!   overlap: the next fetch goes out while the last answer's appends are being synced, and
+//!   the follower reports what became durable on the same session (only durable offsets
+//!   count for the high watermark).
+//! - Sessions (`session`): a follower and a leader keep one ordered stream of
+//!   [`FollowerMessage`]s (fetches, durable-progress reports) and fetch answers.
 //! - The wire is not here: [`LeaderLink`] is how a follower reaches a leader (the server
-//!   implements it over the cluster port's gRPC), and [`Broker::serve_replica_fetch`] /
+//!   implements it over the cluster port's gRPC), and [`Broker::serve_replica_session`] /
 //!   [`Broker::serve_epoch_end_offsets`] are what the leader's gRPC service calls.
 //!
 //! The decisions themselves are chronik-meta's `replication` functions and chronik-log's
@@ -18,6 +23,7 @@
 
 mod committed_log;
 mod fetcher;
+mod session;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use bytes::Bytes;
 use chronik_log::{FlushPolicy, PartitionLog};
 use chronik_meta::replication::{self as decide, FollowerProgress};
 use chronik_meta::{ClusterState, Command, MetadataStore, PartitionMeta, NO_LEADER};
+use futures::stream::BoxStream;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -79,10 +86,45 @@ pub struct FetchPartition {
     pub partition: i32,
     /// The leader epoch the follower follows.
     pub leader_epoch: i32,
-    /// The follower's log end offset: everything below it is stored there.
+    /// The follower's log end offset: everything below it is stored there (not necessarily
+    /// synced yet); the answer starts here.
     pub fetch_offset: i64,
+    /// Everything below this is durable on the follower: what counts for the high watermark.
+    pub durable_offset: i64,
     pub max_bytes: i32,
 }
+
+/// A partition's durable log end, reported by a follower between fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// The leader epoch the follower follows; a report for another epoch is ignored.
+    pub leader_epoch: i32,
+    pub offset: i64,
+}
+
+/// What a follower sends a leader on its replication session, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowerMessage {
+    /// Answered with one [`FetchedPartition`] list, in order; held open up to `max_wait`
+    /// when there is nothing new.
+    Fetch {
+        replica_id: i32,
+        max_wait: Duration,
+        partitions: Vec<FetchPartition>,
+    },
+    /// Not answered; taken into account at once, even while a fetch is held open.
+    Durable {
+        replica_id: i32,
+        partitions: Vec<DurableOffset>,
+    },
+}
+
+/// What a follower sends on a session, in order.
+pub type FollowerMessages = futures::channel::mpsc::UnboundedReceiver<FollowerMessage>;
+/// The answers to a session's fetches, in order; an error ends the session.
+pub type FetchAnswers = BoxStream<'static, Result<Vec<FetchedPartition>, String>>;
 
 /// The leader's answer for one partition.
 #[derive(Debug, Clone)]
@@ -143,13 +185,14 @@ pub enum MarkerOutcome {
 /// port): a follower fetching, a transaction coordinator sending markers.
 #[async_trait]
 pub trait LeaderLink: Send + Sync + std::fmt::Debug {
-    async fn fetch(
+    /// Open a replication session with `leader`: `messages` go to it in order and each fetch
+    /// among them is answered, in order, on the returned stream. Dropping either end closes
+    /// the session.
+    async fn replicate(
         &self,
         leader: i32,
-        replica_id: i32,
-        max_wait: Duration,
-        partitions: Vec<FetchPartition>,
-    ) -> Result<Vec<FetchedPartition>, String>;
+        messages: FollowerMessages,
+    ) -> Result<FetchAnswers, String>;
 
     async fn epoch_end_offsets(
         &self,
@@ -528,7 +571,7 @@ impl Broker {
     /// A follower's fetch, served by the leader: record each follower's progress (which may
     /// advance the high watermark or let it rejoin the ISR), then return stored bytes from
     /// its fetch offset. Waits up to `max_wait` when there is nothing new at all.
-    pub async fn serve_replica_fetch(
+    pub(crate) async fn serve_replica_fetch(
         self: &Arc<Self>,
         replica_id: i32,
         max_wait: Duration,
@@ -606,28 +649,11 @@ impl Broker {
                     return out;
                 }
                 if record_progress {
-                    let expand = {
-                        let mut followers = lp.followers.lock();
-                        followers
-                            .entry(replica_id)
-                            .or_insert_with(|| FollowerProgress::new(now))
-                            .on_fetch(req.fetch_offset, leo, now);
-                        drop(followers);
-                        lp.advance_high_watermark(self.config.node_id, &p.isr);
-                        decide::isr_to_expand(
-                            &p.replicas,
-                            &p.isr,
-                            &lp.followers.lock(),
-                            log.high_watermark(),
-                            lp.epoch_start_offset,
-                        )
-                    };
-                    let expand: Vec<i32> = expand.into_iter().filter(|r| state.is_live(*r)).collect();
-                    if !expand.is_empty() {
-                        let mut isr = p.isr.clone();
-                        isr.extend(expand);
-                        self.propose_isr(&lp, (req.topic.clone(), req.partition), p, isr);
-                    }
+                    // Nothing past what it fetched can be durable there.
+                    let durable = req.durable_offset.min(req.fetch_offset);
+                    self.record_follower_progress(&state, p, &lp, (&req.topic, req.partition), replica_id, |f| {
+                        f.on_fetch(req.fetch_offset, durable, leo, now);
+                    });
                 }
                 out.high_watermark = log.high_watermark();
                 if req.fetch_offset < leo {
@@ -642,6 +668,81 @@ impl Broker {
                 out
             })
             .collect()
+    }
+
+    /// Update what the leader knows of `replica_id`'s progress on a partition it leads, then
+    /// advance the high watermark and let the follower rejoin the ISR if it may.
+    fn record_follower_progress(
+        self: &Arc<Self>,
+        state: &ClusterState,
+        p: &PartitionMeta,
+        lp: &Arc<LeaderPartition>,
+        (topic, partition): (&str, i32),
+        replica_id: i32,
+        update: impl FnOnce(&mut FollowerProgress),
+    ) {
+        let expand = {
+            let mut followers = lp.followers.lock();
+            update(
+                followers
+                    .entry(replica_id)
+                    .or_insert_with(|| FollowerProgress::new(now_ms())),
+            );
+            drop(followers);
+            lp.advance_high_watermark(self.config.node_id, &p.isr);
+            decide::isr_to_expand(
+                &p.replicas,
+                &p.isr,
+                &lp.followers.lock(),
+                lp.log.high_watermark(),
+                lp.epoch_start_offset,
+            )
+        };
+        let expand: Vec<i32> = expand.into_iter().filter(|r| state.is_live(*r)).collect();
+        if !expand.is_empty() {
+            let mut isr = p.isr.clone();
+            isr.extend(expand);
+            self.propose_isr(lp, (topic.to_string(), partition), p, isr);
+        }
+    }
+
+    /// A follower's report of what became durable on it since its last fetch: counted at
+    /// once, so acks=all produces waiting on the high watermark need not wait for the
+    /// follower's next fetch. Reports for another leader epoch, or past this leader's log
+    /// end, are ignored.
+    pub(crate) fn record_durable_offsets(
+        self: &Arc<Self>,
+        replica_id: i32,
+        reports: &[DurableOffset],
+    ) {
+        let state = self.meta.state();
+        for report in reports {
+            let Some(p) = state.partition(&report.topic, report.partition) else {
+                continue;
+            };
+            if p.leader != self.config.node_id
+                || !p.replicas.contains(&replica_id)
+                || report.leader_epoch != p.leader_epoch
+            {
+                continue;
+            }
+            let Some(lp) = self.replicas.leader(&report.topic, report.partition) else {
+                continue;
+            };
+            if lp.leader_epoch != p.leader_epoch || report.offset > lp.log.log_end_offset() {
+                continue;
+            }
+            self.record_follower_progress(
+                &state,
+                p,
+                &lp,
+                (&report.topic, report.partition),
+                replica_id,
+                |f| {
+                    f.on_durable(report.offset);
+                },
+            );
+        }
     }
 
     /// OffsetsForLeaderEpoch, served by the leader to a follower about to truncate.

@@ -330,6 +330,42 @@ async fn acks_all_waits_for_the_follower_and_replicas_hold_identical_bytes() {
     .await;
 }
 
+/// A follower fetches the next records before the last ones are synced, so the fetch that
+/// would report them is held open at the leader (nothing new): its report on the session,
+/// sent once they are durable, is what lets acks=all answer. With a 30 s long poll, a leader
+/// that counted only fetches would time these produces out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_reports_move_the_high_watermark_while_a_fetch_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetadataStore> =
+        Arc::new(LocalMetadataStore::open(dir.path().join("meta")).unwrap());
+    let link = Arc::new(DirectLink::default());
+    let held = ReplicationConfig {
+        fetch_max_wait: Duration::from_secs(30),
+        ..ReplicationConfig::default()
+    };
+    let n1 = start_node_with(1, dir.path(), &meta, &link, held.clone()).await;
+    let n2 = start_node_with(2, dir.path(), &meta, &link, held).await;
+    meta.propose(Command::CreateTopic {
+        name: "d".into(),
+        id: uuid::Uuid::from_u128(4),
+        assignments: vec![vec![1, 2]],
+        configs: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    wait_for("leadership set up", || n2.logs.get("d", 0).is_some()).await;
+    assert_eq!(produce_to_new_leader(&n1, "d", "first", -1).await, (0, 0));
+    for i in 1..4 {
+        // One at a time: each waits for the follower with its fetch already held open.
+        assert_eq!(produce(&n1, "d", &format!("v{i}"), -1, 5_000).await, (0, i));
+    }
+    let leader_log = n1.logs.get("d", 0).unwrap();
+    let follower_log = n2.logs.get("d", 0).unwrap();
+    assert_eq!(leader_log.high_watermark(), 4);
+    assert_eq!(stored(&follower_log), stored(&leader_log));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failover_truncates_the_old_leaders_unreplicated_tail() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 
 use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder, ProstCodec};
 use tonic::Status;
 
 /// Used by the generated clients and servers (`codec_path` in build.rs).
@@ -27,14 +27,14 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = SizedEncoder<T>;
-    type Decoder = PlainDecoder<U>;
+    type Decoder = <ProstCodec<T, U> as Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         SizedEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        PlainDecoder(PhantomData)
+        ProstCodec::<T, U>::default().decoder()
     }
 }
 
@@ -49,20 +49,5 @@ impl<T: Message> Encoder for SizedEncoder<T> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
             .map_err(|e| Status::internal(format!("cannot encode a message: {e}")))
-    }
-}
-
-/// prost decoding as tonic's own codec does it.
-#[derive(Debug, Clone, Default)]
-pub struct PlainDecoder<U>(PhantomData<U>);
-
-impl<U: Message + Default> Decoder for PlainDecoder<U> {
-    type Item = U;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("cannot decode a message: {e}")))
     }
 }

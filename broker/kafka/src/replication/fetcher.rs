@@ -34,6 +34,8 @@ type Followed = BTreeMap<PartitionKey, i32>;
 #[derive(Debug)]
 pub(crate) struct FetcherManager {
     broker: Weak<Broker>,
+    /// This broker's id: the replica id its fetchers send.
+    node_id: i32,
     link: Arc<dyn LeaderLink>,
     /// Per leader broker: what its fetcher should fetch.
     fetchers: Mutex<HashMap<i32, watch::Sender<Followed>>>,
@@ -45,9 +47,10 @@ impl FetcherManager {
         &self.link
     }
 
-    pub(crate) fn new(broker: Weak<Broker>, link: Arc<dyn LeaderLink>) -> Self {
+    pub(crate) fn new(broker: Weak<Broker>, node_id: i32, link: Arc<dyn LeaderLink>) -> Self {
         FetcherManager {
             broker,
+            node_id,
             link,
             fetchers: Mutex::new(HashMap::new()),
         }
@@ -76,6 +79,7 @@ impl FetcherManager {
                     fetchers.insert(leader, tx);
                     let fetcher = LeaderFetcher {
                         broker: self.broker.clone(),
+                        me: self.node_id,
                         link: Arc::clone(&self.link),
                         leader,
                         followed: rx,
@@ -94,6 +98,8 @@ impl FetcherManager {
 
 struct LeaderFetcher {
     broker: Weak<Broker>,
+    /// This broker's id, the replica id sent to the leader.
+    me: i32,
     link: Arc<dyn LeaderLink>,
     leader: i32,
     followed: watch::Receiver<Followed>,
@@ -228,14 +234,11 @@ impl LeaderFetcher {
             }
         }
         if let (Some(session), false) = (&self.session, reports.is_empty()) {
-            let replica_id = self.broker.upgrade().map(|b| b.config.node_id);
-            if let Some(replica_id) = replica_id {
-                // A closed session fails its next fetch; nothing to do here.
-                let _ = session.messages.unbounded_send(FollowerMessage::Durable {
-                    replica_id,
-                    partitions: reports,
-                });
-            }
+            // A closed session fails its next fetch; nothing to do here.
+            let _ = session.messages.unbounded_send(FollowerMessage::Durable {
+                replica_id: self.me,
+                partitions: reports,
+            });
         }
         Ok(())
     }
@@ -259,7 +262,7 @@ impl LeaderFetcher {
     /// Truncate what needs it, then one fetch. `Ok(true)` when the round did useful work (so
     /// the next starts at once).
     async fn round(&mut self, broker: &Arc<Broker>, followed: &Followed) -> Result<bool, String> {
-        let me = broker.config.node_id;
+        let me = self.me;
         let mut logs = BTreeMap::new();
         for key in followed.keys() {
             if let Some(log) = Self::open(broker, key) {
@@ -337,13 +340,13 @@ impl LeaderFetcher {
         if requests.is_empty() {
             return Ok(false);
         }
-        if self.session.is_none() {
-            let (messages, outgoing) = futures::channel::mpsc::unbounded();
-            let answers = self.link.replicate(self.leader, outgoing).await?;
-            self.session = Some(Session { messages, answers });
-        }
-        let Some(session) = &mut self.session else {
-            return Err("no replication session".to_string());
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => {
+                let (messages, outgoing) = futures::channel::mpsc::unbounded();
+                let answers = self.link.replicate(self.leader, outgoing).await?;
+                self.session.insert(Session { messages, answers })
+            }
         };
         session
             .messages

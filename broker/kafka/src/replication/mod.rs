@@ -548,9 +548,11 @@ impl Broker {
         self: &Arc<Self>,
         link: Arc<dyn LeaderLink>,
     ) -> tokio::task::JoinHandle<()> {
-        let _ = self
-            .fetchers
-            .set(FetcherManager::new(Arc::downgrade(self), link));
+        let _ = self.fetchers.set(FetcherManager::new(
+            Arc::downgrade(self),
+            self.config.node_id,
+            link,
+        ));
         self.sync_replica_roles(&self.meta.state());
         let broker = Arc::downgrade(self);
         let period = Duration::from_millis(

@@ -231,6 +231,12 @@ def render(results, args):
             out.append("")
             out.append(f"p99 ratio (Tansu p99 / Chronik p99, above 1 means Chronik is faster): "
                        f"{ratio(c, t, higher_is_better=False)}")
+        slow = get(results, "chronik", "latency-1KB-10k-slow-syncs", "slow_syncs")
+        if slow is not None:
+            out.append("")
+            out.append(f"fsync rounds of 100 ms or more that Chronik logged during this case "
+                       f"(`slow fsync round`, each delays every acks=all producer of the "
+                       f"partition): {slow}")
         out.append("")
 
     fresh_cases = [

@@ -365,6 +365,7 @@ pub fn run(cli: &Cli) -> Result<Report> {
         error_samples: prober.error_samples.clone(),
         elapsed,
         latency: prober.latency.clone(),
+        slowest_sent_at: None,
         partitions,
         acked_records: records,
     };

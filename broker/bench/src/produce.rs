@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
@@ -52,6 +52,8 @@ pub struct ProduceOutcome {
     pub elapsed: Duration,
     /// Send-to-ack latency in microseconds.
     pub latency: Histogram<u64>,
+    /// When the slowest acknowledged message was sent, so a stall can be found in broker logs.
+    pub slowest_sent_at: Option<SystemTime>,
     pub partitions: BTreeMap<i32, PartitionAcks>,
     /// Every acknowledged message, kept only when a read-back will check them.
     pub acked_records: Vec<Acked>,
@@ -70,6 +72,8 @@ struct Shared {
 /// What the delivery callbacks of all producers accumulate.
 struct Collected {
     latency: Histogram<u64>,
+    /// (latency µs, send time in nanoseconds since the origin) of the slowest acknowledgement.
+    slowest: Option<(u64, u64)>,
     partitions: BTreeMap<i32, PartitionAcks>,
     records: Vec<Acked>,
     error_samples: Vec<String>,
@@ -110,6 +114,12 @@ impl ProducerContext for DeliveryRecorder {
                 progress.acked.fetch_add(1, Ordering::Relaxed);
                 progress.bytes.fetch_add(bytes, Ordering::Relaxed);
                 collected.latency.saturating_record(latency_us.max(1));
+                if collected
+                    .slowest
+                    .is_none_or(|(worst, _)| latency_us > worst)
+                {
+                    collected.slowest = Some((latency_us, sent_nanos as u64));
+                }
                 let entry = collected.partitions.entry(message.partition()).or_default();
                 entry.count += 1;
                 entry.max_offset = entry.max_offset.max(message.offset());
@@ -151,6 +161,7 @@ pub fn run(
         format: cli.payload,
         collected: Mutex::new(Collected {
             latency: new_histogram(),
+            slowest: None,
             partitions: BTreeMap::new(),
             records: Vec::new(),
             error_samples: Vec::new(),
@@ -232,6 +243,10 @@ pub fn run(
         error_samples: collected.error_samples,
         elapsed,
         latency: collected.latency,
+        slowest_sent_at: collected.slowest.map(|(_, sent_nanos)| {
+            let origin_wall = SystemTime::now() - shared.origin.elapsed();
+            origin_wall + Duration::from_nanos(sent_nanos)
+        }),
         partitions: collected.partitions,
         acked_records: records,
     })

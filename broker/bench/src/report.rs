@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -175,6 +175,9 @@ pub struct Report {
     pub error_samples: Vec<String>,
     /// Send-to-acknowledgement latency of produced messages.
     pub produce_latency: Option<LatencySummary>,
+    /// When the slowest acknowledged message was sent (Unix milliseconds), to find what the
+    /// broker was doing then.
+    pub slowest_ack_sent_unix_ms: Option<u64>,
     /// Send-to-consume latency (round-trip mode).
     pub end_to_end_latency: Option<LatencySummary>,
     /// Acknowledgement-to-queryable time (freshness mode).
@@ -218,6 +221,7 @@ impl Report {
             errors: 0,
             error_samples: Vec::new(),
             produce_latency: None,
+            slowest_ack_sent_unix_ms: None,
             end_to_end_latency: None,
             freshness: None,
             failover: None,
@@ -231,6 +235,10 @@ impl Report {
         report.errors = outcome.errors;
         report.error_samples = outcome.error_samples.clone();
         report.produce_latency = LatencySummary::from_histogram(&outcome.latency);
+        report.slowest_ack_sent_unix_ms = outcome
+            .slowest_sent_at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
         report
     }
 
@@ -279,6 +287,13 @@ impl Report {
         );
         if let Some(latency) = &self.produce_latency {
             println!("  produce ms   {} (send to ack)", latency.line());
+            if let Some(sent) = self.slowest_ack_sent_unix_ms {
+                println!(
+                    "  slowest ack  sent at {}.{:03} (Unix seconds)",
+                    sent / 1000,
+                    sent % 1000
+                );
+            }
         }
         if let Some(latency) = &self.end_to_end_latency {
             println!("  e2e ms       {} (send to consume)", latency.line());

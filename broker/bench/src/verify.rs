@@ -594,6 +594,7 @@ mod tests {
             error_samples: Vec::new(),
             elapsed: Duration::from_secs(1),
             latency: new_histogram(),
+            slowest_sent_at: None,
             partitions,
             acked_records: Vec::new(),
         }

@@ -39,9 +39,12 @@ pub trait PartitionLogs: Send + Sync + std::fmt::Debug {
 pub struct PipelineConfig {
     /// This broker: only partitions it leads are indexed here.
     pub node_id: i32,
-    /// Longest time indexed records wait to be published while a backlog is being read; once
-    /// caught up with the high watermark a task publishes at once.
+    /// Longest time indexed records wait to be published while a backlog is being read.
     pub publish_interval: Duration,
+    /// Shortest time between two publishes of a partition once it is caught up with the high
+    /// watermark: a publish is a commit (a new segment, its files synced, later merged), so a
+    /// steady stream published at every read step paid that per handful of records.
+    pub publish_min_gap: Duration,
     /// How often each index of a partition is asked to persist.
     pub persist_interval: Duration,
     /// Bytes read from the log per step.
@@ -55,7 +58,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             node_id: 1,
-            publish_interval: Duration::from_millis(100),
+            publish_interval: Duration::from_millis(500),
+            publish_min_gap: Duration::from_millis(250),
             persist_interval: Duration::from_secs(5),
             read_bytes: 4 * 1024 * 1024,
             retry_after: Duration::from_secs(1),
@@ -431,9 +435,12 @@ impl PartitionTask {
 
             let hw = self.log.last_stable_offset();
             let caught_up = cursors.iter().all(|c| !c.ready(now) || c.next >= hw);
-            if cursors.iter().any(|c| c.unpublished)
-                && (caught_up || last_publish.elapsed() >= self.settings.publish_interval)
-            {
+            let publish_after = if caught_up {
+                self.settings.publish_min_gap
+            } else {
+                self.settings.publish_interval
+            };
+            if cursors.iter().any(|c| c.unpublished) && last_publish.elapsed() >= publish_after {
                 for c in cursors.iter_mut().filter(|c| c.open && c.unpublished) {
                     match c.indexer.publish(&self.topic, self.partition).await {
                         Ok(()) => c.unpublished = false,
@@ -463,7 +470,7 @@ impl PartitionTask {
             }
             let mut deadline = last_persist + self.settings.persist_interval;
             if cursors.iter().any(|c| c.unpublished) {
-                deadline = deadline.min(last_publish + self.settings.publish_interval);
+                deadline = deadline.min(last_publish + publish_after);
             }
             for t in cursors
                 .iter()

@@ -348,7 +348,14 @@ impl PartitionTask {
             .collect();
         let mut hw_changes = self.log.subscribe();
         let mut log_start = self.log.log_start_offset();
-        let mut last_publish = Instant::now();
+        // Nothing published yet: the first records need not wait for a gap.
+        let mut last_publish = Instant::now()
+            .checked_sub(
+                self.settings
+                    .publish_interval
+                    .max(self.settings.publish_min_gap),
+            )
+            .unwrap_or_else(Instant::now);
         let mut last_persist = Instant::now();
         let partition_label = self.partition.to_string();
         let mut log_retry_at: Option<Instant> = None;

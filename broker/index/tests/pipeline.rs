@@ -517,3 +517,57 @@ async fn a_failing_index_is_reopened_and_catches_up() {
     assert_eq!(ix.inner.visible("t", 0), (0..15).collect::<Vec<_>>());
     pipeline.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_steady_stream_is_published_at_the_minimum_gap_and_a_lone_record_at_once() {
+    let f = fixture().await;
+    create_topic(&f, "stream", 1, true).await;
+    let ix = Arc::new(RecordingIndexer::default());
+    let pipeline = Pipeline::start(
+        f.meta.clone(),
+        Arc::new(Logs(f.logs.clone())),
+        vec![ix.clone() as Arc<dyn Indexer>],
+        PipelineConfig {
+            publish_min_gap: Duration::from_secs(1),
+            publish_interval: Duration::from_secs(2),
+            ..config()
+        },
+    );
+    append(&f, "stream", 0, 1, Compression::None).await;
+    eventually("the first record visible", || {
+        ix.visible("stream", 0).len() == 1
+    })
+    .await;
+    // After a quiet spell longer than the gap, a record is published as soon as it is indexed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    append(&f, "stream", 0, 1, Compression::None).await;
+    let first = tokio::time::Instant::now();
+    eventually("the lone record visible", || {
+        ix.visible("stream", 0).len() == 2
+    })
+    .await;
+    assert!(
+        first.elapsed() < Duration::from_millis(900),
+        "a record after a quiet spell waited for the gap"
+    );
+    let publishes = *ix.publishes.lock();
+    // Records arriving within the gap wait for it, then are published together.
+    for _ in 0..25 {
+        append(&f, "stream", 0, 1, Compression::None).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if first.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            ix.visible("stream", 0).len(),
+            2,
+            "records published before the gap passed"
+        );
+    }
+    eventually("the stream visible", || ix.visible("stream", 0).len() == 27).await;
+    let more = *ix.publishes.lock() - publishes;
+    assert!(
+        (1..=2).contains(&more),
+        "{more} publishes for 25 records inside about one gap"
+    );
+    pipeline.shutdown().await;
+}

@@ -149,6 +149,10 @@ def render(results, args):
          "consume 1 KB, client fetch.queue.backoff.ms=10"),
         ("rdkperf-100B-acks1", "rdkafka_performance", "produce 100 B, acks=1"),
         ("rdkperf-1KB-acksall", "rdkafka_performance", "produce 1 KB, acks=all"),
+        ("rdkperf-consume-100B", "rdkafka_performance",
+         "consume 100 B from the beginning (group consumer)"),
+        ("rdkperf-consume-1KB", "rdkafka_performance",
+         "consume 1 KB from the beginning (group consumer)"),
     ]
     out.append("### Throughput")
     out.append("")

@@ -260,6 +260,45 @@ sys.exit(0 if r["verification"]["ok"] and r["errors"] == 0 else 1)' "$json"; the
     fi
 }
 
+# rdkperf_consume BROKER CASE TOPIC COUNT: rdkafka_performance as a group consumer reading COUNT
+# messages of TOPIC from the beginning. Its figures start at the first message received, so the
+# group join (and the broker's initial rebalance delay) is not counted.
+rdkperf_consume() {
+    local broker=$1 name=$2 topic=$3 count=$4
+    local out=$WORK/$broker-$name.rdkperf
+    [[ -n "$RDKPERF" ]] || return 0
+    local status=0
+    timeout 120 "$RDKPERF" -G "rdkperf-$name" -t "$topic" -b "$BOOTSTRAP" -c "$count" \
+        -X auto.offset.reset=earliest -u >"$out" 2>&1 || status=$?
+    local json
+    json=$(python3 - "$out" "$status" "$count" <<'EOF'
+import json, sys
+rows = [l for l in open(sys.argv[1]) if l.startswith("|") and "elapsed" not in l]
+cols = [c.strip() for c in rows[-1].strip().strip("|").split("|")] if rows else []
+# columns: elapsed(ms) msgs bytes rtt m/s MB/s rx_err offset
+msgs = int(cols[1]) if cols else 0
+ok = bool(cols) and sys.argv[2] == "0" and msgs >= int(sys.argv[3])
+print(json.dumps({
+    "messages": msgs, "bytes": int(cols[2]) if cols else 0,
+    "elapsed_secs": int(cols[0]) / 1000 if cols else 0,
+    "msgs_per_sec": float(cols[4]) if cols else 0, "mb_per_sec": float(cols[5]) if cols else 0,
+    "errors": 0 if ok else 1,
+    "error_samples": [] if ok else ["%d of %s messages read (exit %s)" % (msgs, sys.argv[3], sys.argv[2])],
+    "produce_latency": None, "verification": None,
+}))
+EOF
+)
+    record "$broker" "$name" rdkafka_performance "$json"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[3])
+print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  %s" % (sys.argv[1], sys.argv[2],
+    r["msgs_per_sec"], r["mb_per_sec"], " ".join(r["error_samples"]) or "ok"))' \
+        "$broker" "$name" "$json" >&2
+    if [[ $broker == chronik ]] && ! python3 -c 'import json,sys
+sys.exit(0 if json.loads(sys.argv[1])["errors"] == 0 else 1)' "$json"; then
+        SUITE_FAILED=1
+    fi
+}
+
 run_suite_on() {
     local broker=$1
     log "=== $broker ==="
@@ -287,6 +326,9 @@ run_suite_on() {
         --message-size 100 -X fetch.queue.backoff.ms=10
     bench "$broker" consume-1KB-qbackoff10 --mode consume --topic p-1kb-acks1 \
         --message-size 1024 -X fetch.queue.backoff.ms=10
+    # librdkafka's own consumer, as other brokers' published figures use it.
+    rdkperf_consume "$broker" rdkperf-consume-100B p-100b-acks1 "$SMALL"
+    rdkperf_consume "$broker" rdkperf-consume-1KB p-1kb-acks1 "$LARGE"
     local slow_before
     slow_before=$(slow_syncs "$broker")
     bench "$broker" latency-1KB-10k-acksall --mode produce --partitions 6 --topic lat-1kb \

@@ -238,7 +238,7 @@ def render(results, args):
         slow = get(results, "chronik", "latency-1KB-10k-slow-syncs", "slow_syncs")
         if slow is not None:
             out.append("")
-            out.append(f"fsync rounds of 100 ms or more that Chronik logged during this case "
+            out.append(f"fsync rounds of 100 ms or more that Chronik reported during this case "
                        f"(`slow fsync round`, each delays every acks=all producer of the "
                        f"partition): {slow}")
         out.append("")

@@ -163,8 +163,12 @@ stop_broker() {
     BROKER_PID=""
 }
 
-# slow_syncs BROKER: fsync rounds of 100 ms or more the broker has logged so far (Chronik warns).
-slow_syncs() { grep -c "slow fsync round" "$WORK/$1.log" || true; }
+# slow_syncs BROKER: fsync rounds of 100 ms or more the broker has reported so far (Chronik warns
+# with at most ten lines per 10 s, each saying how many slow rounds went unlogged before it).
+slow_syncs() {
+    awk '/slow fsync round/ { n += 1; if (match($0, /unlogged_slow_rounds_before=[0-9]+/))
+        n += substr($0, RSTART + 28, RLENGTH - 28) } END { print n + 0 }' "$WORK/$1.log"
+}
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 

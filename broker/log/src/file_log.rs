@@ -194,6 +194,39 @@ static SYNC_LANE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 /// An fsync round slower than this is logged: every acks=all producer of the partition waited
 /// for it, and a disk (or a neighbour on it) that stalls is otherwise invisible to an operator.
 const SLOW_SYNC: Duration = Duration::from_millis(100);
+/// At most [`SLOW_SYNC_WARNINGS`] slow-round warnings per this many milliseconds for the
+/// process: a disk that is slow all the time would otherwise log every round of every partition.
+/// A burst (one stall holding up every partition) still shows round by round.
+const SLOW_SYNC_WINDOW_MS: i64 = 10_000;
+const SLOW_SYNC_WARNINGS: u64 = 10;
+static SLOW_SYNC_WINDOW_START_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+static SLOW_SYNC_IN_WINDOW: AtomicU64 = AtomicU64::new(0);
+static SLOW_SYNC_UNLOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// Log a slow fsync round, or count it toward the next warning when the window's are spent.
+fn note_slow_sync(dir: &Path, syncing: Duration, waiting: Duration, files: usize) {
+    let now = now_ms();
+    let window_start = SLOW_SYNC_WINDOW_START_MS.load(Ordering::Relaxed);
+    // Two rounds racing over the reset may both start a window: a line more, nothing lost.
+    if now.saturating_sub(window_start) >= SLOW_SYNC_WINDOW_MS {
+        SLOW_SYNC_WINDOW_START_MS.store(now, Ordering::Relaxed);
+        SLOW_SYNC_IN_WINDOW.store(0, Ordering::Relaxed);
+    }
+    if SLOW_SYNC_IN_WINDOW.fetch_add(1, Ordering::Relaxed) >= SLOW_SYNC_WARNINGS {
+        SLOW_SYNC_UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // Taken outside the macro: its fields are not evaluated when the level is filtered out.
+    let unlogged = SLOW_SYNC_UNLOGGED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        dir = %dir.display(),
+        sync_ms = syncing.as_millis() as u64,
+        lane_wait_ms = waiting.as_millis() as u64,
+        files,
+        unlogged_slow_rounds_before = unlogged,
+        "slow fsync round"
+    );
+}
 
 fn run_blocking(f: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
@@ -514,13 +547,7 @@ impl Shared {
         let syncing = started.elapsed();
         let waiting = started.duration_since(queued);
         if syncing + waiting >= SLOW_SYNC {
-            tracing::warn!(
-                dir = %self.dir.display(),
-                sync_ms = syncing.as_millis() as u64,
-                lane_wait_ms = waiting.as_millis() as u64,
-                files = files.len(),
-                "slow fsync round"
-            );
+            note_slow_sync(&self.dir, syncing, waiting, files.len());
         }
         let mut st = self.state.write();
         match synced {

@@ -213,6 +213,22 @@ EOF
     return 0
 }
 
+# record_rdkperf BROKER CASE JSON: record an rdkafka_performance result, print its line, and fail
+# the suite when Chronik's run had errors or failed its verification.
+record_rdkperf() {
+    local broker=$1 name=$2 json=$3
+    record "$broker" "$name" rdkafka_performance "$json"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[3]); v=r["verification"]
+state = ("verify %s %s" % ("ok" if v["ok"] else "FAILED", " ".join(v["problems"]))) if v else \
+    (" ".join(r["error_samples"]) or "ok")
+print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  %s" % (sys.argv[1], sys.argv[2],
+    r["msgs_per_sec"], r["mb_per_sec"], state))' "$broker" "$name" "$json" >&2
+    if [[ $broker == chronik ]] && ! python3 -c 'import json,sys; r=json.loads(sys.argv[1])
+sys.exit(0 if (r["verification"] or {"ok": True})["ok"] and r["errors"] == 0 else 1)' "$json"; then
+        SUITE_FAILED=1
+    fi
+}
+
 # rdkperf BROKER CASE SIZE COUNT ACKS: rdkafka_performance producer, then a read of the topic
 # must find every delivered message.
 rdkperf() {
@@ -253,15 +269,7 @@ print(json.dumps({
 }))
 EOF
 )
-    record "$broker" "$name" rdkafka_performance "$json"
-    python3 -c 'import json,sys; r=json.loads(sys.argv[3]); v=r["verification"]
-print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  verify %s %s" % (sys.argv[1], sys.argv[2],
-    r["msgs_per_sec"], r["mb_per_sec"], "ok" if v["ok"] else "FAILED", " ".join(v["problems"])))' \
-        "$broker" "$name" "$json" >&2
-    if [[ $broker == chronik ]] && ! python3 -c 'import json,sys; r=json.loads(sys.argv[1])
-sys.exit(0 if r["verification"]["ok"] and r["errors"] == 0 else 1)' "$json"; then
-        SUITE_FAILED=1
-    fi
+    record_rdkperf "$broker" "$name" "$json"
 }
 
 # rdkperf_consume BROKER CASE TOPIC COUNT: rdkafka_performance as a group consumer reading COUNT
@@ -292,15 +300,7 @@ print(json.dumps({
 }))
 EOF
 )
-    record "$broker" "$name" rdkafka_performance "$json"
-    python3 -c 'import json,sys; r=json.loads(sys.argv[3])
-print("suite: %-8s %-22s %10.0f msg/s %8.2f MB/s  %s" % (sys.argv[1], sys.argv[2],
-    r["msgs_per_sec"], r["mb_per_sec"], " ".join(r["error_samples"]) or "ok"))' \
-        "$broker" "$name" "$json" >&2
-    if [[ $broker == chronik ]] && ! python3 -c 'import json,sys
-sys.exit(0 if json.loads(sys.argv[1])["errors"] == 0 else 1)' "$json"; then
-        SUITE_FAILED=1
-    fi
+    record_rdkperf "$broker" "$name" "$json"
 }
 
 run_suite_on() {

@@ -18,7 +18,8 @@
 //! Submodules: `segment` (one `.log` file with its indexes, recovery and truncation), `index`
 //! (the sparse offset and time indexes), `scan` (walking a file's batches a window at a time),
 //! `direct` (direct I/O for large writes), `recent` (a leader's newest appends in memory),
-//! `checkpoint` (offsets kept beside the segments), `compact` (the file side of compaction).
+//! `checkpoint` (offsets kept beside the segments), `compact` (the file side of compaction),
+//! `sync_lane` (one fsync round at a time per process, and the warning when one is slow).
 
 mod checkpoint;
 mod compact;
@@ -27,6 +28,7 @@ mod index;
 mod recent;
 mod scan;
 mod segment;
+mod sync_lane;
 #[cfg(test)]
 mod tests;
 
@@ -36,7 +38,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -188,46 +190,6 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Run `f` on tokio's blocking pool when inside a runtime, inline otherwise.
-/// Serializes group-commit fsyncs across every partition log of the process (see fsync_round).
-static SYNC_LANE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
-/// An fsync round slower than this is logged: every acks=all producer of the partition waited
-/// for it, and a disk (or a neighbour on it) that stalls is otherwise invisible to an operator.
-const SLOW_SYNC: Duration = Duration::from_millis(100);
-/// At most [`SLOW_SYNC_WARNINGS`] slow-round warnings per this many milliseconds for the
-/// process: a disk that is slow all the time would otherwise log every round of every partition.
-/// A burst (one stall holding up every partition) still shows round by round.
-const SLOW_SYNC_WINDOW_MS: i64 = 10_000;
-const SLOW_SYNC_WARNINGS: u64 = 10;
-static SLOW_SYNC_WINDOW_START_MS: AtomicI64 = AtomicI64::new(i64::MIN);
-static SLOW_SYNC_IN_WINDOW: AtomicU64 = AtomicU64::new(0);
-static SLOW_SYNC_UNLOGGED: AtomicU64 = AtomicU64::new(0);
-
-/// Log a slow fsync round, or count it toward the next warning when the window's are spent.
-fn note_slow_sync(dir: &Path, syncing: Duration, waiting: Duration, files: usize) {
-    let now = now_ms();
-    let window_start = SLOW_SYNC_WINDOW_START_MS.load(Ordering::Relaxed);
-    // Two rounds racing over the reset may both start a window: a line more, nothing lost.
-    if now.saturating_sub(window_start) >= SLOW_SYNC_WINDOW_MS {
-        SLOW_SYNC_WINDOW_START_MS.store(now, Ordering::Relaxed);
-        SLOW_SYNC_IN_WINDOW.store(0, Ordering::Relaxed);
-    }
-    if SLOW_SYNC_IN_WINDOW.fetch_add(1, Ordering::Relaxed) >= SLOW_SYNC_WARNINGS {
-        SLOW_SYNC_UNLOGGED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    // Taken outside the macro: its fields are not evaluated when the level is filtered out.
-    let unlogged = SLOW_SYNC_UNLOGGED.swap(0, Ordering::Relaxed);
-    tracing::warn!(
-        dir = %dir.display(),
-        sync_ms = syncing.as_millis() as u64,
-        lane_wait_ms = waiting.as_millis() as u64,
-        files,
-        unlogged_slow_rounds_before = unlogged,
-        "slow fsync round"
-    );
-}
-
 fn run_blocking(f: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => drop(handle.spawn_blocking(f)),
@@ -522,33 +484,22 @@ impl Shared {
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
             (files, st.log_end_offset, st.truncations, dir_dirty)
         };
-        // One fsync at a time per process: concurrent fdatasyncs of many partition files contend
-        // on the filesystem journal (ext4 here: 6 concurrent writers saw p99 10 ms and p999 21 ms
-        // per fdatasync, against 1.8 ms p99 for the same six done one after another), and group
-        // commit already batches each partition's writers behind one call.
-        let queued = Instant::now();
-        let lane = SYNC_LANE.lock();
-        let started = Instant::now();
-        let synced = files
-            .iter()
-            .try_for_each(|f| {
-                f.sync_data()?;
-                self.fsyncs.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-            .and_then(|()| {
-                if dir_dirty {
-                    checkpoint::sync_dir(&self.dir)
-                } else {
+        let synced = sync_lane::run(&self.dir, files.len(), || {
+            files
+                .iter()
+                .try_for_each(|f| {
+                    f.sync_data()?;
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
                     Ok(())
-                }
-            });
-        drop(lane);
-        let syncing = started.elapsed();
-        let waiting = started.duration_since(queued);
-        if syncing + waiting >= SLOW_SYNC {
-            note_slow_sync(&self.dir, syncing, waiting, files.len());
-        }
+                })
+                .and_then(|()| {
+                    if dir_dirty {
+                        checkpoint::sync_dir(&self.dir)
+                    } else {
+                        Ok(())
+                    }
+                })
+        });
         let mut st = self.state.write();
         match synced {
             Ok(()) => {

@@ -69,22 +69,3 @@ fn reads_skip_empty_segments_whose_base_is_past_the_offset() {
         assert_eq!(first.base_offset, 12, "read at {offset}");
     }
 }
-
-#[test]
-fn slow_fsync_warnings_are_limited_per_window_and_the_rest_counted() {
-    let unlogged_before = SLOW_SYNC_UNLOGGED.load(Ordering::Relaxed);
-    SLOW_SYNC_WINDOW_START_MS.store(i64::MIN, Ordering::Relaxed);
-    let slow = Duration::from_millis(150);
-    for _ in 0..SLOW_SYNC_WARNINGS + 5 {
-        note_slow_sync(Path::new("p-0"), slow, Duration::ZERO, 1);
-    }
-    assert_eq!(
-        SLOW_SYNC_UNLOGGED.load(Ordering::Relaxed) - unlogged_before,
-        5,
-        "rounds past the window's warnings are counted, not logged"
-    );
-    // A new window logs again and hands over the count.
-    SLOW_SYNC_WINDOW_START_MS.store(i64::MIN, Ordering::Relaxed);
-    note_slow_sync(Path::new("p-0"), slow, Duration::ZERO, 1);
-    assert_eq!(SLOW_SYNC_UNLOGGED.load(Ordering::Relaxed), 0);
-}
